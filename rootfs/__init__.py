@@ -1,0 +1,3 @@
+"""rootfs: minimal, verified, reproducible base images from distribution packages."""
+
+__version__ = "0.1.0"

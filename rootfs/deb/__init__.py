@@ -1,0 +1,1 @@
+"""The deb backend: apt repositories, resolver, two-stage installer."""

@@ -1,0 +1,1 @@
+"""The rpm backend: rpm-md repositories, resolver, installer."""

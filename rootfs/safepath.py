@@ -1,0 +1,95 @@
+"""Resolve paths inside a root as if the root were `/`.
+
+Package payloads are hostile until proven otherwise: a member `../../x`, a
+symlink `etc -> /etc` followed by a member `etc/passwd`, or a hard link to
+`/etc/shadow` must all land inside the target. Every writer in rootfs finds
+where to write through this module and never lets the kernel follow a
+symlink it has not checked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
+
+
+class PathEscape(Exception):
+    """A path cannot be resolved inside the root (too many links, not a dir)."""
+
+
+def _split(path: str) -> list[str]:
+    return [c for c in path.split("/") if c not in ("", ".")]
+
+
+def resolve_in_root(root: str | os.PathLike, path: str, *, follow_last: bool = True) -> str:
+    """The real host path of `path` inside `root`, following symlinks that
+    exist under root as if root were `/`. `..` stops at the root, absolute
+    link targets restart at the root. The last component is followed only
+    when follow_last is true. Missing components are allowed: the result is
+    where the path would be created."""
+    root = os.fspath(root).rstrip("/") or "/"
+    done: list[str] = []
+    pending = list(reversed(_split(path)))
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp == "..":
+            if done:
+                done.pop()
+            continue
+        here = root + "/" + "/".join(done + [comp])
+        is_last = not pending
+        if is_last and not follow_last:
+            done.append(comp)
+            break
+        try:
+            target = os.readlink(here)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
+                done.append(comp)  # not a symlink (or not there yet)
+                continue
+            raise
+        hops += 1
+        if hops > MAX_SYMLINKS:
+            raise PathEscape(f"too many levels of symbolic links resolving {path}")
+        if target.startswith("/"):
+            done = []
+        pending.extend(reversed(_split(target)))
+    return root + ("/" + "/".join(done) if done else "")
+
+
+def parent_in_root(root: str | os.PathLike, path: str) -> tuple[str, str]:
+    """(host path of the resolved parent directory, final name) for a member
+    that is about to be created. The final name itself is never followed, so
+    a symlink planted there is replaced, not written through."""
+    comps = _split(path)
+    while comps and comps[-1] == "..":
+        # "a/.." as a member name means the directory "" -- treat as its parent
+        comps = comps[:-2] if len(comps) >= 2 else []
+    if not comps:
+        return os.fspath(root).rstrip("/") or "/", ""
+    parent = resolve_in_root(root, "/".join(comps[:-1]), follow_last=True)
+    return parent, comps[-1]
+
+
+def is_inside(root: str | os.PathLike, host_path: str) -> bool:
+    root = os.path.realpath(os.fspath(root))
+    real = os.path.realpath(host_path)
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def relative_to_root(root: str | os.PathLike, host_path: str) -> str:
+    """The root-relative key ("etc/passwd") of a host path under root."""
+    root = os.fspath(root).rstrip("/")
+    rel = host_path[len(root):].lstrip("/") if host_path.startswith(root) else host_path
+    return rel or "."
+
+
+def ensure_dirs(root: str | os.PathLike, path: str, mode: int = 0o755) -> str:
+    """mkdir -p inside the root; returns the resolved host path."""
+    host = resolve_in_root(root, path)
+    Path(host).mkdir(parents=True, exist_ok=True, mode=mode)
+    return host

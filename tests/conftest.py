@@ -1,0 +1,109 @@
+"""Shared fixtures: a local HTTP server and a throwaway GnuPG key."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real mirrors do
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+@dataclass
+class Server:
+    url: str
+    root: Path
+    httpd: http.server.ThreadingHTTPServer
+
+
+def serve_directory(root: Path) -> Server:
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return Server(f"http://127.0.0.1:{httpd.server_address[1]}", Path(root), httpd)
+
+
+@pytest.fixture
+def http_serve():
+    """http_serve(dir) -> Server serving dir on 127.0.0.1; stopped afterwards."""
+    servers: list[Server] = []
+
+    def start(root: Path) -> Server:
+        s = serve_directory(root)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.httpd.shutdown()
+        s.httpd.server_close()
+
+
+@dataclass
+class GpgKey:
+    home: Path
+    keyring: Path  # binary public keyring, for gpgv --keyring
+    armored: Path  # ASCII-armoured public key, for rpm --import
+    fingerprint: str
+
+    def _gpg(self, *args: str, input: bytes | None = None) -> bytes:
+        return subprocess.run(
+            ["gpg", "--batch", "--yes", "--homedir", str(self.home), "--pinentry-mode", "loopback", "--passphrase", "", *args],
+            input=input,
+            check=True,
+            capture_output=True,
+        ).stdout
+
+    def clearsign(self, src: Path, dest: Path) -> None:
+        self._gpg("--digest-algo", "SHA256", "--clearsign", "-o", str(dest), str(src))
+
+    def detach_sign(self, src: Path, dest: Path, armor: bool = True) -> None:
+        self._gpg("--digest-algo", "SHA256", *(["--armor"] if armor else []), "--detach-sign", "-o", str(dest), str(src))
+
+
+def make_gpg_key(base: Path, name: str = "rootfs test") -> GpgKey:
+    home = base / "gnupg"
+    home.mkdir(mode=0o700, parents=True)
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run(["gpg", "--batch", "--homedir", str(home), "--pinentry-mode", "loopback", "--passphrase", "",
+         "--quick-gen-key", f"{name} <test@rootfs.invalid>", "rsa2048", "sign", "never"])
+    out = run(["gpg", "--batch", "--homedir", str(home), "--with-colons", "--list-keys"]).stdout.decode()
+    fpr = next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+    keyring = base / "keyring.gpg"
+    keyring.write_bytes(run(["gpg", "--batch", "--homedir", str(home), "--export", fpr]).stdout)
+    armored = base / "key.asc"
+    armored.write_bytes(run(["gpg", "--batch", "--homedir", str(home), "--armor", "--export", fpr]).stdout)
+    return GpgKey(home, keyring, armored, fpr)
+
+
+@pytest.fixture(scope="session")
+def gpg_key(tmp_path_factory) -> GpgKey:
+    return make_gpg_key(tmp_path_factory.mktemp("gpg"))
+
+
+@pytest.fixture(scope="session")
+def other_gpg_key(tmp_path_factory) -> GpgKey:
+    """A second key: signatures by it must be refused."""
+    return make_gpg_key(tmp_path_factory.mktemp("gpg-other"), "rootfs intruder")
+
+
+def needs_root():
+    return pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def needs_tool(*names: str):
+    missing = [n for n in names if shutil.which(n) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"missing tool(s): {', '.join(missing)}")
