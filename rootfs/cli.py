@@ -102,9 +102,23 @@ def recipes() -> None:
         print(f"{name:<12} {r.backend:<4} {r.distribution + ' ' + r.suite:<24} {r.description}")
 
 
+def _recipe_or_adhoc(args: list[str], repo, arch):
+    """`RECIPE` or, with --repo, `PACKAGE...` for an ad-hoc rpm recipe."""
+    from rootfs.recipe import Recipe, host_architecture
+
+    if repo:
+        if not args:
+            raise UsageError("name at least one package to resolve with --repo")
+        return Recipe(name="adhoc", backend="rpm", distribution="", suite="",
+                      architecture=arch or host_architecture("rpm"), repos=tuple(repo), packages=tuple(args)), ()
+    if not args:
+        raise UsageError("name a recipe (see `rootfs recipes`), or pass --repo URL and packages")
+    return load_recipe(args[0]), tuple(args[1:])
+
+
 @command
 def resolve(
-    recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
+    args: Annotated[list[str], typer.Argument(metavar="RECIPE | PACKAGE...", help="Recipe name or file; with --repo, packages.")],
     mirror: MirrorOpt = None,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
@@ -112,15 +126,21 @@ def resolve(
     components: ComponentsOpt = None,
     arch: ArchOpt = None,
     keyring: KeyringOpt = None,
+    repo: RepoOpt = None,
+    gpgkey: GpgKeyOpt = None,
+    weak_deps: WeakDepsOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
     lock: Annotated[Optional[Path], typer.Option("--lock", help="Write the lock file here instead of printing.")] = None,
 ) -> None:
-    """Resolve a recipe without installing: one `name version arch` line per package."""
+    """Resolve without installing: one `name version arch` line per package, sorted by name."""
     from rootfs import pipeline
 
-    r = _selection(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring)
+    base, extra = _recipe_or_adhoc(args, repo, arch)
+    if extra:
+        raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
+    r = _selection(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
+                   components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     if lock:
