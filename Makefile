@@ -1,0 +1,47 @@
+# rootfs: the everyday entry points. `make image` and `make test` are the two
+# set-up commands of the README; each installs what it needs first.
+
+PYTHON  ?= .venv/bin/python
+ROOTFS  ?= .venv/bin/rootfs
+OUT     ?= out
+FORMATS ?= --format tar --format oci
+RECIPES := $(basename $(notdir $(wildcard recipes/*.toml)))
+# What `make all` builds: the recipes the host's apt mirror serves.
+ALL     ?= bullseye bookworm trixie sid
+PYTEST_ARGS ?=
+SETUP   := .venv/.rootfs-installed
+
+.PHONY: setup image test test-fast bench all clean $(RECIPES)
+
+setup: $(SETUP)
+
+$(SETUP): pyproject.toml scripts/setup.sh
+	./scripts/setup.sh
+
+# Build the default recipe against the mirror apt is configured with.
+image:
+	./scripts/setup.sh
+	$(ROOTFS) make bookworm $(FORMATS) -o $(OUT)/bookworm
+
+# The whole suite, as CI runs it.
+test:
+	./scripts/setup.sh
+	$(PYTHON) -m pytest -ra $(PYTEST_ARGS)
+
+# Everything that needs neither the real mirror nor root.
+test-fast:
+	./scripts/setup.sh
+	$(PYTHON) -m pytest -ra -m 'not mirror' $(PYTEST_ARGS)
+
+bench:
+	./scripts/setup.sh
+	$(PYTHON) bench/run.py
+
+# One target per recipe; `make -j all` builds them in parallel.
+$(RECIPES): $(SETUP)
+	$(ROOTFS) --quiet make $@ $(FORMATS) -o $(OUT)/$@
+
+all: $(ALL)
+
+clean:
+	rm -rf $(OUT)
