@@ -1,0 +1,298 @@
+"""One registry repository over HTTP: connections, retries, authentication.
+
+`Session.call` sends one request and answers with a `Response`, handling the
+401 challenge (basic or bearer token, tokens cached per scope) and retrying
+transient failures (connection resets, timeouts, 5xx, 429) with backoff when
+the request can be repeated. Upload requests are not repeated here: after a
+reset the state of an upload session is unknown, so the caller restarts the
+whole blob (see transfer.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from rootfs.errors import NetworkError, RegistryError, UsageError, VerifyError
+from rootfs.registry.auth import Credentials, find_credentials, parse_challenge
+from rootfs.registry.ref import Reference
+
+USER_AGENT = "rootfs/0.1"
+BLOCK = 1 << 20
+
+
+@dataclass
+class RegistryOptions:
+    """How to talk to a registry; shared by push and pull."""
+
+    creds: Credentials | None = None
+    ca_cert: Path | None = None
+    insecure: bool = False  # plain HTTP; never implied, not even for 127.0.0.1
+    retries: int = 4
+    backoff: float = 0.5
+    timeout: float = 60.0
+    jobs: int = 3
+    chunk_size: int = 16 << 20  # larger blobs are uploaded in PATCH chunks of this size
+    cache_dir: Path | None = None  # where the blob -> repositories memory lives
+    progress: Callable[[int], None] | None = field(default=None, repr=False)
+
+
+class Transient(Exception):
+    """Worth another attempt: reset, timeout, 5xx, 429."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+    url: str
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def json(self) -> dict:
+        try:
+            value = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def error_text(self) -> str:
+        """The registry's own error codes and messages, for our message."""
+        errs = self.json().get("errors")
+        if isinstance(errs, list) and errs:
+            return "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errs if isinstance(e, dict))
+        text = self.body[:200].decode("utf-8", "replace").strip()
+        return text or f"HTTP {self.status}"
+
+    def error_codes(self) -> set[str]:
+        errs = self.json().get("errors")
+        return {e.get("code") for e in errs if isinstance(e, dict)} if isinstance(errs, list) else set()
+
+
+class Transport:
+    """Keep-alive connections per (scheme, host, port), one set per thread."""
+
+    def __init__(self, opts: RegistryOptions):
+        self.opts = opts
+        self._local = threading.local()
+        self._ssl: ssl.SSLContext | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            ctx = ssl.create_default_context()
+            if self.opts.ca_cert is not None:
+                try:
+                    ctx.load_verify_locations(cafile=str(self.opts.ca_cert))
+                except (OSError, ssl.SSLError) as exc:
+                    raise UsageError(f"cannot load the CA certificate {self.opts.ca_cert}: {exc}") from None
+            self._ssl = ctx
+        return self._ssl
+
+    def _conn(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        key = (scheme, host, port)
+        conn = conns.get(key)
+        if conn is None:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=self.opts.timeout,
+                                                   context=self._context(), blocksize=BLOCK)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self.opts.timeout, blocksize=BLOCK)
+            conns[key] = conn
+        return conn
+
+    def drop(self, url: str) -> None:
+        u = urllib.parse.urlsplit(url)
+        conn = getattr(self._local, "conns", {}).pop((u.scheme, u.hostname, u.port or _default_port(u.scheme)), None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in getattr(self._local, "conns", {}).values():
+            conn.close()
+        self._local.conns = {}
+
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None = None,
+             *, sink: Callable[[bytes], None] | None = None) -> Response:
+        """One request; the body goes to sink (streamed) when given and the
+        answer is 200. Raises Transient for failures worth repeating."""
+        u = urllib.parse.urlsplit(url)
+        host = u.hostname or ""
+        port = u.port or _default_port(u.scheme)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        conn = self._conn(u.scheme, host, port)
+        hdrs = {"User-Agent": USER_AGENT, **headers}
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            if sink is not None and resp.status == 200:
+                while chunk := resp.read(BLOCK):
+                    sink(chunk)
+                data = b""
+            else:
+                data = resp.read()
+            if resp.will_close:
+                self.drop(url)
+        except ssl.SSLCertVerificationError as exc:
+            self.drop(url)
+            raise VerifyError(f"the TLS certificate of {u.netloc} is not trusted ({exc.verify_message}); "
+                              "pass --ca-cert FILE with the CA that signed it") from None
+        except ssl.SSLError as exc:
+            self.drop(url)
+            if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
+                raise RegistryError(f"{u.netloc} does not speak TLS; if it is a plain-HTTP registry, pass --insecure") from None
+            raise Transient(f"TLS error: {exc}") from None
+        except ConnectionRefusedError:
+            self.drop(url)
+            raise Transient("connection refused") from None
+        except socket.gaierror as exc:
+            self.drop(url)
+            raise NetworkError(f"cannot resolve the registry host {host}: {exc.strerror}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self.drop(url)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                raise Transient(f"{host} is unreachable") from None
+            raise Transient(f"{type(exc).__name__}: {exc}") from None
+        return Response(resp.status, resp.headers, data, url)
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+class Session:
+    """Requests to one repository of one registry, authenticated."""
+
+    def __init__(self, ref: Reference, opts: RegistryOptions, transport: Transport | None = None):
+        if ref.scheme == "http" and not opts.insecure:
+            raise UsageError(f"refusing plain HTTP to {ref.host} without --insecure")
+        if ref.scheme == "https" and opts.insecure:
+            raise UsageError(f"{ref} asks for https but --insecure asks for plain HTTP; drop one of them")
+        self.ref = ref
+        self.opts = opts
+        self.scheme = "http" if opts.insecure else "https"
+        self.base = f"{self.scheme}://{ref.host}"
+        self.transport = transport or Transport(opts)
+        self.creds = find_credentials(ref.host, ref.name, opts.creds)
+        self._auth: dict[str, str] = {}  # scope key -> Authorization header value
+        self._basic_challenge = False
+        self._lock = threading.Lock()
+
+    def url(self, path: str) -> str:
+        return urllib.parse.urljoin(self.base + "/", path)
+
+    # -- authentication --------------------------------------------------
+
+    def _scope(self, extra_pull: tuple[str, ...], push: bool) -> tuple[str, ...]:
+        scopes = [f"repository:{self.ref.name}:{'pull,push' if push else 'pull'}"]
+        scopes += [f"repository:{name}:pull" for name in extra_pull]
+        return tuple(scopes)
+
+    def _authorization(self, scopes: tuple[str, ...]) -> str | None:
+        with self._lock:
+            if self._basic_challenge and self.creds:
+                return self.creds.basic()
+            return self._auth.get(" ".join(scopes))
+
+    def _authenticate(self, resp: Response, scopes: tuple[str, ...]) -> None:
+        header = resp.header("WWW-Authenticate") or ""
+        scheme, params = parse_challenge(header)
+        if scheme == "basic":
+            if self.creds is None:
+                raise RegistryError(f"authentication to {self.ref.host} failed: it needs credentials "
+                                    "(--creds USER:PASS or a login in an auth file)")
+            with self._lock:
+                self._basic_challenge = True
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise RegistryError(f"authentication to {self.ref.host} failed: unsupported challenge {header!r}")
+        realm = params["realm"]
+        realm_u = urllib.parse.urlsplit(realm)
+        if realm_u.scheme == "http" and not self.opts.insecure:
+            raise RegistryError(f"authentication to {self.ref.host} failed: its token service {realm} is "
+                                "plain HTTP (pass --insecure to allow it)")
+        if realm_u.scheme not in ("http", "https"):
+            raise RegistryError(f"authentication to {self.ref.host} failed: bad token realm {realm!r}")
+        query = [("service", params["service"])] if params.get("service") else []
+        query += [("scope", s) for s in scopes]
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        headers = {"Accept": "application/json"}
+        if self.creds:
+            headers["Authorization"] = self.creds.basic()
+        r = self._with_retries(lambda: self.transport.send("GET", url, headers))
+        if r.status in (401, 403):
+            raise RegistryError(f"authentication to {self.ref.host} failed: the token service refused "
+                                f"the credentials{' from ' + self.creds.source if self.creds else ''}")
+        token = r.json().get("token") or r.json().get("access_token")
+        if r.status != 200 or not token:
+            raise RegistryError(f"authentication to {self.ref.host} failed: the token service answered "
+                                f"HTTP {r.status} without a token")
+        with self._lock:
+            self._auth[" ".join(scopes)] = f"Bearer {token}"
+
+    # -- requests --------------------------------------------------------
+
+    def _with_retries(self, attempt: Callable[[], Response], retries: int | None = None) -> Response:
+        retries = self.opts.retries if retries is None else retries
+        last = ""
+        for n in range(retries + 1):
+            try:
+                r = attempt()
+                if r.status >= 500 or r.status == 429:
+                    raise Transient(f"HTTP {r.status} ({r.error_text()})")
+                return r
+            except Transient as exc:
+                last = str(exc)
+            if n < retries:
+                time.sleep(self.opts.backoff * (2**n) * (0.5 + random.random()))
+        raise NetworkError(f"cannot reach the registry {self.ref.host}: {last} "
+                           f"(after {retries + 1} attempt{'s' if retries else ''})")
+
+    def call(self, method: str, path_or_url: str, *, headers: dict[str, str] | None = None,
+             body: Callable[[], bytes | BinaryIO] | None = None, push: bool = False,
+             mount_from: tuple[str, ...] = (), repeat: bool = True,
+             sink: Callable[[bytes], None] | None = None) -> Response:
+        """Send with authentication; body is a factory so that the request
+        can be sent again after a challenge or a transient failure."""
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        scopes = self._scope(mount_from, push)
+
+        def attempt() -> Response:
+            hdrs = dict(headers or {})
+            auth = self._authorization(scopes)
+            if auth and _same_origin(url, self.base):
+                hdrs["Authorization"] = auth
+            return self.transport.send(method, url, hdrs, body() if body else None, sink=sink)
+
+        for challenge in range(2):
+            r = self._with_retries(attempt, None if repeat else 0)
+            if r.status == 401 and challenge == 0:
+                self._authenticate(r, scopes)
+                continue
+            break
+        if r.status in (401, 403):
+            who = f" with the credentials from {self.creds.source}" if self.creds else " (no credentials given)"
+            raise RegistryError(f"authentication to {self.ref.host} failed{who}: {r.error_text()}")
+        if r.status == 400 and b"HTTP request to an HTTPS server" in r.body:
+            raise RegistryError(f"{self.ref.host} speaks only TLS; drop --insecure")
+        return r
+
+
+def _same_origin(a: str, b: str) -> bool:
+    ua, ub = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
+    return (ua.scheme, ua.netloc) == (ub.scheme, ub.netloc)

@@ -1,0 +1,419 @@
+"""Push an image to a registry and pull one into an OCI layout."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from rootfs import ui
+from rootfs.atomic import atomic_path, atomic_write_bytes
+from rootfs.errors import OutputError, RegistryError, UsageError, VerifyError
+from rootfs.image import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    REF_NAME,
+    Descriptor,
+    Image,
+    check_digest,
+    open_image,
+)
+from rootfs.registry.client import RegistryOptions, Response, Session, Transient
+from rootfs.registry.memory import BlobMemory
+from rootfs.registry.ref import Reference, parse_reference
+
+ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1"
+
+
+@dataclass
+class PushResult:
+    ref: Reference
+    digest: str  # of what the tag now names (manifest or index)
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already in the repository
+    mounted: list[str] = field(default_factory=list)  # cross-repository mounts
+
+
+class _Counter:
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def add(self, lst: list[str], item: str) -> None:
+        with self.lock:
+            lst.append(item)
+
+
+class _Slice:
+    """At most n bytes of f from its current position, as a file for http.client."""
+
+    def __init__(self, f: BinaryIO, n: int, progress):
+        self.f, self.left, self.progress = f, n, progress
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.f.read(size)
+        self.left -= len(data)
+        if self.progress and data:
+            self.progress(len(data))
+        return data
+
+
+def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> PushResult:
+    """Upload every blob the registry lacks, then the manifests, then the tag."""
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    if r.digest:
+        raise UsageError(f"push to a tag, not a digest: {r}")
+    sess = Session(r, opts)
+    memory = BlobMemory(opts.cache_dir, r.host)
+    result = PushResult(r, image.root.digest)
+    count = _Counter()
+    blobs = image.blobs()
+    manifests = [d for d in blobs if d.media_type in MANIFEST_TYPES + INDEX_TYPES]
+    plain = [d for d in blobs if d.media_type not in MANIFEST_TYPES + INDEX_TYPES]
+    lock = threading.Lock()  # one blob at a time reads from a tar-backed image
+
+    def one(desc: Descriptor) -> None:
+        how = _push_blob(sess, image, desc, memory, lock, opts)
+        count.add({"uploaded": result.uploaded, "skipped": result.skipped, "mounted": result.mounted}[how], desc.digest)
+        ui.detail(f"{how} {desc.digest} ({desc.size} bytes)")
+
+    try:
+        # An archive is one file read through one tarfile object: blobs out
+        # of it go one at a time (the lock in _blob_reader), checks still overlap.
+        jobs = max(1, min(opts.jobs, len(plain) or 1))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for f in [pool.submit(one, d) for d in plain]:
+                f.result()
+        for desc in manifests:
+            tag = (r.tag or "latest") if desc.digest == image.root.digest else desc.digest
+            _put_manifest(sess, desc, image.read_any(desc), tag)
+        memory.remember([d.digest for d in plain], r.name)
+    finally:
+        sess.transport.close()
+    return result
+
+
+def _push_blob(sess: Session, image: Image, desc: Descriptor, memory: BlobMemory, lock, opts) -> str:
+    head = sess.call("HEAD", f"/v2/{sess.ref.name}/blobs/{desc.digest}", push=True)
+    if head.status == 200:
+        return "skipped"
+    if head.status != 404:
+        raise RegistryError(f"{sess.ref.host} answered HTTP {head.status} to a blob check: {head.error_text()}")
+    location = None
+    for other in memory.repositories(desc.digest):
+        if other == sess.ref.name:
+            continue
+        q = urllib.parse.urlencode({"mount": desc.digest, "from": other})
+        r = sess.call("POST", f"/v2/{sess.ref.name}/blobs/uploads/?{q}", push=True, mount_from=(other,),
+                      headers={"Content-Length": "0"})
+        if r.status == 201:
+            return "mounted"
+        if r.status == 202:
+            # Not mountable (gone from there, or not allowed): the registry
+            # opened an ordinary upload session instead; use it.
+            location = r.header("Location")
+            break
+    last = ""
+    for attempt in range(opts.retries + 1):
+        try:
+            if location is None:
+                location = _start_upload(sess)
+            _upload(sess, image, desc, location, lock, opts)
+            return "uploaded"
+        except Transient as exc:
+            last = str(exc)
+            location = None  # the session's state is unknown: start the blob again
+            ui.detail(f"upload of {desc.digest} failed ({last}); starting it again")
+            if attempt < opts.retries:
+                time.sleep(opts.backoff * (2**attempt) * (0.5 + random.random()))
+    from rootfs.errors import NetworkError
+
+    raise NetworkError(f"upload of blob {desc.digest} to {sess.ref.host} kept failing: {last} "
+                       f"(after {opts.retries + 1} attempts)")
+
+
+def _start_upload(sess: Session) -> str:
+    r = sess.call("POST", f"/v2/{sess.ref.name}/blobs/uploads/", push=True, headers={"Content-Length": "0"})
+    if r.status != 202 or not r.header("Location"):
+        raise RegistryError(f"{sess.ref.host} refused to start an upload (HTTP {r.status}): {r.error_text()}")
+    return r.header("Location")  # type: ignore[return-value]
+
+
+def _next(sess: Session, r: Response, location: str) -> str:
+    return urllib.parse.urljoin(sess.url(location), r.header("Location") or location)
+
+
+def _with_digest(url: str, digest: str) -> str:
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode({"digest": digest})
+
+
+def _upload(sess: Session, image: Image, desc: Descriptor, location: str, lock, opts: RegistryOptions) -> None:
+    """One attempt: a monolithic PUT for small blobs, PATCH chunks for big ones.
+    Failures inside raise Transient; the caller opens a new session."""
+    url = sess.url(location)
+    size = desc.size
+    with _blob_reader(image, desc, lock) as f:
+        if size <= opts.chunk_size:
+            r = sess.call("PUT", _with_digest(url, desc.digest), push=True, repeat=False,
+                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                          body=lambda: _Slice(f, size, opts.progress))
+            _check_put(sess, r, desc, image)
+            return
+        offset = 0
+        while offset < size:
+            n = min(opts.chunk_size, size - offset)
+            r = sess.call("PATCH", url, push=True, repeat=False,
+                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
+                                   "Content-Range": f"{offset}-{offset + n - 1}"},
+                          body=lambda n=n: _Slice(f, n, opts.progress))
+            if r.status != 202:
+                if r.status == 416 or r.status == 404:
+                    raise Transient(f"the registry lost the upload session (HTTP {r.status})")
+                raise RegistryError(f"{sess.ref.host} refused a chunk of {desc.digest} (HTTP {r.status}): {r.error_text()}")
+            url = _next(sess, r, url)
+            offset += n
+        r = sess.call("PUT", _with_digest(url, desc.digest), push=True, repeat=False,
+                      headers={"Content-Length": "0"}, body=lambda: b"")
+        _check_put(sess, r, desc, image)
+
+
+def _check_put(sess: Session, r: Response, desc: Descriptor, image: Image) -> None:
+    if r.status in (201, 204):
+        return
+    if "DIGEST_INVALID" in r.error_codes() or "SIZE_INVALID" in r.error_codes():
+        raise VerifyError(f"blob {desc.digest} in {image.path} does not match its digest or size "
+                          f"(the registry refused it: {r.error_text()})")
+    if r.status == 404:
+        raise Transient("the registry lost the upload session")
+    raise RegistryError(f"{sess.ref.host} refused blob {desc.digest} (HTTP {r.status}): {r.error_text()}")
+
+
+@contextlib.contextmanager
+def _blob_reader(image: Image, desc: Descriptor, lock):
+    if image.kind == "oci-layout":
+        with image.open_blob(desc.digest) as f:
+            yield f
+    else:
+        with lock, image.open_blob(desc.digest) as f:
+            yield f
+
+
+def _put_manifest(sess: Session, desc: Descriptor, data: bytes, reference: str) -> None:
+    r = sess.call("PUT", f"/v2/{sess.ref.name}/manifests/{reference}", push=True,
+                  headers={"Content-Type": desc.media_type, "Content-Length": str(len(data))},
+                  body=lambda: data)
+    if r.status != 201:
+        raise RegistryError(f"{sess.ref.host} refused the manifest {desc.digest} (HTTP {r.status}): {r.error_text()}")
+    served = r.header("Docker-Content-Digest")
+    if served and served != desc.digest:
+        raise RegistryError(f"{sess.ref.host} stored the manifest as {served}, not {desc.digest}")
+
+
+# -- pull --------------------------------------------------------------------------
+
+
+def split_dest(spec: str, default_tag: str) -> tuple[Path, str]:
+    """`DIR[:TAG]` for a layout that may not exist yet: the tag is what
+    follows the last colon, unless that text holds a slash (a path)."""
+    if os.path.lexists(spec) or ":" not in spec:
+        return Path(spec), default_tag
+    path, _, tag = spec.rpartition(":")
+    if "/" in tag or not path:
+        return Path(spec), default_tag
+    return Path(path), tag or default_tag
+
+
+def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[Path, str, str]:
+    """Fetch REF into the OCI layout DEST (`DIR[:TAG]`); -> (dir, tag, digest)."""
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    path, tag = split_dest(dest, r.tag or "latest")
+    if path.exists() and not (path / "index.json").is_file():
+        if not path.is_dir() or any(path.iterdir()):
+            raise OutputError(f"{path} exists and is not an OCI layout")
+    sess = Session(r, opts)
+    memory = BlobMemory(opts.cache_dir, r.host)
+    try:
+        root_desc, root_bytes = _get_manifest(sess, r.reference, r.digest)
+        todo: list[tuple[Descriptor, bytes | None]] = [(root_desc, root_bytes)]
+        if root_desc.media_type in INDEX_TYPES:
+            index = json.loads(root_bytes)
+            for child in index.get("manifests") or []:
+                cd = Descriptor.from_json(child, str(r))
+                if cd.media_type in INDEX_TYPES:
+                    raise RegistryError(f"{r} is a nested image index, which rootfs does not pull")
+                _, data = _get_manifest(sess, cd.digest, cd.digest)
+                todo.append((cd, data))
+        blobs: dict[str, Descriptor] = {}
+        for desc, data in todo:
+            if desc.media_type in INDEX_TYPES:
+                continue
+            m = json.loads(data)
+            for d in [m.get("config") or {}] + list(m.get("layers") or []):
+                bd = Descriptor.from_json(d, str(r))
+                check_digest(bd.digest, str(r))
+                blobs[bd.digest] = bd
+
+        def write(target: Path) -> None:
+            (target / "blobs").mkdir(parents=True, exist_ok=True)
+            with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
+                for f in [pool.submit(_fetch_blob, sess, bd, target) for bd in blobs.values()]:
+                    f.result()
+            for desc, data in todo:
+                _store_bytes(target, desc.digest, data)
+            _write_index(target, root_desc, tag)
+
+        if (path / "index.json").is_file():
+            write(path)  # blobs land atomically one by one; index.json last
+        else:
+            with atomic_path(path, directory=True) as tmp:
+                os.chmod(tmp, 0o755)
+                write(tmp)
+        memory.remember(list(blobs), r.name)
+    finally:
+        sess.transport.close()
+    return path, tag, root_desc.digest
+
+
+def _get_manifest(sess: Session, reference: str, digest: str | None) -> tuple[Descriptor, bytes]:
+    resp = sess.call("GET", f"/v2/{sess.ref.name}/manifests/{reference}", headers={"Accept": ACCEPT})
+    if resp.status == 404:
+        raise RegistryError(f"{sess.ref} does not exist on {sess.ref.host} ({resp.error_text()})")
+    if resp.status != 200:
+        raise RegistryError(f"{sess.ref.host} answered HTTP {resp.status} for {sess.ref}: {resp.error_text()}")
+    data = resp.body
+    media = (resp.header("Content-Type") or "").split(";")[0].strip()
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{sess.ref.host} served a manifest for {sess.ref} that is not JSON") from None
+    if media.startswith(SCHEMA1) or parsed.get("schemaVersion") == 1:
+        raise RegistryError(f"{sess.ref} is an old Docker schema 1 image, which rootfs does not pull")
+    if media not in MANIFEST_TYPES + INDEX_TYPES:
+        media = parsed.get("mediaType") or (OCI_INDEX if "manifests" in parsed else OCI_MANIFEST)
+    actual = "sha256:" + hashlib.sha256(data).hexdigest()
+    if digest and not digest.startswith("sha256:"):
+        algo, hexpart = check_digest(digest, str(sess.ref))
+        actual = f"{algo}:" + hashlib.new(algo, data).hexdigest()
+    if digest and actual != digest:
+        raise VerifyError(f"the manifest {sess.ref.host} served for {digest} has digest {actual}")
+    served = resp.header("Docker-Content-Digest")
+    if served and served.startswith("sha256:") and served != "sha256:" + hashlib.sha256(data).hexdigest():
+        raise VerifyError(f"the manifest {sess.ref.host} served for {sess.ref} does not match its digest {served}")
+    return Descriptor(media, actual, len(data)), data
+
+
+def _blob_path(target: Path, digest: str) -> Path:
+    algo, hexpart = check_digest(digest, str(target))
+    return target / "blobs" / algo / hexpart
+
+
+def _has_blob(path: Path, digest: str, size: int) -> bool:
+    try:
+        if path.stat().st_size != size:
+            return False
+    except OSError:
+        return False
+    algo = digest.split(":", 1)[0]
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return f"{algo}:{h.hexdigest()}" == digest
+
+
+def _store_bytes(target: Path, digest: str, data: bytes) -> None:
+    dest = _blob_path(target, digest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, data)
+
+
+def _fetch_blob(sess: Session, desc: Descriptor, target: Path) -> None:
+    dest = _blob_path(target, desc.digest)
+    if _has_blob(dest, desc.digest, desc.size):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    algo = desc.digest.split(":", 1)[0]
+    last = ""
+    for attempt in range(sess.opts.retries + 1):
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:16]}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                h = hashlib.new(algo)
+                got = [0]
+
+                def sink(chunk: bytes) -> None:
+                    got[0] += len(chunk)
+                    if got[0] > desc.size:
+                        raise VerifyError(f"blob {desc.digest} from {sess.ref.host} is larger than its {desc.size} bytes")
+                    h.update(chunk)
+                    out.write(chunk)
+                    if sess.opts.progress:
+                        sess.opts.progress(len(chunk))
+
+                url = f"/v2/{sess.ref.name}/blobs/{desc.digest}"
+                for _hop in range(5):
+                    r = sess.call("GET", url, sink=sink, repeat=False)
+                    if r.status in (301, 302, 303, 307, 308) and r.header("Location"):
+                        url = urllib.parse.urljoin(sess.url(url), r.header("Location"))
+                        continue
+                    break
+                if r.status != 200:
+                    raise RegistryError(f"{sess.ref.host} answered HTTP {r.status} for blob {desc.digest}: {r.error_text()}")
+                if got[0] != desc.size:
+                    raise Transient(f"short blob: {got[0]} of {desc.size} bytes")
+                out.flush()
+                os.fsync(out.fileno())
+            if f"{algo}:{h.hexdigest()}" != desc.digest:
+                raise VerifyError(f"blob {desc.digest} from {sess.ref.host} does not match its digest "
+                                  f"(got {algo}:{h.hexdigest()})")
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, dest)
+            return
+        except Transient as exc:
+            last = str(exc)
+            if attempt < sess.opts.retries:
+                time.sleep(sess.opts.backoff * (2**attempt) * (0.5 + random.random()))
+        except OSError as exc:
+            raise OutputError(f"cannot write {dest}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    from rootfs.errors import NetworkError
+
+    raise NetworkError(f"download of blob {desc.digest} from {sess.ref.host} kept failing: {last}")
+
+
+def _write_index(target: Path, root: Descriptor, tag: str) -> None:
+    index_path = target / "index.json"
+    index: dict = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot read {index_path}: {exc}") from None
+    entries = [e for e in index.get("manifests") or [] if (e.get("annotations") or {}).get(REF_NAME) != tag]
+    entry = root.to_json()
+    entry["annotations"] = {REF_NAME: tag}
+    entries.append(entry)
+    index["manifests"] = entries
+    layout = target / "oci-layout"
+    if not layout.is_file():
+        atomic_write_bytes(layout, b'{"imageLayoutVersion":"1.0.0"}')
+    atomic_write_bytes(index_path, json.dumps(index, indent=2).encode() + b"\n")
