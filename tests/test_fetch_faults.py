@@ -1,0 +1,307 @@
+"""The downloader against a misbehaving mirror (tests/faulty_server.py).
+
+Every case ends either with the right bytes in the cache, reached through
+retries, or with a NetworkError/VerifyError; never with a wrong byte in the
+cache or a .part file left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from faulty_server import (
+    OK,
+    Barrier,
+    CountingProxy,
+    FaultyServer,
+    Flip,
+    Redirect,
+    Reset,
+    Stall,
+    Status,
+    Truncate,
+    WrongLength,
+)
+
+from rootfs.cache import sha256_file
+from rootfs.errors import NetworkError, VerifyError
+from rootfs.fetch import Cache, Downloader, NotFound, fetch_packages
+from rootfs.lock import LockedPackage
+
+
+@pytest.fixture
+def server():
+    s = FaultyServer()
+    yield s
+    s.stop()
+
+
+def blob(n: int, seed: int) -> bytes:
+    return (hashlib.sha256(str(seed).encode()).digest() * (n // 32 + 1))[:n]
+
+
+def package(server: FaultyServer, name: str, data: bytes) -> LockedPackage:
+    url = server.add(f"/pool/{name}_1_all.deb", data)
+    return LockedPackage(name, "1", "all", url, len(data), hashlib.sha256(data).hexdigest())
+
+
+def path_of(p: LockedPackage) -> str:
+    return "/" + p.url.split("/", 3)[3]
+
+
+def fast(**kw) -> Downloader:
+    kw = {"timeout": 1, "backoff": 0.01, "retries": 3, **kw}
+    return Downloader(**kw)
+
+
+def assert_clean(cache: Cache) -> int:
+    """No .part files, and every entry holds what its name says; the count."""
+    n = 0
+    for f in cache.root.rglob("*"):
+        assert not f.name.endswith(".part"), f"leftover {f}"
+        if f.is_file() and f.parent.parent == cache.objects:
+            assert sha256_file(f) == f.name, f"cache entry {f} has the wrong content"
+            n += 1
+    return n
+
+
+# -- faults that retries get through ----------------------------------------
+
+TRANSIENT = {
+    "reset": [Reset()],
+    "500": [Status(500)],
+    "503 twice": [Status(503), Status(503)],
+    "truncated": [Truncate(1000)],
+    "content-length too long": [WrongLength(+100)],
+    "content-length too short": [WrongLength(-100)],
+    "stall past the timeout": [Stall(keep=100)],
+    "flipped byte": [Flip(12345)],
+    "reset then flipped": [Reset(), Flip(7)],
+}
+
+
+@pytest.mark.parametrize("faults", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_transient_faults_are_retried(server, tmp_path, faults):
+    # The faulty file is the larger one, so it is fetched first; the second
+    # must not pay for what the first left on the connection.
+    bad = package(server, "bad", blob(300_000, 1))
+    good = package(server, "good", blob(50_000, 2))
+    server.script(path_of(bad), *faults)
+    cache = Cache(tmp_path / "cache")
+    files = fetch_packages([bad, good], cache, fast(), jobs=1)
+    assert files[bad.key].read_bytes() == blob(300_000, 1)
+    assert files[good.key].read_bytes() == blob(50_000, 2)
+    assert server.requests(path_of(bad)) == len(faults) + 1
+    assert server.requests(path_of(good)) == 1
+    assert assert_clean(cache) == 2
+
+
+# -- faults that do not go away ---------------------------------------------
+
+PERSISTENT = {
+    "reset": (Reset(), NetworkError, "failed after 4 attempts"),
+    "503": (Status(503), NetworkError, "HTTP 503"),
+    "truncated": (Truncate(1000), NetworkError, "short body"),
+    "content-length too long": (WrongLength(+100), NetworkError, "short body"),
+    "content-length too short": (WrongLength(-100), VerifyError, "does not match the expected"),
+    "flipped byte": (Flip(3), VerifyError, "sha256"),
+    "403": (Status(403), NetworkError, "HTTP 403"),
+}
+
+
+@pytest.mark.parametrize("fault, error, words", PERSISTENT.values(), ids=PERSISTENT.keys())
+def test_persistent_faults_fail_cleanly(server, tmp_path, fault, error, words):
+    bad = package(server, "bad", blob(200_000, 3))
+    server.always(path_of(bad), fault)
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(error, match=words):
+        fetch_packages([bad], cache, fast(), jobs=2)
+    assert assert_clean(cache) == 0
+    assert not cache.path(bad.sha256).exists()
+
+
+def test_flipped_byte_is_fetched_once_more_then_refused(server, tmp_path):
+    p = package(server, "p", blob(100_000, 4))
+    server.always(path_of(p), Flip(99))
+    dest = tmp_path / "p.deb"
+    with pytest.raises(VerifyError, match="sha256 .* does not match the expected " + p.sha256):
+        fast().download(p.url, dest, size=p.size, sha256=p.sha256)
+    # One fresh fetch of the whole file (a proxy may have served a damaged
+    # copy), not the full retry budget: the transfer itself was fine.
+    assert server.requests(path_of(p)) == 2
+    assert os.listdir(tmp_path) == []
+
+
+def test_stall_on_every_attempt_is_a_network_error(server, tmp_path):
+    p = package(server, "p", blob(10_000, 5))
+    server.always(path_of(p), Stall(keep=10))
+    with pytest.raises(NetworkError, match="failed after 2 attempts: .*timed out"):
+        fast(retries=1).download(p.url, tmp_path / "p.deb", size=p.size, sha256=p.sha256)
+    assert os.listdir(tmp_path) == []
+
+
+def test_body_larger_than_the_lock_says_is_refused(server, tmp_path):
+    data = blob(50_000, 6)
+    url = server.add("/big.deb", data)
+    with pytest.raises(VerifyError, match="larger than the 1000 bytes"):
+        fast().download(url, tmp_path / "big.deb", size=1000, sha256=hashlib.sha256(data[:1000]).hexdigest())
+    assert os.listdir(tmp_path) == []
+
+
+def test_404_is_not_retried(server, tmp_path):
+    d = fast()
+    with pytest.raises(NotFound):
+        d.download(server.url + "/pool/gone.deb", tmp_path / "gone.deb", size=1, sha256="0" * 64)
+    assert d.get_optional(server.url + "/dists/x/InRelease") is None
+    assert server.requests("/pool/gone.deb") == 1
+    assert server.requests("/dists/x/InRelease") == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_404_in_a_lock_says_to_resolve_again(server, tmp_path):
+    p = LockedPackage("gone", "1", "all", server.url + "/pool/gone.deb", 10, "0" * 64)
+    with pytest.raises(NetworkError, match="no longer on the mirror .*resolve again"):
+        fetch_packages([p], Cache(tmp_path / "cache"), fast())
+
+
+def test_one_failure_stops_the_batch_without_debris(server, tmp_path):
+    good = [package(server, f"g{i}", blob(20_000 + i, 10 + i)) for i in range(6)]
+    bad = package(server, "bad", blob(400_000, 9))
+    server.always(path_of(bad), Flip(1))
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(VerifyError):
+        fetch_packages([*good, bad], cache, fast(), jobs=2)
+    assert_clean(cache)
+
+
+# -- redirects ----------------------------------------------------------------
+
+
+def test_redirects_are_followed(server, tmp_path):
+    data = blob(30_000, 20)
+    server.add("/real/p.deb", data)
+    server.always("/pool/p.deb", Redirect("/real/p.deb", 301))
+    server.always("/short/p.deb", Redirect(server.url + "/pool/p.deb", 307))
+    fast().download(server.url + "/short/p.deb", tmp_path / "p.deb", size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "p.deb").read_bytes() == data
+    assert server.requests() == 3
+
+
+def test_redirect_loop_is_a_network_error(server):
+    server.always("/a", Redirect("/b"))
+    server.always("/b", Redirect("/a"))
+    with pytest.raises(NetworkError, match="more than 10 redirects"):
+        fast().get_bytes(server.url + "/a")
+    assert server.requests() == 11
+
+
+# -- connections ----------------------------------------------------------------
+
+
+def test_connections_are_reused(server, tmp_path):
+    pkgs = [package(server, f"p{i}", blob(10_000 + i, 30 + i)) for i in range(10)]
+    d = fast()
+    fetch_packages(pkgs, Cache(tmp_path / "cache"), d, jobs=2)
+    for i in range(5):
+        server.add(f"/meta/{i}", b"x" * i)
+        assert d.get_bytes(f"{server.url}/meta/{i}") == b"x" * i
+    assert server.requests() == 15
+    assert server.connections <= 2
+
+
+def test_server_closing_idle_connections_costs_no_attempt(server):
+    server.close_idle = True
+    paths = [server.add(f"/meta/{i}", blob(5000, 40 + i)) for i in range(6)]
+    d = fast(retries=0)  # any retry would fail the download
+    for i, url in enumerate(paths):
+        assert d.get_bytes(url) == blob(5000, 40 + i)
+    assert server.requests() == 6
+    assert server.connections == 6
+
+
+def test_downloads_run_in_parallel(server, tmp_path):
+    barrier = threading.Barrier(3, timeout=10)
+    pkgs = [package(server, f"p{i}", blob(40_000, 50 + i)) for i in range(3)]
+    for p in pkgs:
+        server.script(path_of(p), Barrier(barrier))
+    files = fetch_packages(pkgs, Cache(tmp_path / "cache"), fast(), jobs=3)
+    assert server.broken_barriers == 0
+    assert all(files[p.key].read_bytes() == blob(40_000, 50 + i) for i, p in enumerate(pkgs))
+
+
+def test_duplicate_files_are_fetched_once(server, tmp_path):
+    p = package(server, "p", blob(1000, 60))
+    twin = LockedPackage("p", "1", "i386", p.url, p.size, p.sha256)
+    files = fetch_packages([p, twin], Cache(tmp_path / "cache"), fast(), jobs=2)
+    assert files[p.key] == files[twin.key]
+    assert server.requests() == 1
+
+
+# -- proxies --------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    p = CountingProxy()
+    monkeypatch.setenv("http_proxy", p.url)
+    yield p
+    p.stop()
+
+
+def test_http_proxy_is_used(server, proxy, tmp_path):
+    pkgs = [package(server, f"p{i}", blob(8000, 70 + i)) for i in range(3)]
+    files = fetch_packages(pkgs, Cache(tmp_path / "cache"), fast(), jobs=2)
+    assert sorted(proxy.seen) == sorted(p.url for p in pkgs)
+    assert server.requests() == 3
+    assert all(files[p.key].read_bytes() == blob(8000, 70 + i) for i, p in enumerate(pkgs))
+
+
+def test_no_proxy_bypasses_the_proxy(server, proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    url = server.add("/x", b"direct")
+    assert fast().get_bytes(url) == b"direct"
+    assert proxy.seen == []
+
+
+# -- file:// ----------------------------------------------------------------------
+
+
+def test_file_urls(tmp_path):
+    src = tmp_path / "src.deb"
+    src.write_bytes(blob(3 * (1 << 20) + 5, 80))
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    d = Downloader()
+    d.download(src.as_uri(), tmp_path / "dest.deb", size=src.stat().st_size, sha256=digest)
+    assert (tmp_path / "dest.deb").read_bytes() == src.read_bytes()
+    with pytest.raises(VerifyError):
+        d.download(src.as_uri(), tmp_path / "bad.deb", size=src.stat().st_size, sha256="0" * 64)
+    with pytest.raises(NotFound):
+        d.download((tmp_path / "none").as_uri(), tmp_path / "none.deb")
+    assert sorted(os.listdir(tmp_path)) == ["dest.deb", "src.deb"]
+
+
+def test_unreachable_server_is_a_network_error(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(NetworkError, match="failed after 2 attempts: ConnectionRefusedError"):
+        fast(retries=1).get_bytes(f"http://127.0.0.1:{port}/x")
+
+
+def test_ok_is_the_default_answer(server):
+    # The fault script runs out: the plain file again.
+    url = server.add("/f", b"fine")
+    server.script("/f", OK(), Status(500))
+    d = fast()
+    assert [d.get_bytes(url) for _ in range(2)] == [b"fine", b"fine"]
+    assert server.requests("/f") == 3
