@@ -150,10 +150,24 @@ def resolve(
         sys.stdout.write("".join(line + "\n" for line in result.package_lines()))
 
 
+FormatOpt = Annotated[Optional[list[str]], typer.Option(
+    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable).")]
+TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]
+
+
+def _mode(mode: str | None) -> str:
+    mode = mode or default_mode()
+    if mode not in ("root", "rootless", "extract"):
+        raise UsageError(f"unknown mode {mode!r} (known: root, rootless, extract)")
+    return mode
+
+
 @command
 def make(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Where the root (or artifact) goes.")] = None,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (one format), a directory (several), or - for a tar on stdout. Default: out/RECIPE.")] = None,
+    fmt: FormatOpt = None,
+    tag: TagOpt = None,
     mirror: MirrorOpt = None,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
@@ -163,30 +177,109 @@ def make(
     keyring: KeyringOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
+    locked: Annotated[Optional[Path], typer.Option("--locked", help="Build exactly the packages of this lock file.")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Package cache (default: XDG cache).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel downloads.")] = default_jobs(),
-    mode: Annotated[Optional[str], typer.Option("--mode", help="root, rootless, or extract (stage 1 only).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="root, rootless, or extract (stage 1 only). Default: root as root, else rootless.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed.")] = False,
+    keep: Annotated[int, typer.Option("--keep", min=0, help="Keep this many previous builds under OUT, with OUT/latest.")] = 0,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another run on the same output.")] = 0.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the build report (JSON) here.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the build report (JSON) on stdout.")] = False,
+    layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
+    no_sbom: Annotated[bool, typer.Option("--no-sbom", help="Do not write the SPDX SBOM.")] = False,
+    push: Annotated[Optional[str], typer.Option("--push", help="Push the OCI image to HOST[:PORT]/NAME[:TAG].")] = None,
+    creds: Annotated[Optional[str], typer.Option("--creds", help="Registry USER:PASS.")] = None,
+    ca_cert: Annotated[Optional[Path], typer.Option("--ca-cert", help="CA certificate for the registry.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Plain-HTTP registry.")] = False,
 ) -> None:
-    """Resolve, fetch and install a recipe into a root directory."""
+    """Resolve, fetch, install and pack a recipe; publish the result atomically."""
+    from rootfs.build import MakeRequest, make as run_make
+    from rootfs.namespace import enter_private_mount_namespace
+    from rootfs.pack import check_formats
+
+    # Before any thread starts: mounts of the configure stage then vanish
+    # with this process, even on SIGKILL.
+    enter_private_mount_namespace()
+    r = _selection(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
+                   components=components, arch=arch, keyring=keyring)
+    formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
+    if push and "oci" not in formats:
+        formats.append("oci")
+    if output == "-" and (keep or push):
+        raise UsageError("-o - cannot be combined with --keep or --push")
+    if json_out and output == "-":
+        raise UsageError("--json and -o - both want standard output")
+    registry = _registry_options(creds, ca_cert, insecure, 4) if push else None
+    req = MakeRequest(
+        recipe=r,
+        output=output or str(Path("out") / r.name),
+        formats=tuple(formats),
+        resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until),
+        cache_dir=cache_dir or default_cache_dir(),
+        jobs=jobs,
+        mode=_mode(mode),
+        locked=locked,
+        force=force,
+        keep=keep,
+        wait=wait,
+        tag=tag or "",
+        layer_compression=layer_compression,
+        push=push,
+        registry=registry,
+        sbom=not no_sbom,
+        command="rootfs make " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
+    )
+    _run_with_report(req, run_make, report, json_out)
+
+
+def _run_with_report(req, run, report_path: Path | None, json_out: bool) -> None:
+    """Run a build; the report is written (and printed) whatever the outcome."""
+    from rootfs.atomic import atomic_write_text
+    from rootfs.report import BuildReport
+
+    try:
+        result = run(req)
+    except RootfsError as exc:
+        failed = BuildReport(recipe=req.recipe.name, outcome="failed", error=str(exc), exit_code=exc.exit_code,
+                             output=req.output, formats=list(req.formats))
+        if report_path:
+            atomic_write_text(report_path, failed.to_json())
+        if json_out:
+            sys.stdout.write(failed.to_json())
+        raise
+    if report_path:
+        atomic_write_text(report_path, result.to_json())
+    if json_out:
+        sys.stdout.write(result.to_json())
+    if result.outcome == "built":
+        for path in result.artifacts:
+            ui.info(f"wrote {path}")
+
+
+@command
+def lock(
+    recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The lock file to write.")],
+    mirror: MirrorOpt = None,
+    variant: VariantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    components: ComponentsOpt = None,
+    arch: ArchOpt = None,
+    keyring: KeyringOpt = None,
+    no_check_gpg: NoGpgOpt = False,
+    ignore_valid_until: IgnoreValidOpt = False,
+) -> None:
+    """Resolve a recipe and write the exact package set to a lock file."""
     from rootfs import pipeline
-    from rootfs.atomic import atomic_path
 
     r = _selection(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring)
-    mode = mode or default_mode()
-    if mode not in ("root", "rootless", "extract"):
-        raise UsageError(f"unknown mode {mode!r} (known: root, rootless, extract)")
-    out = output or Path("out") / r.name
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
-    downloader = Downloader()
-    lock = pipeline.resolve(r, opts, downloader)
-    ui.info(f"resolved {len(lock.packages)} packages for {r.name}")
-    files = pipeline.fetch(lock, Cache(cache_dir or default_cache_dir()), downloader, jobs)
-    with atomic_path(out, directory=True) as root:
-        report = pipeline.install(lock, files, root, InstallOptions(mode=mode))
-    for step in report.skipped:
-        ui.warn(f"skipped: {step}")
-    ui.info(f"built {out} ({len(lock.packages)} packages)")
+    result = pipeline.resolve(r, opts, Downloader())
+    result.write(output)
+    ui.info(f"wrote {output}: {len(result.packages)} packages, lock digest {result.digest()[:12]}")
 
 
 GraphFormatOpt = Annotated[Optional[str], typer.Option("--format", "-T", help="dot, svg or png (default: from -o's suffix, else dot).")]

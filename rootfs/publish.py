@@ -109,6 +109,14 @@ def publish(plan: OutputPlan, staging: Path, build_id: str) -> Path:
             _replace_dir(src, plan.out)
         else:
             os.rename(src, plan.out)
+        attrs = staging / f"{name}.attrs.json"  # a rootless dir's owners (rootfs.attrs)
+        old_attrs = plan.out.parent / f"{plan.out.name}.attrs.json"
+        if attrs.exists():
+            os.rename(attrs, old_attrs)
+        else:
+            # A root-mode tree must not inherit the owners of an earlier rootless one.
+            with contextlib.suppress(FileNotFoundError):
+                old_attrs.unlink()
         for meta in META_FILES:
             if (staging / meta).exists():
                 os.rename(staging / meta, plan.meta_path(meta))
