@@ -20,13 +20,11 @@ $(SETUP): pyproject.toml scripts/setup.sh
 
 # Build the default recipe against the mirror apt is configured with.
 image:
-	./scripts/setup.sh
-	$(ROOTFS) make bookworm $(FORMATS) -o $(OUT)/bookworm
+	./scripts/image
 
 # The whole suite, as CI runs it.
 test:
-	./scripts/setup.sh
-	$(PYTHON) -m pytest -ra $(PYTEST_ARGS)
+	./scripts/test $(PYTEST_ARGS)
 
 # Everything that needs neither the real mirror nor root.
 test-fast:
