@@ -529,6 +529,43 @@ def inspect(
         print("\n".join(imageinfo.inspect_text(info)))
 
 
+@command
+def pack(
+    root: Annotated[Path, typer.Argument(help="The root directory to pack.")],
+    fmt: Annotated[list[str], typer.Option("--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs or dir (repeatable, or comma separated).")],
+    output: Annotated[str, typer.Option("-o", "--output", help="The artifact (one format), a directory of artifacts (several), or - for a tar on stdout.")],
+    tag: Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's, else localhost/rootfs:latest).")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Take the image config (cmd, env, labels, tag) from this recipe.")] = None,
+    layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
+    source_date_epoch: Annotated[Optional[int], typer.Option("--source-date-epoch", min=0, help="Clamp mtimes and set `created` (env SOURCE_DATE_EPOCH overrides).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="The root's architecture (default: from its /bin/sh).")] = None,
+    keep_dev: Annotated[bool, typer.Option("--keep-dev", help="Pack the contents of /dev too.")] = False,
+    no_clean: Annotated[bool, typer.Option("--no-clean", help="Pack logs, apt lists, machine-id... as they are.")] = False,
+) -> None:
+    """Pack an existing root directory into images; the tree itself is never changed."""
+    from rootfs.pack import PackOptions, check_formats
+    from rootfs.pack import pack as run_pack
+
+    formats = check_formats([x for v in fmt for x in split_list(v)])
+    if output == "-" and sys.stdout.isatty():
+        raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
+    image = load_recipe(recipe).image if recipe else None
+    opts = PackOptions(
+        source_date_epoch=source_date_epoch,
+        tag=tag or "",
+        layer_compression=layer_compression,
+        architecture=arch or "",
+        keep_dev=keep_dev,
+        cleanup=not no_clean,
+        created_by="rootfs pack: the root directory as one layer",
+    )
+    if image is not None:
+        opts.image = image
+    for a in run_pack(root, formats, output, opts):
+        if a.path is not None:
+            ui.info(f"wrote {a.format} {a.path}" + (f" {a.digest}" if a.digest else ""))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,300 @@
+"""The packer: a root directory -> reproducible, import-ready artifacts.
+
+    pack(root, formats, output, opts) -> list[Artifact]
+
+One walk of the tree produces one uncompressed tar stream; every requested
+format is a consumer of that stream (a file, a compressor, an OCI layer, a
+`tar2sqfs` or `tar -x` process), so packing five formats costs one read of
+the tree. Nothing is held in memory but a few 1 MiB chunks.
+
+Output naming: with one format, OUTPUT is that artifact (a file; a directory
+for `oci` and `dir`; "-" streams the tar formats to standard output). With
+several, OUTPUT is a directory holding one artifact per format, named as in
+ARTIFACT_NAMES. Every artifact is written under a temporary name and renamed
+into place, so a failure leaves the previous output untouched.
+
+The tree itself is never modified: the reproducibility cleanup (clean.py) is
+a filter on the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rootfs.atomic import atomic_path
+from rootfs.attrs import AttrRecord, load_for_root, sidecar_path
+from rootfs.errors import OutputError, UsageError
+from rootfs.pack import arch as archmod
+from rootfs.pack import compress, oci, tarstream, tree
+from rootfs.recipe import ImageConfig
+
+TAR_FORMATS = {"tar": None, "tar.gz": "gzip", "tar.zst": "zstd", "tar.xz": "xz"}
+ARTIFACT_NAMES = {
+    "tar": "rootfs.tar",
+    "tar.gz": "rootfs.tar.gz",
+    "tar.zst": "rootfs.tar.zst",
+    "tar.xz": "rootfs.tar.xz",
+    "oci": "oci",
+    "oci-archive": "image.oci.tar",
+    "docker-archive": "image.docker.tar",
+    "ext2": "rootfs.ext2",
+    "ext4": "rootfs.ext4",
+    "squashfs": "rootfs.squashfs",
+    "dir": "rootfs",
+}
+FORMATS = tuple(ARTIFACT_NAMES)
+DIRECTORY_FORMATS = ("oci", "dir")
+
+
+@dataclass
+class PackOptions:
+    # Mtimes are clamped to this and image `created` is set from it. The
+    # environment's SOURCE_DATE_EPOCH overrides it; with neither, mtimes are
+    # kept and `created` is the newest mtime in the tree.
+    source_date_epoch: int | None = None
+    attrs: AttrRecord | None = None  # None: ROOT.attrs.json beside the root, if any
+    tag: str = ""  # NAME[:TAG]; default image.tag, else localhost/rootfs:latest
+    image: ImageConfig = field(default_factory=ImageConfig)
+    architecture: str = ""  # distribution spelling (amd64, aarch64...); "" = from the root's /bin/sh
+    layer_compression: str = "gzip"  # OCI layers: gzip or zstd
+    cleanup: bool = True  # leave out logs, caches, machine-id... (clean.py)
+    keep_dev: bool = False  # pack /dev's contents too
+    created_by: str = "rootfs pack"  # the config history entry
+    log: Callable[[str], None] = lambda msg: None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    format: str
+    path: Path | None  # None: written to standard output
+    digest: str = ""  # "sha256:..." of the file; for oci (a directory) the manifest's
+    size: int = 0
+
+
+def source_date_epoch(default: int | None) -> int | None:
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is None or env == "":
+        return default
+    try:
+        value = int(env)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {env!r}") from None
+    if value < 0:
+        raise UsageError(f"SOURCE_DATE_EPOCH must not be negative, not {env!r}")
+    return value
+
+
+def check_formats(formats: list[str] | tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for f in formats:
+        if f not in ARTIFACT_NAMES:
+            raise OutputError(f"unknown format {f!r} (known: {', '.join(FORMATS)})")
+        if f not in out:
+            out.append(f)
+    if not out:
+        raise UsageError("name at least one --format")
+    return out
+
+
+def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: os.PathLike | str,
+         opts: PackOptions | None = None) -> list[Artifact]:
+    opts = opts or PackOptions()
+    formats = check_formats(formats)
+    root = Path(root)
+    if not root.is_dir():
+        raise OutputError(f"root {root} does not exist or is not a directory")
+    if opts.layer_compression not in oci.MEDIA_LAYER:
+        raise UsageError(f"unknown layer compression {opts.layer_compression!r} (known: gzip, zstd)")
+    tag = oci.parse_tag(opts.tag or opts.image.tag or oci.DEFAULT_TAG)
+    sde = source_date_epoch(opts.source_date_epoch)
+    attrs = opts.attrs if opts.attrs is not None else load_for_root(root)
+    arch = opts.architecture or archmod.detect(root)
+    archmod.oci_platform(arch)  # an unknown name fails before any work
+
+    to_stdout = str(output) == "-"
+    if to_stdout and (len(formats) != 1 or formats[0] not in TAR_FORMATS):
+        raise UsageError("-o - streams one tar format (tar, tar.gz, tar.zst, tar.xz) to standard output")
+    job = _Job(root, formats, tag, sde, attrs, arch, opts)
+    if to_stdout:
+        return job.run({formats[0]: None}, Path(tempfile.gettempdir()))
+
+    output = Path(output)
+    _refuse_inside(root, output)
+    if len(formats) == 1:
+        fmt = formats[0]
+        with atomic_path(output, directory=fmt in DIRECTORY_FORMATS) as tmp:
+            arts = job.run({fmt: tmp}, tmp.parent)
+            if fmt != "dir":
+                os.chmod(tmp, 0o755 if fmt == "oci" else 0o644)
+        if job.dir_record is not None:
+            job.dir_record.save(sidecar_path(output))
+        return [_renamed(a, tmp, output) for a in arts]
+    with atomic_path(output, directory=True) as tmp:
+        arts = job.run({f: tmp / ARTIFACT_NAMES[f] for f in formats}, tmp.parent)
+        os.chmod(tmp, 0o755)
+        if job.dir_record is not None:
+            job.dir_record.save(sidecar_path(tmp / ARTIFACT_NAMES["dir"]))
+    return [_renamed(a, tmp, output) for a in arts]
+
+
+def _renamed(a: Artifact, tmp: Path, final: Path) -> Artifact:
+    if a.path is None:
+        return a
+    rel = a.path.relative_to(tmp) if a.path != tmp else Path()
+    return Artifact(a.format, final / rel if str(rel) != "." else final, a.digest, a.size)
+
+
+def _refuse_inside(root: Path, output: Path) -> None:
+    r = root.resolve()
+    o = output.absolute().resolve()
+    if o == r or r in o.parents:
+        raise UsageError(f"output {output} is inside the root {root}: it would pack itself")
+
+
+class _Job:
+    def __init__(self, root: Path, formats: list[str], tag: str, sde: int | None,
+                 attrs: AttrRecord | None, arch: str, opts: PackOptions):
+        self.root, self.formats, self.tag, self.sde = root, formats, tag, sde
+        self.attrs, self.arch, self.opts = attrs, arch, opts
+        self.newest = 0
+        self.dir_record: AttrRecord | None = None
+
+    def run(self, targets: dict[str, Path | None], scratch_parent: Path) -> list[Artifact]:
+        work = Path(tempfile.mkdtemp(prefix=".rootfs-pack.", dir=scratch_parent))
+        try:
+            return self._run(targets, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _run(self, targets: dict[str, Path | None], work: Path) -> list[Artifact]:
+        from rootfs.pack import archives, fsimage
+
+        opts = self.opts
+        diff = compress.HashSink()
+        sinks: list[compress.Sink] = [compress.Threaded(diff)]
+        files: dict[str, compress.HashSink] = {}
+        procs: list[fsimage.ProcSink] = []
+        fmts = set(targets)
+
+        raw_path: Path | None = None
+        if "tar" in targets:
+            t = targets["tar"]
+            hs = compress.HashSink(compress.FileSink(t) if t is not None else compress.FileSink(fd=1))
+            files["tar"] = hs
+            sinks.append(compress.Threaded(hs))
+            raw_path = t
+        if "docker-archive" in fmts and raw_path is None:
+            raw_path = work / "layer.tar"
+            sinks.append(compress.Threaded(compress.FileSink(raw_path)))
+        for f, kind in TAR_FORMATS.items():
+            if kind is None or f not in targets:
+                continue
+            t = targets[f]
+            hs = compress.HashSink(compress.FileSink(t) if t is not None else compress.FileSink(fd=1))
+            files[f] = hs
+            sinks.append(compress.Threaded(compress.compressor(kind, hs)))
+        layer_sink = None
+        if fmts & {"oci", "oci-archive"}:
+            layer_sink = compress.HashSink(compress.FileSink(work / "layer.blob"))
+            sinks.append(compress.Threaded(compress.compressor(opts.layer_compression, layer_sink)))
+        if "squashfs" in targets:
+            p = fsimage.squashfs_sink(targets["squashfs"], self.sde)
+            procs.append(p)
+            sinks.append(compress.Threaded(p))
+        extractors: dict[str, fsimage.Extractor] = {}
+        ext_tree = None
+        if fmts & {"ext2", "ext4"}:
+            ext_tree = work / "ext-tree"
+            ext_tree.mkdir()
+            extractors["ext"] = fsimage.Extractor(ext_tree)
+        if "dir" in targets:
+            targets["dir"].mkdir(exist_ok=True)
+            extractors["dir"] = fsimage.Extractor(targets["dir"])
+
+        entries: list[fsimage.Meta] | None = [] if ext_tree is not None else None
+
+        def seen(e: tree.Entry) -> None:
+            if e.mtime > self.newest:
+                self.newest = e.mtime
+            if entries is not None:
+                entries.append(fsimage.Meta.of(e))
+            for x in extractors.values():
+                x(e)
+
+        unames, gnames = tree.owner_names(self.root)
+        tee = compress.Tee(sinks)
+        try:
+            tarstream.write_stream(
+                tree.walk(self.root, attrs=self.attrs, clamp=self.sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup),
+                tee.write, unames, gnames, on_entry=seen)
+        except BaseException:
+            for p in procs:
+                p.kill()
+            try:
+                tee.close()
+            except BaseException:
+                pass
+            raise
+        tee.close()
+        for x in extractors.values():
+            x.finish()
+
+        created = self.sde if self.sde is not None else self.newest
+        arts: list[Artifact] = []
+        for f in self.formats:
+            if f in files:
+                arts.append(Artifact(f, targets[f], files[f].digest, files[f].size))
+        if layer_sink is not None:
+            platform = archmod.oci_platform(self.arch)
+            layer = oci.Layer(work / "layer.blob", layer_sink.digest, layer_sink.size, diff.digest,
+                              oci.MEDIA_LAYER[opts.layer_compression])
+            config = oci.image_config(arch=self.arch, created=created, diff_id=diff.digest,
+                                      image=opts.image, created_by=opts.created_by)
+            annotations = dict(opts.image.annotations)
+            layout = targets.get("oci") or work / "oci"
+            layout.mkdir(exist_ok=True)
+            mdigest = oci.write_layout(layout, layer=layer, config=config, tag=self.tag,
+                                       annotations=annotations, platform=platform)
+            if "oci" in targets:
+                arts.append(Artifact("oci", layout, mdigest, 0))
+            if "oci-archive" in targets:
+                digest, size = archives.oci_archive(layout, targets["oci-archive"], created)
+                arts.append(Artifact("oci-archive", targets["oci-archive"], digest, size))
+        if "docker-archive" in targets:
+            config = oci.image_config(arch=self.arch, created=created, diff_id=diff.digest,
+                                      image=opts.image, created_by=opts.created_by)
+            digest, size = archives.docker_archive(raw_path, diff.digest, config, self.tag,
+                                                    targets["docker-archive"], created)
+            arts.append(Artifact("docker-archive", targets["docker-archive"], digest, size))
+        for f in ("ext2", "ext4"):
+            if f in targets:
+                fsimage.ext_image(f, ext_tree, entries, extractors["ext"].missing, targets[f], created)
+                arts.append(_file_artifact(f, targets[f]))
+        if "squashfs" in targets:
+            arts.append(_file_artifact("squashfs", targets["squashfs"]))
+        if "dir" in targets:
+            if extractors["dir"].missing:
+                # Not root: the copy cannot hold other owners or devices, so
+                # it carries the record the next pack reads them from.
+                self.dir_record = fsimage.record_of(extractors["dir"].missing)
+            arts.append(Artifact("dir", targets["dir"]))
+        order = {f: i for i, f in enumerate(self.formats)}
+        return sorted(arts, key=lambda a: order[a.format])
+
+
+def _file_artifact(fmt: str, path: Path) -> Artifact:
+    import hashlib
+
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return Artifact(fmt, path, "sha256:" + h.hexdigest(), size)

@@ -1,0 +1,170 @@
+"""A reproducible PAX tar stream, written by hand for speed.
+
+Python's tarfile costs about three times GNU tar on a 170 MB root, mostly in
+building TarInfo objects and headers. The format needed here is small:
+ustar headers, with a PAX extended header only for what ustar cannot say
+(long or non-ASCII names, xattrs, big numbers). No atime/ctime records are
+written, so the bytes depend only on the tree, the attrs record and
+SOURCE_DATE_EPOCH.
+
+Names are "./" plus the root-relative path (as mmdebstrap and `tar -C root .`
+write them); directories end in "/".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from rootfs.errors import OutputError
+from rootfs.pack.tree import BLK, CHR, DIR, FILE, HARDLINK, Entry
+
+BLOCK = 512
+CHUNK = 1 << 20  # what sinks receive at a time; bounds memory
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _fits(value: int, width: int) -> bool:
+    return 0 <= value < 8 ** (width - 1)
+
+
+def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
+           linkname: bytes, uname: bytes, gname: bytes, major: int = 0, minor: int = 0) -> bytes:
+    h = bytearray(BLOCK)
+    h[0:len(name)] = name
+    h[100:108] = _octal(mode, 8)
+    h[108:116] = _octal(uid, 8)
+    h[116:124] = _octal(gid, 8)
+    h[124:136] = _octal(size, 12)
+    h[136:148] = _octal(mtime, 12)
+    h[148:156] = b"        "
+    h[156:157] = kind
+    h[157:157 + len(linkname)] = linkname
+    h[257:265] = b"ustar\x0000"
+    h[265:265 + len(uname)] = uname
+    h[297:297 + len(gname)] = gname
+    if kind in (CHR, BLK):
+        h[329:337] = _octal(major, 8)
+        h[337:345] = _octal(minor, 8)
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def _pad(n: int) -> bytes:
+    return b"\0" * (-n % BLOCK)
+
+
+def header(e: Entry, unames: dict[int, bytes], gnames: dict[int, bytes], prefix: bytes = b"./") -> bytes:
+    """The header block(s) of one entry: a PAX 'x' header when needed, then ustar."""
+    name = prefix + e.name if e.name else prefix or b"./"
+    if e.kind == DIR and not name.endswith(b"/"):
+        name += b"/"
+    records = []
+    if len(name) > 100 or not name.isascii():
+        records.append((b"path", name))
+        short = name[:99].decode("ascii", "replace").encode("ascii", "replace")
+    else:
+        short = name
+    link = e.linkname
+    if link:
+        if e.kind == HARDLINK:
+            link = prefix + link
+        if len(link) > 100 or not link.isascii():
+            records.append((b"linkpath", link))
+            link = link[:99].decode("ascii", "replace").encode("ascii", "replace")
+    uid, gid, size = e.uid, e.gid, e.size
+    if not _fits(uid, 8):
+        records.append((b"uid", str(uid).encode()))
+        uid = 0
+    if not _fits(gid, 8):
+        records.append((b"gid", str(gid).encode()))
+        gid = 0
+    if not _fits(size, 12):
+        records.append((b"size", str(size).encode()))
+    for key, value in e.xattrs:
+        records.append((b"SCHILY.xattr." + key.encode("utf-8", "surrogateescape"), value))
+    uname = unames.get(e.uid, b"")
+    gname = gnames.get(e.gid, b"")
+    major = os.major(e.rdev) if e.rdev else 0
+    minor = os.minor(e.rdev) if e.rdev else 0
+    main = _ustar(short, e.mode, uid, gid, size if _fits(size, 12) else 0, e.mtime, e.kind,
+                  link, uname, gname, major, minor)
+    if not records:
+        return main
+    if any(not _utf8(v) for k, v in records if k in (b"path", b"linkpath")):
+        # Names that are not UTF-8 travel as raw bytes (POSIX hdrcharset).
+        records.insert(0, (b"hdrcharset", b"BINARY"))
+    body = b"".join(_pax_record(k, v) for k, v in records)
+    xname = b"././@PaxHeader"
+    xh = _ustar(xname, 0o644, 0, 0, len(body), e.mtime, b"x", b"", b"", b"")
+    return xh + body + _pad(len(body)) + main
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def write_stream(entries: Iterable[Entry], write: Callable[[bytes], None],
+                 unames: dict[int, str], gnames: dict[int, str], *,
+                 on_entry: Callable[[Entry], None] | None = None, prefix: bytes = b"./") -> int:
+    """Write the tar of entries through write() in CHUNK-sized pieces;
+    return the number of bytes written."""
+    un = {k: v.encode() for k, v in unames.items()}
+    gn = {k: v.encode() for k, v in gnames.items()}
+    buf = bytearray()
+    total = 0
+
+    def flush() -> None:
+        nonlocal buf, total
+        if buf:
+            write(bytes(buf))
+            total += len(buf)
+            buf = bytearray()
+
+    for e in entries:
+        if on_entry is not None:
+            on_entry(e)
+        buf += header(e, un, gn, prefix)
+        if e.kind == FILE and e.size:
+            if e.data is not None:
+                buf += e.data
+            else:
+                remaining = e.size
+                try:
+                    fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise OutputError(f"cannot read {os.fsdecode(e.path)}: {exc.strerror}") from None
+                try:
+                    while remaining:
+                        if len(buf) >= CHUNK:
+                            flush()
+                        want = min(remaining, CHUNK)
+                        piece = os.read(fd, want)
+                        if not piece:
+                            # The file shrank under us: keep the header's promise.
+                            piece = b"\0" * want
+                        buf += piece
+                        remaining -= len(piece)
+                finally:
+                    os.close(fd)
+            buf += _pad(e.size)
+        if len(buf) >= CHUNK:
+            flush()
+    buf += b"\0" * (2 * BLOCK)
+    flush()
+    return total
