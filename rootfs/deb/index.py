@@ -1,0 +1,323 @@
+"""Packages indices: decompressed and parsed fast, stanzas parsed lazily.
+
+A bootstrap looks at a few hundred of bookworm's 63,440 stanzas, so the
+index keeps every stanza as raw bytes keyed by package name and parses one
+into a Package only when the resolver asks for it. Splitting on blank lines
+is done by bytes.split in C; the per-stanza Python work is one slice and a
+few substring searches. xz, the format Debian ships and the slowest to
+decompress, runs in an `xz -T2` subprocess so decompression (multi-block
+.xz files decompress on both cores) overlaps parsing.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import shutil
+import subprocess
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from rootfs.errors import VerifyError
+
+CHUNK = 1 << 22
+
+# The fields a resolver and a lock need; everything else is skipped.
+_FIELDS = {
+    "Package": "name",
+    "Version": "version",
+    "Architecture": "architecture",
+    "Multi-Arch": "multi_arch",
+    "Priority": "priority",
+    "Essential": "essential",
+    "Pre-Depends": "pre_depends",
+    "Depends": "depends",
+    "Provides": "provides",
+    "Conflicts": "conflicts",
+    "Breaks": "breaks",
+    "Filename": "filename",
+    "Size": "size",
+    "SHA256": "sha256",
+    "Source": "source",
+}
+
+
+@dataclass
+class Package:
+    """One stanza of a Packages index, with the fields rootfs uses."""
+
+    name: str
+    version: str
+    architecture: str
+    multi_arch: str = ""
+    priority: str = ""
+    essential: bool = False
+    pre_depends: str = ""
+    depends: str = ""
+    provides: str = ""
+    conflicts: str = ""
+    breaks: str = ""
+    filename: str = ""
+    size: int = 0
+    sha256: str = ""
+    source: str = ""
+    base_url: str = ""  # the mirror the Filename is relative to
+    _relations: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def source_name(self) -> str:
+        """Source package name ("Source: foo (1.2)" -> foo; absent -> own name)."""
+        return self.source.split(" ", 1)[0] if self.source else self.name
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.filename
+
+
+def parse_stanza(raw: bytes, base_url: str = "") -> Package:
+    values: dict[str, str] = {}
+    key = None
+    for line in raw.decode("utf-8", "replace").split("\n"):
+        if not line:
+            continue
+        if line[0] in " \t":
+            # A continuation: only multi-line relation fields matter to us.
+            if key is not None:
+                values[key] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        key = _FIELDS.get(name)
+        if key is not None and sep:
+            values[key] = value.strip()
+        else:
+            key = None
+    if "name" not in values or "version" not in values:
+        raise VerifyError(f"a Packages stanza lacks Package or Version: {raw[:60]!r}")
+    try:
+        size = int(values.pop("size", "0") or 0)
+    except ValueError:
+        raise VerifyError(f"package {values['name']} has a bad Size field") from None
+    essential = values.pop("essential", "").lower() == "yes"
+    values.setdefault("architecture", "")
+    return Package(size=size, essential=essential, base_url=base_url, **values)
+
+
+def _stanza_name(st: bytes) -> bytes:
+    if st.startswith(b"Package:"):
+        end = st.find(b"\n")
+        return (st[8:] if end < 0 else st[8:end]).strip()
+    i = st.find(b"\nPackage:")
+    if i < 0:
+        return b""
+    end = st.find(b"\n", i + 1)
+    return (st[i + 9:] if end < 0 else st[i + 9:end]).strip()
+
+
+class Index:
+    """All stanzas of one or more Packages files for one architecture.
+
+    `add(chunks, base_url)` takes the decompressed text in pieces; lookups
+    parse stanzas on first use and cache the result."""
+
+    def __init__(self, architecture: str):
+        self.architecture = architecture
+        self._raw: dict[str, list[tuple[bytes, str]]] = {}
+        self._parsed: dict[str, list[Package]] = {}
+        self._providers: dict[str, list[str]] | None = None
+        self._provides_lines: list[tuple[str, bytes]] = []
+        self.stanzas = 0
+
+    # -- loading ------------------------------------------------------------
+
+    def _add_stanzas(self, text: bytes, base_url: str) -> None:
+        raw = self._raw
+        for st in text.split(b"\n\n"):
+            if st.startswith(b"Package: "):
+                # The archive's own layout: Package first. One slice, no decode.
+                end = st.find(b"\n")
+                name = st[9:end] if end >= 0 else st[9:]
+            else:
+                st = st.strip(b"\r\n\t ")
+                if not st:
+                    continue
+                name = _stanza_name(st)
+                if not name:
+                    raise VerifyError(f"a Packages stanza has no Package field: {st[:60]!r}")
+            key = name.decode()
+            entry = (st, base_url)
+            i = st.find(b"\nProvides:")
+            if i >= 0:
+                end = st.find(b"\n", i + 1)
+                self._provides_lines.append((key, st[i + 10:] if end < 0 else st[i + 10:end]))
+            lst = raw.get(key)
+            if lst is None:
+                raw[key] = [entry]
+            else:
+                lst.append(entry)
+            self.stanzas += 1
+
+    def add(self, chunks: Iterable[bytes], base_url: str = "") -> None:
+        rest = b""
+        for chunk in chunks:
+            buf = rest + chunk if rest else chunk
+            cut = buf.rfind(b"\n\n")
+            if cut < 0:
+                rest = buf
+                continue
+            self._add_stanzas(buf[:cut], base_url)
+            rest = buf[cut + 2:]
+        if rest.strip():
+            self._add_stanzas(rest, base_url)
+        self._parsed.clear()
+        self._providers = None
+
+    def add_text(self, text: str | bytes, base_url: str = "") -> None:
+        self.add([text.encode() if isinstance(text, str) else text], base_url)
+
+    # -- lookups ------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(self._raw)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._raw
+
+    def packages(self, name: str) -> list[Package]:
+        """Every stanza for name installable on this architecture (its own or
+        all), highest version first, duplicates (same version and arch, e.g.
+        listed in binary-amd64 and binary-all) dropped."""
+        got = self._parsed.get(name)
+        if got is None:
+            from rootfs.deb.version import sort_key
+
+            seen: set[tuple[str, str]] = set()
+            got = []
+            for raw, base in self._raw.get(name, ()):
+                p = parse_stanza(raw, base)
+                if p.architecture not in (self.architecture, "all"):
+                    continue
+                if (p.version, p.architecture) in seen:
+                    continue
+                seen.add((p.version, p.architecture))
+                got.append(p)
+            got.sort(key=lambda p: sort_key(p.version), reverse=True)
+            self._parsed[name] = got
+        return got
+
+    def providers(self, name: str) -> list[tuple[Package, str]]:
+        """(package, provided version or "") for every package providing name."""
+        from rootfs.deb.relations import parse_provides
+
+        if self._providers is None:
+            # Built from the Provides lines gathered while loading; only names
+            # are taken here, the stanzas are parsed when a name is asked for.
+            table: dict[bytes, set[str]] = {}
+            for pname, line in self._provides_lines:
+                for item in line.split(b","):
+                    vname = item.strip().split(b" ", 1)[0].split(b"(", 1)[0].split(b":", 1)[0]
+                    if vname in table:
+                        table[vname].add(pname)
+                    else:
+                        table[vname] = {pname}
+            self._providers = {k.decode(): sorted(v) for k, v in table.items()}
+        out = []
+        for pname in self._providers.get(name, ()):  # type: ignore[union-attr]
+            for p in self.packages(pname):
+                for vname, version in parse_provides(p.provides):
+                    if vname == name:
+                        out.append((p, version))
+        return out
+
+    def with_field(self, field_name: str, value: str) -> list[str]:
+        """Names whose highest version says `field_name: value` exactly as the
+        archive writes it (Priority: required, Essential: yes). A substring
+        search over the raw stanzas picks the few worth parsing."""
+        needle = f"{field_name}: {value}".encode()
+        attr = _FIELDS[field_name]
+        out = []
+        for name, entries in self._raw.items():
+            if not any(needle in raw for raw, _ in entries):
+                continue
+            pkgs = self.packages(name)
+            if not pkgs:
+                continue
+            got = pkgs[0].essential if attr == "essential" else getattr(pkgs[0], attr)
+            if got is True or got == value:
+                out.append(name)
+        return sorted(out)
+
+
+# -- decompression ------------------------------------------------------------
+
+COMPRESSIONS = (".xz", ".gz", ".bz2", ".zst", "")
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    for i in range(0, len(data), CHUNK):
+        yield data[i:i + CHUNK]
+
+
+def _xz_subprocess(data: bytes, what: str) -> Iterator[bytes]:
+    proc = subprocess.Popen(
+        ["xz", "-T2", "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(data)  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+        finally:
+            proc.stdin.close()  # type: ignore[union-attr]
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        while chunk := proc.stdout.read(CHUNK):  # type: ignore[union-attr]
+            yield chunk
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
+        writer.join()
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        rc = proc.wait()
+    if rc != 0:
+        raise VerifyError(f"{what} is not valid xz data: {err.decode(errors='replace').strip()}")
+
+
+def _stream(decomp, data: bytes, what: str, kind: str) -> Iterator[bytes]:
+    try:
+        for piece in _pieces(data):
+            out = decomp.decompress(piece)
+            if out:
+                yield out
+        if hasattr(decomp, "flush"):
+            tail = decomp.flush()
+            if tail:
+                yield tail
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
+        raise VerifyError(f"{what} is not valid {kind} data: {exc}") from None
+
+
+def decompress_chunks(data: bytes, ext: str, what: str = "the index") -> Iterator[bytes]:
+    """The decompressed content of data (compressed as ext says), in pieces."""
+    if ext == "":
+        return _pieces(data)
+    if ext == ".xz":
+        if shutil.which("xz"):
+            return _xz_subprocess(data, what)
+        return _stream(lzma.LZMADecompressor(), data, what, "xz")
+    if ext == ".gz":
+        return _stream(zlib.decompressobj(47), data, what, "gzip")
+    if ext == ".bz2":
+        return _stream(bz2.BZ2Decompressor(), data, what, "bzip2")
+    if ext == ".zst":
+        import zstandard
+
+        try:
+            return _pieces(zstandard.ZstdDecompressor().decompressobj().decompress(data))
+        except zstandard.ZstdError as exc:
+            raise VerifyError(f"{what} is not valid zstd data: {exc}") from None
+    raise VerifyError(f"{what} has an unknown compression {ext!r}")
