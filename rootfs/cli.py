@@ -29,8 +29,9 @@ app = typer.Typer(
 )
 
 
-def command(fn):
-    """Register fn as a command whose user errors exit cleanly."""
+def command(fn, group: typer.Typer | None = None):
+    """Register fn as a command (of group, default the top level) whose
+    user errors exit cleanly."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -47,7 +48,7 @@ def command(fn):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(1) from None
 
-    return app.command()(wrapper)
+    return (group or app).command()(wrapper)
 
 
 @app.callback()
@@ -564,6 +565,62 @@ def pack(
     for a in run_pack(root, formats, output, opts):
         if a.path is not None:
             ui.info(f"wrote {a.format} {a.path}" + (f" {a.digest}" if a.digest else ""))
+
+
+# -- the package cache ------------------------------------------------------
+
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect and prune the package cache.")
+app.add_typer(cache_app, name="cache")
+CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Package cache (default: XDG cache).")]
+
+
+def _cache_command(fn):
+    return command(fn, group=cache_app)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@_cache_command
+def info(cache_dir: CacheDirOpt = None) -> None:
+    """Number and total size of the cached package files."""
+    from rootfs.cache import cache_info
+
+    i = cache_info(Cache(cache_dir or default_cache_dir()))
+    print(f"{i.root}: {i.entries} entries, {_size(i.bytes)} ({i.bytes} bytes)")
+    if i.parts:
+        print(f"{i.parts} unfinished downloads (.part), {_size(i.part_bytes)}")
+
+
+@_cache_command
+def prune(
+    max_age: Annotated[Optional[float], typer.Option("--max-age", min=0, metavar="DAYS", help="Remove entries unused for DAYS days.")] = None,
+    keep_lock: Annotated[Optional[list[Path]], typer.Option("--keep-lock", metavar="FILE", help="Keep the packages of this lock file (repeatable); remove the rest.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every entry.")] = False,
+    wait: Annotated[float, typer.Option("--wait", min=0, metavar="SECONDS", help="Wait this long for builds using the cache to finish.")] = 0.0,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Remove old or unreferenced package files and unfinished downloads.
+
+    With --max-age and --keep-lock together, an entry goes when it is old
+    and no given lock names it."""
+    from rootfs.cache import prune as prune_cache
+    from rootfs.lock import read_lock
+
+    if all_ and (max_age is not None or keep_lock):
+        raise UsageError("--all removes everything: it does not combine with --max-age or --keep-lock")
+    keep = None
+    if keep_lock:
+        keep = {p.sha256 for f in keep_lock for p in read_lock(f).packages}
+    cache = Cache(cache_dir or default_cache_dir())
+    r = prune_cache(cache, max_age_days=max_age, keep=keep, everything=all_, wait=wait)
+    print(f"{cache.root}: removed {r.removed} entries and {r.parts} unfinished downloads, "
+          f"freed {_size(r.freed)} ({r.freed} bytes); {r.kept} entries kept")
 
 
 def main() -> None:
