@@ -194,7 +194,7 @@ class _State:
         raise ResolveError(f'cannot satisfy "{text}" needed by {self.chain(owner)}{why}')
 
     def run(self) -> None:
-        for name in self.request.roots:
+        for name in sorted(self.request.roots):
             if name in self.chosen:
                 continue
             hits: list[str] = []
