@@ -211,6 +211,11 @@ def make(
         raise UsageError("-o - cannot be combined with --keep or --push")
     if json_out and output == "-":
         raise UsageError("--json and -o - both want standard output")
+    _check_pack_flags(tag or r.image.tag, layer_compression)
+    if push:
+        from rootfs.registry import parse_reference
+
+        parse_reference(push)
     registry = _registry_options(creds, ca_cert, insecure, 4) if push else None
     req = MakeRequest(
         recipe=r,
@@ -232,6 +237,17 @@ def make(
         command="rootfs make " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     _run_with_report(req, run_make, report, json_out)
+
+
+def _check_pack_flags(tag: str, layer_compression: str) -> None:
+    """Flags the packer would refuse, refused before any download starts."""
+    from rootfs.pack import oci, source_date_epoch
+
+    if tag:
+        oci.parse_tag(tag)
+    if layer_compression not in ("gzip", "zstd"):
+        raise UsageError(f"unknown layer compression {layer_compression!r} (known: gzip, zstd)")
+    source_date_epoch(None)
 
 
 def _run_with_report(req, run, report_path: Path | None, json_out: bool) -> None:

@@ -44,6 +44,8 @@ def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
 
     changes: dict = {}
     if sel.mirror:
+        if not sel.mirror.startswith(("http://", "https://", "file:/")):
+            raise UsageError(f"mirror {sel.mirror!r} is not an http://, https:// or file:// URL")
         changes["mirror"] = sel.mirror
     if sel.variant:
         if recipe.backend == "deb" and sel.variant not in DEB_VARIANTS:

@@ -1,0 +1,228 @@
+"""Nightly operations of `rootfs make`: change detection, reports, --keep and
+latest, --locked offline builds, the output lock, kills at random moments,
+a full disk.
+
+These run `rootfs make` as a real process against a hermetic signed
+repository served on 127.0.0.1, in `--mode extract` so that they need
+neither root nor a runnable target (the configure stage has its own tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import needs_root
+from debrepo import File, Pkg, Symlink, build_repo, write_recipe
+
+ROOTFS = [sys.executable, "-m", "rootfs.cli"]
+
+
+def rootfs(*args, check=False, **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run([*ROOTFS, *map(str, args)], capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"rootfs {' '.join(map(str, args))} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def packages(version: str = "1.0") -> list[Pkg]:
+    big = random.Random(7).randbytes(3 << 20)  # large enough that a kill lands mid-download
+    return [
+        Pkg("base-files", version=version, priority="required", essential=True,
+            files={"etc/os-release": f"VERSION={version}\n".encode(), "usr/bin/tool": File(b"#!/bin/sh\n", 0o755),
+                   "usr/share/blob": big}),
+        Pkg("libthing", priority="required", files={"usr/lib/libthing.so.1": b"\x7fELF" + b"x" * 5000}),
+        Pkg("apt", priority="important", depends="libthing", files={"usr/bin/apt": File(b"#!/bin/sh\n", 0o755)}),
+        Pkg("linkpkg", priority="required", files={"usr/lib/link": Symlink("libthing.so.1")}),
+    ]
+
+
+@pytest.fixture
+def repo_env(tmp_path, gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, suite="stable")
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, variant="minbase")
+    return {
+        "tmp": tmp_path,
+        "repo": repo,
+        "server": server,
+        "recipe": recipe,
+        "base": ["make", recipe, "--mirror", server.url + "/", "--mode", "extract",
+                 "--cache-dir", tmp_path / "cache"],
+        "key": gpg_key,
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_second_run_is_up_to_date_and_force_rebuilds(repo_env):
+    out = repo_env["tmp"] / "img.tar"
+    first = rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--json", check=True)
+    report = json.loads(first.stdout)
+    assert report["outcome"] == "built" and report["reason"] == "no previous build"
+    assert sorted(report["packages"]) == ["apt:amd64", "base-files:amd64", "libthing:amd64", "linkpkg:amd64"]
+    assert report["artifacts"] == {str(out): "sha256:" + sha256(out)}
+    assert set(report["durations"]) >= {"resolve", "fetch", "install", "pack"}
+    assert (out.parent / "img.tar.build.json").exists() and (out.parent / "img.tar.lock.json").exists()
+    mtime = out.stat().st_mtime_ns
+
+    second = rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--json", check=True)
+    again = json.loads(second.stdout)
+    assert again["outcome"] == "up-to-date"
+    assert "up to date" in second.stderr
+    assert out.stat().st_mtime_ns == mtime
+
+    forced = json.loads(rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--json", "--force", check=True).stdout)
+    assert forced["outcome"] == "built" and forced["reason"] == "--force"
+    # Same lock, same SOURCE_DATE_EPOCH: the same bytes.
+    assert forced["artifacts"] == report["artifacts"]
+
+
+def test_changed_package_set_rebuilds_and_reports_the_change(repo_env):
+    out = repo_env["tmp"] / "img"
+    rootfs(*repo_env["base"], "-f", "tar", "-f", "oci", "-o", out, check=True)
+    build_repo(repo_env["repo"].path, packages("1.1"), key=repo_env["key"], suite="stable")
+    r = rootfs(*repo_env["base"], "-f", "tar", "-f", "oci", "-o", out, "--report", repo_env["tmp"] / "r.json",
+               check=True)
+    report = json.loads((repo_env["tmp"] / "r.json").read_text())
+    assert report["outcome"] == "built", r.stderr
+    assert report["reason"] == "the resolved package set changed"
+    assert report["changes"]["changed"] == ["base-files:amd64 1.0 -> 1.1"]
+    assert report["changes"]["added"] == [] and report["changes"]["removed"] == []
+    assert json.loads((out / "build.json").read_text())["packages_digest"] == report["packages_digest"]
+    assert (out / "rootfs.tar").exists() and (out / "oci" / "index.json").exists()
+    assert (out / "lock.json").exists() and (out / "sbom.spdx.json").exists()
+
+
+def test_keep_rotates_builds_and_latest_points_at_the_newest(repo_env):
+    out = repo_env["tmp"] / "builds"
+    ids = []
+    for i in range(4):
+        rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--keep", "2", "--force", check=True)
+        ids.append(os.readlink(out / "latest"))
+        time.sleep(1.1)  # build ids carry the second
+    builds = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.is_symlink())
+    assert builds == ids[-3:]  # the newest and the two before it
+    assert (out / "latest" / "rootfs.tar").is_file()
+    report = json.loads((out / "latest" / "build.json").read_text())
+    assert report["outcome"] == "built"
+
+
+def test_locked_build_is_offline_when_the_cache_has_everything(repo_env, tmp_path):
+    lockfile = tmp_path / "x.lock"
+    rootfs("lock", repo_env["recipe"], "--mirror", repo_env["server"].url + "/", "-o", lockfile, check=True)
+    lock = json.loads(lockfile.read_text())
+    assert sorted(p["name"] for p in lock["packages"]) == ["apt", "base-files", "libthing", "linkpkg"]
+    first = tmp_path / "a.tar"
+    rootfs(*repo_env["base"], "--locked", lockfile, "-f", "tar", "-o", first, check=True)
+    repo_env["server"].httpd.shutdown()
+    repo_env["server"].httpd.server_close()
+    second = tmp_path / "b.tar"
+    r = rootfs(*repo_env["base"], "--locked", lockfile, "-f", "tar", "-o", second)
+    assert r.returncode == 0, r.stderr
+    assert sha256(first) == sha256(second)
+
+
+def test_locked_build_refetches_a_corrupted_cache_entry(repo_env, tmp_path):
+    out = tmp_path / "a.tar"
+    rootfs(*repo_env["base"], "-f", "tar", "-o", out, check=True)
+    digest = sha256(out)
+    entries = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and len(p.name) == 64]
+    assert entries
+    victim = max(entries, key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--force", check=True)
+    assert sha256(out) == digest
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == victim.name
+
+
+def test_a_second_run_on_the_same_output_is_busy(repo_env, tmp_path):
+    from rootfs.locking import output_lock
+
+    out = tmp_path / "busy.tar"
+    with output_lock(out):
+        r = rootfs(*repo_env["base"], "-f", "tar", "-o", out)
+    assert r.returncode == 9, r.stderr
+    assert "busy" in r.stderr or "another rootfs run" in r.stderr
+    assert not out.exists()
+
+
+def test_two_concurrent_runs_same_output_and_different_outputs_share_the_cache(repo_env, tmp_path):
+    cmds = [[*ROOTFS, *map(str, repo_env["base"]), "-f", "tar", "-o", str(tmp_path / name), "--wait", "120"]
+            for name in ("same.tar", "same.tar", "other.tar")]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    assert sha256(tmp_path / "same.tar") == sha256(tmp_path / "other.tar")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+
+
+def _settle(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_breaks_the_previous_artifacts(repo_env, tmp_path):
+    out = tmp_path / "kill" / "img"
+    base = [*ROOTFS, *map(str, repo_env["base"]), "-f", "tar", "-f", "oci", "-o", str(out)]
+    rootfs(*repo_env["base"], "-f", "tar", "-f", "oci", "-o", out, check=True)
+    good = sha256(out / "rootfs.tar")
+    manifest = json.loads((out / "oci" / "index.json").read_text())["manifests"][0]["digest"]
+    rng = random.Random(20261128)
+    cache = tmp_path / "cache"
+    timings = []
+    for i in range(24):
+        if i % 3 == 0:
+            # A cold cache puts some kills into the download.
+            subprocess.run(["rm", "-rf", str(cache)], check=True)
+        delay = rng.uniform(0.05, 1.6)
+        p = subprocess.Popen(base + ["--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        timings.append(delay)
+        # The previous artifacts are intact after every kill.
+        assert sha256(out / "rootfs.tar") == good, f"kill {i} after {delay:.2f}s broke the tar"
+        assert json.loads((out / "oci" / "index.json").read_text())["manifests"][0]["digest"] == manifest
+        with open("/proc/self/mountinfo") as f:
+            assert str(tmp_path) not in f.read()
+        # The cache never holds a file that does not match its name.
+        for entry in cache.rglob("*"):
+            if entry.is_file() and len(entry.name) == 64:
+                assert hashlib.sha256(entry.read_bytes()).hexdigest() == entry.name
+    r = rootfs(*repo_env["base"], "-f", "tar", "-f", "oci", "-o", out, "--force")
+    assert r.returncode == 0, r.stderr
+    assert sha256(out / "rootfs.tar") == good
+    assert _settle(out) == [], "a later run must clean what killed runs left"
+
+
+@needs_root()
+def test_full_disk_gives_a_clear_message_and_no_half_written_artifact(repo_env, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    try:
+        r = rootfs(*repo_env["base"][:-1], mnt / "cache", "-f", "tar", "-o", mnt / "img.tar")
+        assert r.returncode == 8, r.stderr
+        assert "no space left" in r.stderr
+        assert r.stderr.count("\n") <= 2, r.stderr  # one sentence, no traceback
+        assert not (mnt / "img.tar").exists()
+        for entry in (mnt / "cache").rglob("*"):
+            if entry.is_file():
+                assert hashlib.sha256(entry.read_bytes()).hexdigest() == entry.name, entry
+        assert [p for p in mnt.iterdir() if p.name.startswith(".img.tar.") and not p.name.endswith(".lock")] == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
