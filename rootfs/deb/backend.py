@@ -1,6 +1,16 @@
-"""The deb backend's two entry points (see rootfs.backend)."""
+"""The deb backend's two entry points (see rootfs.backend).
 
-from rootfs.deb.install import install
-from rootfs.deb.resolve import resolve
+Imported lazily so that resolving never loads the installer and its tools.
+"""
 
-__all__ = ["install", "resolve"]
+
+def resolve(recipe, opts, downloader):
+    from rootfs.deb.resolve import resolve as _resolve
+
+    return _resolve(recipe, opts, downloader)
+
+
+def install(lock, files, root, opts):
+    from rootfs.deb.install import install as _install
+
+    return _install(lock, files, root, opts)

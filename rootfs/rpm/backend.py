@@ -1,6 +1,16 @@
-"""The rpm backend's two entry points (see rootfs.backend)."""
+"""The rpm backend's two entry points (see rootfs.backend).
 
-from rootfs.rpm.install import install
-from rootfs.rpm.resolve import resolve
+Imported lazily so that resolving never loads the installer and its tools.
+"""
 
-__all__ = ["install", "resolve"]
+
+def resolve(recipe, opts, downloader):
+    from rootfs.rpm.resolve import resolve as _resolve
+
+    return _resolve(recipe, opts, downloader)
+
+
+def install(lock, files, root, opts):
+    from rootfs.rpm.install import install as _install
+
+    return _install(lock, files, root, opts)
