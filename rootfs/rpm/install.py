@@ -1,0 +1,256 @@
+"""install(lock, files, root, opts) for rpm packages.
+
+1. Every package file is checked: its NEVRA against the lock, the header's
+   SHA256 and the payload digest, and, when the lock names a key, its
+   OpenPGP signature (unsigned packages are refused then).
+2. Packages are ordered as rpm orders a transaction: what a package
+   requires goes in before it, Requires(pre) first of all.
+3. As root: all %pretrans, then per package %pre, unpack, %post and the
+   %triggerin scripts it fires, then all %posttrans; finally the packages
+   are registered in the root's rpm database (/var/lib/rpm).
+   Otherwise: unpack only, with owners/modes/xattrs in opts.attrs, and the
+   skipped steps said in the report.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from rootfs.backend import InstallOptions, InstallReport
+from rootfs.errors import InstallError, PrivilegeError, VerifyError
+from rootfs.lock import Lock, LockedPackage
+from rootfs.rpm import header as H
+from rootfs.rpm.deps import Dep, atoms, parse_rich
+from rootfs.rpm.header import RpmFile, open_rpm
+from rootfs.rpm.payload import file_entries
+from rootfs.rpm.scriptlets import Runner, ScriptletError, Trigger, scriptlet, triggers_in
+from rootfs.rpm.unpack import Unpacker
+from rootfs.rpm.version import EQUAL, parse_evr, ranges_overlap
+
+PREREQ_BITS = 64 | (1 << 9) | (1 << 10)  # PREREQ, SCRIPT_PRE, SCRIPT_POST
+RPMLIB = 1 << 24
+
+
+# -- verification ----------------------------------------------------------------
+
+def check_signatures(paths: list[Path], key_text: str) -> None:
+    """rpmkeys --checksig against a private database holding only key_text."""
+    rpmkeys = shutil.which("rpmkeys")
+    if rpmkeys is None:
+        raise PrivilegeError("rpmkeys is not installed; it is needed to check package signatures")
+    with tempfile.TemporaryDirectory(prefix="rootfs-rpmkeys.") as t:
+        key = Path(t) / "key.asc"
+        key.write_text(key_text)
+        db = Path(t) / "db"
+        env = dict(os.environ, HOME=t)
+        imp = subprocess.run([rpmkeys, "--dbpath", str(db), "--import", str(key)], capture_output=True, env=env)
+        if imp.returncode != 0:
+            raise VerifyError(f"the package signing key cannot be imported: {imp.stderr.decode(errors='replace').strip()}")
+        for p in paths:
+            proc = subprocess.run([rpmkeys, "--dbpath", str(db), "--define", f"_dbpath {db}", "--checksig", str(p)],
+                                  capture_output=True, env=env)
+            out = (proc.stdout + proc.stderr).decode(errors="replace")
+            if proc.returncode != 0 or "signatures OK" not in out and "digests signatures OK" not in out:
+                raise VerifyError(f"{p.name}: signature check failed ({out.strip().split(': ', 1)[-1]})")
+
+
+def check_package(rpm: RpmFile, locked: LockedPackage) -> None:
+    h = rpm.header
+    epoch = h.list(H.EPOCH)
+    evr = f"{epoch[0] if epoch else 0}:{h.str(H.VERSION)}-{h.str(H.RELEASE)}"
+    if h.str(H.NAME) != locked.name or evr != locked.version or h.str(H.ARCH) != locked.architecture:
+        raise VerifyError(f"{rpm.path.name} is {rpm.nevra}, not the locked {locked.name} {locked.version} {locked.architecture}")
+    rpm.check_digests()
+
+
+# -- ordering ---------------------------------------------------------------------
+
+def _deps(rpm: RpmFile) -> list[tuple[Dep, bool]]:
+    h = rpm.header
+    names, flags, versions = h.list(H.REQUIRENAME), h.list(H.REQUIREFLAGS), h.list(H.REQUIREVERSION)
+    out = []
+    for i, name in enumerate(names):
+        fl = flags[i] if i < len(flags) else 0
+        if fl & RPMLIB or name.startswith("rpmlib("):
+            continue
+        ver = versions[i] if i < len(versions) else ""
+        pre = bool(fl & PREREQ_BITS)
+        if name.startswith("("):
+            out.extend((a, pre) for a in atoms(parse_rich(name)))
+        else:
+            out.append((Dep(name, fl & 14, parse_evr(ver) if ver else None), pre))
+    return out
+
+
+def install_order(rpms: list[RpmFile]) -> list[RpmFile]:
+    """Dependencies first; Requires(pre) edges are the last to be broken
+    when a cycle has to be cut. Ties go by name, so the order is stable."""
+    provides: dict[str, list[tuple[int, int, object]]] = {}
+    for i, r in enumerate(rpms):
+        h = r.header
+        pn, pf, pv = h.list(H.PROVIDENAME), h.list(H.PROVIDEFLAGS), h.list(H.PROVIDEVERSION)
+        for k, name in enumerate(pn):
+            ver = pv[k] if k < len(pv) else ""
+            provides.setdefault(name, []).append((i, pf[k] & 14 if k < len(pf) else 0, parse_evr(ver) if ver else None))
+        provides.setdefault(r.name, []).append((i, EQUAL, None))
+        for e in file_entries(r):
+            provides.setdefault(e.path, []).append((i, 0, None))
+    needs: list[dict[int, bool]] = [{} for _ in rpms]  # i -> {provider index: is a pre edge}
+    for i, r in enumerate(rpms):
+        for dep, pre in _deps(r):
+            for j, fl, evr in provides.get(dep.name, ()):
+                if j != i and ranges_overlap(dep.flags, dep.evr, fl, evr):
+                    needs[i][j] = needs[i].get(j, False) or pre
+    users: list[list[int]] = [[] for _ in rpms]
+    for i, n in enumerate(needs):
+        for j in n:
+            users[j].append(i)
+    remaining = {i: dict(n) for i, n in enumerate(needs)}
+    ready = [(rpms[i].name, i) for i, n in remaining.items() if not n]
+    heapq.heapify(ready)
+    order: list[int] = []
+    done: set[int] = set()
+    while len(order) < len(rpms):
+        if not ready:
+            # A cycle: take the package with the fewest unmet pre-requirements.
+            i = min((i for i in remaining if i not in done),
+                    key=lambda i: (sum(remaining[i].values()), len(remaining[i]), rpms[i].name))
+            remaining[i] = {}
+            heapq.heappush(ready, (rpms[i].name, i))
+        _, i = heapq.heappop(ready)
+        if i in done:
+            continue
+        done.add(i)
+        order.append(i)
+        for u in users[i]:
+            if u in done:
+                continue
+            remaining[u].pop(i, None)
+            if not remaining[u]:
+                heapq.heappush(ready, (rpms[u].name, u))
+    return [rpms[i] for i in order]
+
+
+# -- the rpm database -------------------------------------------------------------
+
+def register(root: Path, paths: list[Path]) -> str | None:
+    """Record the packages in ROOT/var/lib/rpm with the host's rpm;
+    the reason when that is not possible."""
+    rpm = shutil.which("rpm")
+    if rpm is None:
+        return "registering the packages in the rpm database (rpm is not installed on the host)"
+    (root / "var" / "lib" / "rpm").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
+        proc = subprocess.run(
+            [rpm, "--root", str(root), "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts",
+             "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
+             "--replacefiles", "--replacepkgs", *map(str, paths)],
+            capture_output=True, env=dict(os.environ, HOME=home),
+        )
+    if proc.returncode != 0:
+        raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
+    # rpm has closed the database, so sqlite's shared-memory index and an
+    # empty write-ahead log are leftovers of this run, not data.
+    db = root / "var" / "lib" / "rpm"
+    for leftover in ("rpmdb.sqlite-shm", "rpmdb.sqlite-wal"):
+        f = db / leftover
+        if f.is_file() and (leftover.endswith("-shm") or f.stat().st_size == 0):
+            f.unlink()
+    return None
+
+
+# -- install ------------------------------------------------------------------------
+
+def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
+    root = Path(root)
+    as_root = opts.mode == "root"
+    report = InstallReport()
+    rpms: list[RpmFile] = []
+    for p in lock.packages:
+        path = files.get(p.key)
+        if path is None:
+            raise InstallError(f"no package file for {p.name} {p.version} {p.architecture}")
+        rpm = open_rpm(path)
+        check_package(rpm, p)
+        rpms.append(rpm)
+    key = lock.extra.get("gpgkey", "") if isinstance(lock.extra, dict) else ""
+    if key:
+        check_signatures([r.path for r in rpms], key)
+    ordered = install_order(rpms)
+    total = len(ordered)
+    progress = opts.progress or (lambda stage, done, n: None)
+    unpacker = Unpacker(root, as_root, None if as_root else opts.attrs, opts.log)
+    runner = Runner(str(root), opts.log) if as_root else None
+    failed: list[str] = []
+    skipped_scripts: list[str] = []
+
+    def run(s, args: list[str], fatal: bool) -> None:
+        if s is None:
+            return
+        if runner is None:
+            skipped_scripts.append(s.label)
+            return
+        why = runner.can_run(s)
+        if why:
+            skipped_scripts.append(f"{s.label} ({why})")
+            return
+        opts.log(f"running {s.label}")
+        try:
+            runner.run(s, args)
+        except ScriptletError as exc:
+            if fatal:
+                raise InstallError(str(exc)) from None
+            failed.append(str(exc))
+
+    for r in ordered:
+        run(scriptlet(r, "pretrans"), [], True)
+    installed: list[RpmFile] = []
+    triggers: list[Trigger] = []
+    fired: set[tuple[str, str]] = set()
+    for n, r in enumerate(ordered):
+        progress("installing", n, total)
+        opts.log(f"installing {r.nevra}")
+        run(scriptlet(r, "pre"), ["1"], True)
+        unpacker.unpack(r)
+        run(scriptlet(r, "post"), ["1"], False)
+        installed.append(r)
+        triggers.extend(triggers_in(r))
+        for t in triggers:
+            for target in installed:
+                if target.name != t.name or (t.owner, t.name) in fired:
+                    continue
+                if t.version and not ranges_overlap(t.flags & 14, parse_evr(t.version), EQUAL,
+                                                    parse_evr(_evr(target))):
+                    continue
+                fired.add((t.owner, t.name))
+                run(t.script, ["1", "1"], False)
+    unpacker.finish()
+    for r in ordered:
+        run(scriptlet(r, "posttrans"), [], False)
+    progress("installing", total, total)
+    report.packages = total
+    report.configured = as_root
+    if as_root:
+        why = register(root, [r.path for r in ordered])
+        if why:
+            report.skipped.append(why)
+    else:
+        report.skipped.append("registering the packages in the rpm database (needs --mode root)")
+    if skipped_scripts:
+        report.skipped.append("scriptlets: " + "; ".join(skipped_scripts))
+    report.skipped.extend(failed)
+    if unpacker.accounts.unknown:
+        report.skipped.append("owners not in the root's passwd/group, root used instead: "
+                              + ", ".join(sorted(unpacker.accounts.unknown)))
+    return report
+
+
+def _evr(r: RpmFile) -> str:
+    h = r.header
+    e = h.list(H.EPOCH)
+    return f"{e[0] if e else 0}:{h.str(H.VERSION)}-{h.str(H.RELEASE)}"
