@@ -2,70 +2,104 @@
 apt configuration for the same distribution, discovered at run time.
 
 No mirror host name is written in rootfs: the host's apt sources already
-name the mirror that this machine may reach.
+name the mirror that this machine may reach. The sources files are read
+directly (`apt-get indextargets` costs seconds), and the Origin of each
+source comes from the Release file apt last downloaded for it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs.errors import UsageError
 
+APT_ETC = Path("/etc/apt")
+APT_LISTS = Path("/var/lib/apt/lists")
 
-def _from_indextargets(origin: str) -> list[str]:
-    """Repository URIs apt knows, with the Origin of their Release file."""
-    if not shutil.which("apt-get"):
-        return []
-    try:
-        out = subprocess.run(
-            ["apt-get", "indextargets", "--format", "$(REPO_URI)\t$(ORIGIN)\t$(SUITE)\t$(CODENAME)"],
-            capture_output=True, text=True, timeout=30, check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    uris = []
-    for line in out.splitlines():
-        parts = line.split("\t")
-        if len(parts) < 2:
+
+@dataclass(frozen=True)
+class Source:
+    uri: str
+    suites: tuple[str, ...]
+
+
+def _one_line_sources(text: str) -> list[Source]:
+    found = []
+    for line in text.splitlines():
+        m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+        if m:
+            found.append(Source(m.group(1), (m.group(2),)))
+    return found
+
+
+def _deb822_sources(text: str) -> list[Source]:
+    found = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes").lower() == "no":
             continue
-        uri, org = parts[0], parts[1]
-        suites = " ".join(parts[2:])
-        if "security" in suites or "security" in uri:
-            continue
-        if org.lower() == origin.lower() and uri not in uris:
-            uris.append(uri)
-    return uris
+        for uri in fields.get("uris", "").split():
+            found.append(Source(uri, tuple(fields.get("suites", "").split())))
+    return found
 
 
-def _from_sources(distribution: str) -> list[str]:
-    """Fallback when apt has no lists yet: URIs from sources files whose path
-    names the distribution (…/debian, …/ubuntu)."""
-    files = [Path("/etc/apt/sources.list")]
-    d = Path("/etc/apt/sources.list.d")
-    if d.is_dir():
-        files += sorted(d.glob("*.list")) + sorted(d.glob("*.sources"))
-    uris: list[str] = []
+def host_sources(etc: Path = APT_ETC) -> list[Source]:
+    sources: list[Source] = []
+    main = etc / "sources.list"
+    parts = etc / "sources.list.d"
+    files = [main] + (sorted(parts.glob("*.list")) + sorted(parts.glob("*.sources")) if parts.is_dir() else [])
     for f in files:
         try:
             text = f.read_text()
         except OSError:
             continue
-        for m in re.finditer(r"^\s*(?:deb\s+(?:\[[^\]]*\]\s+)?(\S+)|URIs:\s*(.+))", text, re.M):
-            for uri in (m.group(1) or m.group(2) or "").split():
-                path = uri.rstrip("/").rsplit("/", 1)[-1]
-                if path == distribution and uri not in uris:
-                    uris.append(uri)
-    return uris
+        sources += _deb822_sources(text) if f.suffix == ".sources" else _one_line_sources(text)
+    return sources
 
 
-def host_mirror(distribution: str, origin: str = "") -> str | None:
-    """The first non-security mirror for `distribution` in the host's apt setup."""
-    candidates = _from_indextargets(origin or distribution.capitalize()) or _from_sources(distribution)
-    return candidates[0] if candidates else None
+def _list_name(uri: str, suite: str) -> str:
+    """apt's file name in /var/lib/apt/lists for a source's Release file."""
+    bare = re.sub(r"^[a-z+]+://", "", uri).rstrip("/")
+    return f"{bare}/dists/{suite}/".replace("/", "_")
+
+
+def _origin(uri: str, suite: str, lists: Path) -> str:
+    for name in ("InRelease", "Release"):
+        try:
+            with open(lists / (_list_name(uri, suite) + name), errors="replace") as f:
+                for line in f:
+                    if line.startswith("Origin:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip() and not line.startswith("-----"):
+                        break
+        except OSError:
+            continue
+    return ""
+
+
+def host_mirror(distribution: str, origin: str = "", etc: Path = APT_ETC, lists: Path = APT_LISTS) -> str | None:
+    """The first non-security mirror for `distribution` in the host's apt
+    setup: by the Origin of its Release when apt has downloaded it, else by
+    the last path component of its URI (…/debian, …/ubuntu)."""
+    want = (origin or distribution).lower()
+    by_path = None
+    for src in host_sources(etc):
+        if "security" in src.uri or any("security" in s for s in src.suites):
+            continue
+        origins = {_origin(src.uri, s, lists).lower() for s in src.suites} - {""}
+        if want in origins:
+            return src.uri
+        if not origins and by_path is None and src.uri.rstrip("/").rsplit("/", 1)[-1] == distribution:
+            by_path = src.uri
+    return by_path
 
 
 def choose_mirror(cli_mirror: str | None, recipe_mirror: str, distribution: str, origin: str = "") -> str:
