@@ -75,13 +75,16 @@ def _origin(uri: str, suite: str, lists: Path) -> str:
     for name in ("InRelease", "Release"):
         try:
             with open(lists / (_list_name(uri, suite) + name), errors="replace") as f:
-                for line in f:
-                    if line.startswith("Origin:"):
-                        return line.split(":", 1)[1].strip()
-                    if not line.strip() and not line.startswith("-----"):
-                        break
+                head = f.read(8192)
         except OSError:
             continue
+        if head.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
+            head = head.partition("\n\n")[2]  # past the armour headers
+        for line in head.splitlines():
+            if line.startswith("Origin:"):
+                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break
     return ""
 
 
