@@ -3,8 +3,9 @@ build) never corrupt an output or the cache.
 
 flock(2) locks belong to an open file description: the kernel drops them
 when the holder dies, however it dies, so there are no stale locks to clean
-up. The descriptors are close-on-exec so a maintainer script or dpkg started
-by the build does not keep holding the lock after rootfs itself has exited.
+up. The descriptors are close-on-exec (Python's default, made explicit here)
+so a maintainer script or dpkg started by the build does not keep holding the
+lock after rootfs itself has exited.
 
 Waiting is a poll with LOCK_NB rather than a blocking flock with a signal
 alarm: alarms are process-wide and do not mix with the download threads.
