@@ -118,7 +118,14 @@ def purl(pkg: Package, namespace: str, distro: str) -> str:
     return f"pkg:{pkg.format}/{ns}{q(pkg.name)}@{q(version)}" + (f"?{query}" if query else "")
 
 
-_URL = re.compile(r"^(https?|ftp)://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+$")
+# The SPDX 2.3 spec's grammar for URLs in downloadLocation and homepage: a
+# host name with a top-level domain (no bare IP addresses, no file://).
+# Other URLs (a local test mirror) are left out rather than made invalid.
+_URL = re.compile(
+    r"^(https?://(www\.)?|ftp://|sftp://)([\w\-.!~*'()%;:&=+$,]+@)?[a-z0-9]+([\-.][a-z0-9]+){0,100}"
+    r"\.[a-z]{2,5}(:[0-9]{1,5})?(/\S*)?$",
+    re.IGNORECASE,
+)
 
 
 # ---------------------------------------------------------------- lock
