@@ -98,8 +98,10 @@ def walk(
             return None
         src = rec if rec is not None else None
         mode = stat.S_IMODE(src.mode if src else st.st_mode)
-        uid = src.uid if src else st.st_uid
-        gid = src.gid if src else st.st_gid
+        # With a record (a rootless tree), a path it does not know was made by
+        # the build itself, which a root build would have made as root.
+        uid = src.uid if src else (0 if attrs is not None else st.st_uid)
+        gid = src.gid if src else (0 if attrs is not None else st.st_gid)
         rdev = (src.rdev if src else st.st_rdev) if kind in (CHR, BLK) else 0
         xattrs = src.xattrs if src else _disk_xattrs(full)
         mtime = int(st.st_mtime)
