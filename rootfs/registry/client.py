@@ -250,13 +250,15 @@ class Session:
     def _with_retries(self, attempt: Callable[[], Response], retries: int | None = None) -> Response:
         retries = self.opts.retries if retries is None else retries
         last = ""
-        for n in range(retries + 1):
+        for n in range(max(retries, 0) + 1):
             try:
                 r = attempt()
                 if r.status >= 500 or r.status == 429:
                     raise Transient(f"HTTP {r.status} ({r.error_text()})")
                 return r
             except Transient as exc:
+                if retries < 0:
+                    raise  # the caller restarts at a higher level
                 last = str(exc)
             if n < retries:
                 time.sleep(self.opts.backoff * (2**n) * (0.5 + random.random()))
@@ -268,7 +270,9 @@ class Session:
              mount_from: tuple[str, ...] = (), repeat: bool = True,
              sink: Callable[[bytes], None] | None = None) -> Response:
         """Send with authentication; body is a factory so that the request
-        can be sent again after a challenge or a transient failure."""
+        can be sent again after a challenge or a transient failure. With
+        repeat=False a transient failure is raised as Transient for the
+        caller to restart a larger unit (a blob upload)."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         scopes = self._scope(mount_from, push)
 
@@ -280,7 +284,7 @@ class Session:
             return self.transport.send(method, url, hdrs, body() if body else None, sink=sink)
 
         for challenge in range(2):
-            r = self._with_retries(attempt, None if repeat else 0)
+            r = self._with_retries(attempt, None if repeat else -1)
             if r.status == 401 and challenge == 0:
                 self._authenticate(r, scopes)
                 continue
@@ -291,6 +295,15 @@ class Session:
         if r.status == 400 and b"HTTP request to an HTTPS server" in r.body:
             raise RegistryError(f"{self.ref.host} speaks only TLS; drop --insecure")
         return r
+
+    def ping(self) -> None:
+        """The API version check (`GET /v2/`): tells a registry from other
+        servers, and TLS from plain HTTP, before any real request."""
+        r = self.call("GET", "/v2/")
+        if r.status == 400 and self.scheme == "http":
+            raise RegistryError(f"{self.ref.host} does not answer plain HTTP (HTTP 400); if it speaks TLS, drop --insecure")
+        if r.status != 200:
+            raise RegistryError(f"{self.ref.host} is not an OCI registry (GET /v2/ answered HTTP {r.status})")
 
 
 def _same_origin(a: str, b: str) -> bool:

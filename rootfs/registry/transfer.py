@@ -81,6 +81,7 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
     if r.digest:
         raise UsageError(f"push to a tag, not a digest: {r}")
     sess = Session(r, opts)
+    sess.ping()
     memory = BlobMemory(opts.cache_dir, r.host)
     result = PushResult(r, image.root.digest)
     count = _Counter()
@@ -248,6 +249,7 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
         if not path.is_dir() or any(path.iterdir()):
             raise OutputError(f"{path} exists and is not an OCI layout")
     sess = Session(r, opts)
+    sess.ping()
     memory = BlobMemory(opts.cache_dir, r.host)
     try:
         root_desc, root_bytes = _get_manifest(sess, r.reference, r.digest)

@@ -1,0 +1,374 @@
+"""`rootfs push` / `rootfs pull` against Debian's docker-registry on 127.0.0.1
+(plain HTTP, basic auth, TLS + basic auth), checked with skopeo, with a
+logging / connection-resetting proxy in front where the wire is the
+evidence (what was uploaded, what was mounted, what was retried)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from oci_images import build_test_images
+from registry_server import PASSWORD, USER, Proxy, free_port, start_registry
+
+from conftest import needs_tool
+
+pytestmark = [needs_tool("docker-registry", "skopeo", "umoci", "htpasswd", "openssl"), pytest.mark.timeout(300)]
+
+MODES = ("plain", "basic", "tls")
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory):
+    return build_test_images(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory):
+    started = {}
+
+    def get(mode: str):
+        if mode not in started:
+            started[mode] = start_registry(tmp_path_factory.mktemp(f"registry-{mode}"), mode)
+        return started[mode]
+
+    yield get
+    for reg in started.values():
+        reg.stop()
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A clean HOME: no auth files, no blob memory from other tests."""
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    e["HOME"] = str(tmp_path / "home")
+    e["XDG_CACHE_HOME"] = str(tmp_path / "home" / "cache")
+    (tmp_path / "home").mkdir()
+    return e
+
+
+def rootfs(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rootfs.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=240)
+
+
+def flags(reg) -> list[str]:
+    out = ["--ca-cert", str(reg.ca_cert)] if reg.mode == "tls" else ["--insecure"]
+    if reg.creds:
+        out += ["--creds", reg.creds]
+    return out
+
+
+def skopeo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """skopeo with a private /var/lib (its blob-info cache), as containers.md shows."""
+    varlib = tmp_path / "skopeo-varlib"
+    varlib.mkdir(exist_ok=True)
+    cmd = ["skopeo", "--tmpdir", str(varlib), *args]
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount --bind "$0" /var/lib && exec "$@"', str(varlib), *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def layout_digests_ok(layout: Path) -> int:
+    """Every blob in the layout hashes to its name; returns how many."""
+    n = 0
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+        n += 1
+    return n
+
+
+@pytest.fixture
+def proxy(registries):
+    """The plain registry, seen through a request-logging proxy."""
+    p = Proxy(registries("plain").host).start()
+    yield p
+    p.stop()
+
+
+def proxied_push(env, images, proxy, tag: str, repo: str, *extra: str):
+    return rootfs(env, "push", f"{images.layout}:{tag}", f"{proxy.host}/{repo}", "--insecure", *extra)
+
+
+def uploaded_digests(proxy) -> set[str]:
+    """Digests whose bytes crossed the wire (the PUT that closes an upload names it)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    out = set()
+    for e in proxy.log:
+        if e.method == "PUT" and "/blobs/uploads/" in e.path and e.status == 201:
+            out.update(parse_qs(urlsplit(e.path).query)["digest"])
+    return out
+
+
+# -- the three set-ups ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_push_is_served_back_identically(mode, registries, images, env, tmp_path):
+    reg = registries(mode)
+    ref = f"{reg.host}/rootfs/push-{mode}:2"
+    r = rootfs(env, "push", f"{images.layout}:2", ref, *flags(reg))
+    assert r.returncode == 0, r.stderr
+    digest = r.stdout.strip()
+    assert digest == images.manifest_digest("2")
+
+    raw = skopeo(tmp_path, "inspect", "--raw", *reg.skopeo_flags(), f"docker://{ref}")
+    assert raw.returncode == 0, raw.stderr
+    assert sha256(raw.stdout.encode()) == digest
+    info = json.loads(skopeo(tmp_path, "inspect", *reg.skopeo_flags(), f"docker://{ref}").stdout)
+    assert info["Digest"] == digest
+    assert info["Layers"] == [d["digest"] for d in images.manifest("2")["layers"]]
+
+    # skopeo copy re-reads and checks every blob against its digest.
+    back = tmp_path / "back"
+    c = skopeo(tmp_path, "copy", *reg.skopeo_flags("src-"), f"docker://{ref}", f"oci:{back}:x")
+    assert c.returncode == 0, c.stderr
+    index = json.loads((back / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == digest
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pull_gives_a_layout_with_matching_digests(mode, registries, images, env, tmp_path):
+    reg = registries(mode)
+    ref = f"{reg.host}/rootfs/pull-{mode}:1"
+    # Pushed by skopeo, so the pull is checked against an independent writer.
+    c = skopeo(tmp_path, "copy", *reg.skopeo_flags("dest-"), f"oci:{images.layout}:1", f"docker://{ref}")
+    assert c.returncode == 0, c.stderr
+    dest = tmp_path / "pulled"
+    r = rootfs(env, "pull", ref, f"{dest}:mine", *flags(reg))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == images.manifest_digest("1")
+    index = json.loads((dest / "index.json").read_text())
+    assert [(m["digest"], m["annotations"]["org.opencontainers.image.ref.name"]) for m in index["manifests"]] \
+        == [(images.manifest_digest("1"), "mine")]
+    assert json.loads((dest / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    # manifest, config and the one layer, each named by its own digest
+    assert layout_digests_ok(dest) == 3
+    assert skopeo(tmp_path, "copy", f"oci:{dest}:mine", f"oci:{tmp_path / 'verify'}:v").returncode == 0
+
+
+# -- what crosses the wire -------------------------------------------------------
+
+
+def test_second_push_uploads_nothing(images, env, proxy):
+    r = proxied_push(env, images, proxy, "2", "wire/again:2")
+    assert r.returncode == 0, r.stderr
+    m = images.manifest("2")
+    assert uploaded_digests(proxy) == {m["config"]["digest"], *(d["digest"] for d in m["layers"])}
+    proxy.clear()
+    r = proxied_push(env, images, proxy, "2", "wire/again:2")
+    assert r.returncode == 0, r.stderr
+    assert proxy.uploads() == []
+    assert [e.method for e in proxy.log if "/blobs/" in e.path] == ["HEAD"] * 3
+    assert all(e.status == 200 for e in proxy.log if e.method == "HEAD")
+
+
+def test_shared_base_layer_is_not_uploaded_again(images, env, proxy):
+    assert proxied_push(env, images, proxy, "1", "wire/shared:1").returncode == 0
+    proxy.clear()
+    r = proxied_push(env, images, proxy, "2", "wire/shared:2")
+    assert r.returncode == 0, r.stderr
+    m2 = images.manifest("2")
+    base, new = m2["layers"][0]["digest"], m2["layers"][1]["digest"]
+    assert base == images.manifest("1")["layers"][0]["digest"]
+    assert uploaded_digests(proxy) == {new, m2["config"]["digest"]}
+    assert base not in uploaded_digests(proxy)
+
+
+def test_push_to_another_repository_mounts(images, env, proxy, registries, tmp_path):
+    assert proxied_push(env, images, proxy, "2", "wire/first:2").returncode == 0
+    proxy.clear()
+    r = proxied_push(env, images, proxy, "2", "other/second:2")
+    assert r.returncode == 0, r.stderr
+    assert proxy.uploads() == []
+    mounts = [e for e in proxy.log if e.method == "POST" and "mount=" in e.path]
+    assert len(mounts) == 3 and all(e.status == 201 and "from=wire%2Ffirst" in e.path for e in mounts)
+    reg = registries("plain")
+    info = json.loads(skopeo(tmp_path, "inspect", "--tls-verify=false", f"docker://{reg.host}/other/second:2").stdout)
+    assert info["Digest"] == images.manifest_digest("2")
+
+
+def test_large_blobs_go_in_chunks(images, env, proxy, registries, tmp_path):
+    from rootfs.registry import RegistryOptions, push
+
+    opts = RegistryOptions(insecure=True, chunk_size=256 << 10, cache_dir=tmp_path / "cache")
+    base = images.manifest("1")["layers"][0]
+    result = push(images.layout, "1", f"{proxy.host}/wire/chunked:1", opts)
+    assert result.digest == images.manifest_digest("1")
+    patches = [e for e in proxy.log if e.method == "PATCH"]
+    assert len(patches) == -(-base["size"] // (256 << 10)) and all(e.status == 202 for e in patches)
+    assert sum(e.length for e in patches) == base["size"]
+    reg = registries("plain")
+    c = skopeo(tmp_path, "copy", "--src-tls-verify=false", f"docker://{reg.host}/wire/chunked:1", f"oci:{tmp_path / 'c'}:1")
+    assert c.returncode == 0, c.stderr
+
+
+def test_oci_archive_and_index_push(images, env, registries, tmp_path):
+    reg = registries("plain")
+    r = rootfs(env, "push", str(images.oci_archive), f"{reg.host}/rootfs/archive:2", "--insecure")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == images.manifest_digest("2")
+
+    # An image index naming the tag-2 manifest: the manifest goes first, by
+    # digest, then the index under the tag.
+    layout = tmp_path / "multi"
+    shutil.copytree(images.layout, layout)
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": images.manifest_digest("2"),
+             "size": len(images.blob(images.manifest_digest("2"))), "platform": {"architecture": "amd64", "os": "linux"}}
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [entry]}).encode()
+    (layout / "blobs/sha256" / hashlib.sha256(index).hexdigest()).write_bytes(index)
+    top = json.loads((layout / "index.json").read_text())
+    top["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index),
+                             "size": len(index), "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+    (layout / "index.json").write_text(json.dumps(top))
+    r = rootfs(env, "push", f"{layout}:multi", f"{reg.host}/rootfs/multi:m", "--insecure")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == sha256(index)
+    raw = skopeo(tmp_path, "inspect", "--raw", "--tls-verify=false", f"docker://{reg.host}/rootfs/multi:m")
+    assert raw.stdout.encode() == index
+    # and it pulls back whole: index, manifest, config, layers
+    r = rootfs(env, "pull", f"{reg.host}/rootfs/multi:m", f"{tmp_path / 'pulled'}:m", "--insecure")
+    assert r.returncode == 0, r.stderr
+    assert layout_digests_ok(tmp_path / "pulled") == 5
+
+
+# -- refusals: one sentence and the documented exit code -------------------------------
+
+
+def test_wrong_or_missing_credentials(images, env, registries):
+    reg = registries("basic")
+    r = rootfs(env, "push", f"{images.layout}:1", f"{reg.host}/auth/x:1", "--insecure", "--creds", f"{USER}:wrong")
+    assert r.returncode == 10
+    assert f"authentication to {reg.host} failed" in r.stderr and "Traceback" not in r.stderr
+    r = rootfs(env, "push", f"{images.layout}:1", f"{reg.host}/auth/x:1", "--insecure")
+    assert r.returncode == 10 and f"authentication to {reg.host} failed" in r.stderr
+
+
+def test_credentials_from_auth_files(images, env, registries, tmp_path):
+    reg = registries("basic")
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {reg.host: {"auth": token}}}))
+    r = rootfs({**env, "REGISTRY_AUTH_FILE": str(auth)}, "push", f"{images.layout}:1", f"{reg.host}/auth/a:1", "--insecure")
+    assert r.returncode == 0, r.stderr
+    docker = Path(env["HOME"]) / ".docker"
+    docker.mkdir()
+    (docker / "config.json").write_text(json.dumps({"auths": {f"https://{reg.host}": {"auth": token}}}))
+    r = rootfs(env, "pull", f"{reg.host}/auth/a:1", str(tmp_path / "p"), "--insecure")
+    assert r.returncode == 0, r.stderr
+    (docker / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": base64.b64encode(b"x:y").decode()}}}))
+    r = rootfs(env, "pull", f"{reg.host}/auth/a:1", str(tmp_path / "q"), "--insecure")
+    assert r.returncode == 10 and not (tmp_path / "q").exists()
+
+
+def test_tls_needs_the_ca_and_plain_http_needs_insecure(images, env, registries):
+    tls, plain = registries("tls"), registries("plain")
+    image = f"{images.layout}:1"
+    r = rootfs(env, "push", image, f"{tls.host}/t/x:1", "--creds", tls.creds)
+    assert r.returncode == 4 and "not trusted" in r.stderr and "--ca-cert" in r.stderr
+    r = rootfs(env, "push", image, f"{tls.host}/t/x:1", "--creds", tls.creds, "--insecure")
+    assert r.returncode == 10 and "TLS" in r.stderr
+    # 127.0.0.1 is not implied insecure
+    r = rootfs(env, "push", image, f"{plain.host}/t/x:1")
+    assert r.returncode == 10 and "--insecure" in r.stderr
+    r = rootfs(env, "push", image, f"http://{plain.host}/t/x:1")
+    assert r.returncode == 2 and "--insecure" in r.stderr
+
+
+@pytest.mark.parametrize("bad", ["no-host-here", "localhost/UPPER:1", "127.0.0.1:5000/x:bad tag",
+                                 "127.0.0.1:5000/", "registry/name:1", "127.0.0.1:5000/x@sha256:abc"])
+def test_malformed_references_are_usage_errors(bad):
+    from rootfs.errors import UsageError
+    from rootfs.registry import parse_reference
+
+    with pytest.raises(UsageError):
+        parse_reference(bad)
+
+
+def test_references_parse():
+    from rootfs.registry import parse_reference
+
+    r = parse_reference("127.0.0.1:5000/a/b-c:v1.2")
+    assert (r.host, r.name, r.tag, r.digest, r.reference) == ("127.0.0.1:5000", "a/b-c", "v1.2", None, "v1.2")
+    d = "sha256:" + "0" * 64
+    r = parse_reference(f"localhost/x@{d}")
+    assert (r.host, r.name, r.tag, r.reference) == ("localhost", "x", None, d)
+    assert parse_reference("reg.example:443/x").reference == "latest"
+
+
+def test_bad_reference_and_image_on_the_command_line(images, env, tmp_path):
+    r = rootfs(env, "push", f"{images.layout}:1", "no-host-here", "--insecure")
+    assert r.returncode == 2 and r.stderr.startswith("rootfs: error: ") and r.stderr.count("\n") == 1
+    r = rootfs(env, "push", f"{images.layout}:nosuchtag", "127.0.0.1:5000/x:1", "--insecure")
+    assert r.returncode == 2 and "no tag 'nosuchtag'" in r.stderr and "tags: 1, 2" in r.stderr
+
+
+def test_unreachable_registry(images, env, tmp_path):
+    port = free_port()
+    r = rootfs(env, "push", f"{images.layout}:1", f"127.0.0.1:{port}/x/y:1", "--insecure", "--retries", "1")
+    assert r.returncode == 5 and "cannot reach the registry" in r.stderr
+    r = rootfs(env, "pull", f"127.0.0.1:{port}/x/y:1", str(tmp_path / "out"), "--insecure", "--retries", "0")
+    assert r.returncode == 5 and not (tmp_path / "out").exists()
+
+
+def test_resets_mid_upload_are_retried(images, env, registries, tmp_path):
+    reg = registries("plain")
+    p = Proxy(reg.host, reset_uploads=2).start()
+    try:
+        r = rootfs(env, "push", f"{images.layout}:2", f"{p.host}/flaky/a:2", "--insecure")
+        assert r.returncode == 0, r.stderr
+    finally:
+        p.stop()
+    resets = [e for e in p.log if e.status is None]
+    assert len(resets) == 2
+    # each reset blob was started again with a fresh upload session
+    assert len([e for e in p.log if e.method == "POST"]) == 3 + 2
+    info = json.loads(skopeo(tmp_path, "inspect", "--tls-verify=false", f"docker://{reg.host}/flaky/a:2").stdout)
+    assert info["Digest"] == images.manifest_digest("2")
+
+
+def test_persistent_resets_fail_cleanly_then_a_retry_completes(images, env, registries, tmp_path):
+    reg = registries("plain")
+    p = Proxy(reg.host, reset_uploads=1000).start()
+    try:
+        r = rootfs(env, "push", f"{images.layout}:2", f"{p.host}/flaky/b:2", "--insecure", "--retries", "1")
+    finally:
+        p.stop()
+    assert r.returncode == 5 and "kept failing" in r.stderr and "Traceback" not in r.stderr
+    tags = skopeo(tmp_path, "list-tags", "--tls-verify=false", f"docker://{reg.host}/flaky/b")
+    assert "2" not in json.loads(tags.stdout or '{"Tags": []}').get("Tags", [])
+    r = rootfs(env, "push", f"{images.layout}:2", f"{reg.host}/flaky/b:2", "--insecure")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == images.manifest_digest("2")
+
+
+def test_pull_refuses_a_corrupted_blob(images, env, registries, tmp_path):
+    reg = registries("plain")
+    ref = f"{reg.host}/corrupt/x:2"
+    assert rootfs(env, "push", f"{images.layout}:2", ref, "--insecure").returncode == 0
+    layer = images.manifest("2")["layers"][1]["digest"].split(":")[1]
+    data = reg.root / "data/docker/registry/v2/blobs/sha256" / layer[:2] / layer / "data"
+    original = data.read_bytes()
+    data.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        dest = tmp_path / "out"
+        r = rootfs(env, "pull", ref, str(dest), "--insecure")
+        assert r.returncode == 4 and "does not match its digest" in r.stderr
+        assert not dest.exists() and not list(tmp_path.glob(".out.*"))
+    finally:
+        data.write_bytes(original)
