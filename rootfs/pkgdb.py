@@ -10,6 +10,7 @@ stream, applying whiteouts, without unpacking it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -151,7 +152,7 @@ _RPM_FIELDS = ("NAME", "EPOCHNUM", "VERSION", "RELEASE", "ARCH", "LICENSE", "VEN
                "PACKAGER", "SOURCERPM", "URL")
 _FS, _LS, _RS = "\x1f", "\x1d", "\x1e"
 _RPM_QF = _FS.join(f"%{{{f}}}" for f in _RPM_FIELDS) + _FS + f"[%{{REQUIRENEVRS}}{_LS}]" + _FS \
-    + f"[%{{PROVIDENEVRS}}{_LS}]" + _RS
+    + f"[%{{PROVIDENEVRS}}{_LS}]" + _FS + f"[%{{FILENAMES}}{_LS}]" + _RS
 
 
 def _none(value: str) -> str:
@@ -175,18 +176,20 @@ def rpm_query(dbpath: Path) -> list[Package]:
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["no message"])[0]
         raise OutputError(f"rpm cannot read the database in {dbpath}: {first}")
-    pkgs = []
+    pkgs: list[Package] = []
+    files: list[list[str]] = []
     for rec in proc.stdout.split(_RS):
         if not rec.strip():
             continue
         values = rec.split(_FS)
-        if len(values) != len(_RPM_FIELDS) + 2:
+        if len(values) != len(_RPM_FIELDS) + 3:
             raise OutputError(f"unexpected output from rpm reading {dbpath}")
         f = dict(zip(_RPM_FIELDS, map(_none, values)))
         if f["NAME"] == "gpg-pubkey":
             continue  # imported signing keys, not software
-        requires = tuple(r for r in values[-2].split(_LS) if r)
-        provides = tuple(p for p in values[-1].split(_LS) if p)
+        requires = tuple(r for r in values[-3].split(_LS) if r)
+        provides = tuple(p for p in values[-2].split(_LS) if p)
+        files.append(values[-1].split(_LS))
         pkgs.append(Package(
             format="rpm",
             name=f["NAME"],
@@ -200,6 +203,13 @@ def rpm_query(dbpath: Path) -> list[Package]:
             provides=provides,
             license=f["LICENSE"],
         ))
+    # A file path in Requires (`/bin/sh`) is satisfied by the package that
+    # owns the file: rpm's database says so through the file list, which we
+    # keep only for the paths something requires.
+    wanted = {r.split(" ", 1)[0] for p in pkgs for r in p.depends if r.startswith("/")}
+    if wanted:
+        pkgs = [dataclasses.replace(p, provides=p.provides + tuple(sorted(wanted.intersection(f))))
+                for p, f in zip(pkgs, files)]
     return sorted(pkgs, key=lambda p: (p.name, p.architecture, p.version))
 
 

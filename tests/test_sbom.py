@@ -486,7 +486,7 @@ SPECS = {
     "tiny-a": dict(epoch="1", version="1.2", release="3", license="MIT OR GPL-2.0-or-later",
                    requires=["tiny-b >= 1.0", "tiny-cap"], provides=[]),
     "tiny-b": dict(epoch="", version="1.0", release="1", license="GPLv2+ and ASL 2.0", requires=[], provides=[]),
-    "tiny-c": dict(epoch="", version="0.9", release="2", license="Weird License", requires=[],
+    "tiny-c": dict(epoch="", version="0.9", release="2", license="Weird License", requires=["/usr/share/tiny-b/file"],
                    provides=["tiny-cap = 5"]),
 }
 
@@ -542,8 +542,8 @@ def test_rpm_root_sbom_matches_rpm(rpm_root, tmp_path):
     assert a["sourceInfo"] == "built package from: tiny-a-1.2-3.src.rpm"
     assert pkgs[("tiny-b", "noarch")]["licenseDeclared"] == "GPL-2.0-or-later AND Apache-2.0"
     assert pkgs[("tiny-c", "noarch")]["licenseDeclared"] == "LicenseRef-Weird-License"
-    # Requires resolved by name and through a Provides.
-    assert depends_on(doc) == {("tiny-a", "tiny-b"), ("tiny-a", "tiny-c")}
+    # Requires resolved by name, through a Provides, and through a file.
+    assert depends_on(doc) == {("tiny-a", "tiny-b"), ("tiny-a", "tiny-c"), ("tiny-c", "tiny-b")}
 
 
 def test_rpm_db_read_from_an_image_layer(rpm_root, tmp_path):
