@@ -54,7 +54,9 @@ build_repo options:
                          writing it (what Debian's archive does).
   arch_all_index         write binary-all/Packages and list "all" in
                          Architectures; `no_support_arch_all` adds the
-                         "No-Support-for-Architecture-all: Packages" field.
+                         "No-Support-for-Architecture-all: Packages" field;
+                         arch_all_in_arch_indices=False keeps architecture
+                         "all" packages out of the binary-ARCH indices.
   date, valid_until      datetimes (UTC) for Date / Valid-Until; valid_until
                          None leaves the field out.
   acquire_by_hash        "Acquire-By-Hash: yes" plus by-hash/SHA256/<hash>
@@ -78,6 +80,7 @@ first compressed index; Repo.release -> Path of dists/<suite>/Release.
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -205,9 +208,20 @@ def _control_text(fields: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_deb_cache: dict[str, bytes] = {}
+
+
 def build_deb(pkg: Pkg, dest_dir: Path) -> Path:
-    """One .deb built with dpkg-deb from pkg; returns its path."""
+    """One .deb built with dpkg-deb from pkg; returns its path. Identical
+    packages are built once per test session (dpkg-deb dominates the cost
+    of a repository) and copied: the bytes are the same either way."""
     dest_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(repr(dataclasses.astuple(pkg)).encode()).hexdigest()
+    cached = _deb_cache.get(key)
+    if cached is not None:
+        out = dest_dir / pkg.deb_name
+        out.write_bytes(cached)
+        return out
     with tempfile.TemporaryDirectory(prefix="debrepo.") as tmp:
         stage = Path(tmp) / "stage"
         debian = stage / "DEBIAN"
@@ -241,6 +255,7 @@ def build_deb(pkg: Pkg, dest_dir: Path) -> Path:
             ["dpkg-deb", "--root-owner-group", f"-Z{pkg.compression}", "--build", str(stage), str(out)],
             check=True, capture_output=True, env=env,
         )
+    _deb_cache[key] = out.read_bytes()
     return out
 
 
@@ -284,6 +299,7 @@ def build_repo(
     list_unshipped_plain: bool = False,
     arch_all_index: bool = False,
     no_support_arch_all: bool = False,
+    arch_all_in_arch_indices: bool = True,
     date: dt.datetime = EPOCH,
     valid_until: dt.datetime | None = None,
     acquire_by_hash: bool = False,
@@ -310,7 +326,7 @@ def build_repo(
         repo.packages[pkg.name] = pkg
         text = _stanza(pkg, f"{pkg.pool_dir}/{pkg.deb_name}", data)
         if pkg.architecture == "all":
-            arches = list(architectures) + (["all"] if arch_all_index else [])
+            arches = (list(architectures) if arch_all_in_arch_indices else []) + (["all"] if arch_all_index else [])
         else:
             arches = [pkg.architecture]
         for arch in arches:

@@ -1,0 +1,324 @@
+"""The deb repository layer through the CLI, on signed repositories built by
+tests/debrepo.py and served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import lzma
+import shutil
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from debrepo import EPOCH, Pkg, build_repo, build_trusty_repo, copy_repo, write_recipe
+from rootfs.cli import app
+
+MINBASE = ["apt", "base-files", "dash", "gpgv", "libapt", "libc6", "mawk"]
+
+
+def packages() -> list[Pkg]:
+    return [
+        Pkg("base-files", version="12.4", priority="required", essential=True,
+            files={"etc/debian_version": b"12.4\n"}),
+        Pkg("dash", version="0.5.12-2", priority="required", essential=True, pre_depends="libc6 (>= 2.34)",
+            files={"usr/bin/dash": b"#!fake\n"}),
+        Pkg("libc6", version="2.36-9", multi_arch="same", source="glibc"),
+        Pkg("mawk", version="1.3.4", priority="required", provides="awk"),
+        Pkg("apt", version="2.6.1", priority="important", depends="libapt (>= 2.6), gpgv | gpgv2"),
+        Pkg("libapt", version="2.6.1", source="apt"),
+        Pkg("gpgv", version="2.2.40"),
+        Pkg("apt-doc", version="2.6.1", architecture="all", source="apt"),
+        Pkg("hello", version="2.10", depends="libc6, hello-data"),
+        Pkg("hello-data", version="2.10", architecture="all", source="hello"),
+    ]
+
+
+def run(*args: str):
+    result = CliRunner().invoke(app, ["resolve", *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="session")
+def signed_repo(tmp_path_factory, gpg_key):
+    """One InRelease + Release.gpg repository for the tests that only read it."""
+    return build_repo(tmp_path_factory.mktemp("debrepo") / "repo", packages(), key=gpg_key)
+
+
+@pytest.fixture
+def fresh(tmp_path, signed_repo):
+    """A private copy of the signed repository, to tamper with."""
+    return copy_repo(signed_repo, tmp_path / "repo")
+
+
+def test_signed_repository_resolves_to_a_complete_lock(tmp_path, signed_repo, http_serve):
+    server = http_serve(signed_repo.path)
+    recipe = write_recipe(tmp_path, signed_repo)
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 0, out
+    assert out.split("\n")[: len(MINBASE)] == [
+        "apt 2.6.1 amd64", "base-files 12.4 amd64", "dash 0.5.12-2 amd64", "gpgv 2.2.40 amd64",
+        "libapt 2.6.1 amd64", "libc6 2.36-9 amd64", "mawk 1.3.4 amd64",
+    ]
+
+    lockfile = tmp_path / "out.lock"
+    code, out = run(str(recipe), "--mirror", server.url, "--lock", str(lockfile))
+    assert code == 0, out
+    lock = json.loads(lockfile.read_text())
+    assert (lock["backend"], lock["suite"], lock["architecture"], lock["variant"]) == ("deb", "stable", "amd64", "minbase")
+    assert lock["components"] == ["main"] and lock["merged_usr"] is True
+    inrelease = (signed_repo.dists / "InRelease").read_bytes()
+    assert lock["sources"] == [{
+        "url": server.url + "/", "suite": "stable", "metadata": "InRelease",
+        "sha256": hashlib.sha256(inrelease).hexdigest(), "date": "Tue, 02 Jan 2024 03:04:05 UTC",
+    }]
+    assert lock["source_date_epoch"] == int(EPOCH.timestamp())
+    by_name = {p["name"]: p for p in lock["packages"]}
+    assert sorted(by_name) == MINBASE
+    for name, p in by_name.items():
+        deb = signed_repo.debs[name].read_bytes()
+        assert p["url"] == server.url + "/" + str(signed_repo.debs[name].relative_to(signed_repo.path))
+        assert (p["size"], p["sha256"]) == (len(deb), hashlib.sha256(deb).hexdigest())
+    assert by_name["dash"]["depends"] == ["Pre-Depends: libc6 (>= 2.34)"]
+    assert by_name["apt"]["depends"] == ["Depends: libapt (>= 2.6), gpgv | gpgv2"]
+    assert by_name["dash"]["essential"] is True and by_name["dash"]["priority"] == "required"
+    assert by_name["libapt"]["source"] == "apt" and by_name["apt"]["source"] == "apt"
+    assert by_name["mawk"]["provides"] == ["awk"]
+
+
+def test_include_and_exclude_from_the_command_line(tmp_path, signed_repo, http_serve):
+    server = http_serve(signed_repo.path)
+    recipe = write_recipe(tmp_path, signed_repo)
+    code, out = run(str(recipe), "--mirror", server.url, "--include", "hello", "--exclude", "gpgv")
+    assert code == 0, out
+    names = [line.split()[0] for line in out.splitlines() if line.count(" ") == 2]
+    assert "hello" in names and "hello-data" in names and "gpgv" not in names
+    assert "excluded" in out
+
+
+def test_release_gpg_only_and_armoured_keyring(tmp_path, gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, sign="release.gpg")
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, keyring=gpg_key.armored)
+    lockfile = tmp_path / "lock"
+    code, out = run(str(recipe), "--mirror", server.url, "--lock", str(lockfile))
+    assert code == 0, out
+    source = json.loads(lockfile.read_text())["sources"][0]
+    assert source["metadata"] == "Release"
+    assert source["sha256"] == hashlib.sha256(repo.release.read_bytes()).hexdigest()
+
+
+def test_changed_packages_file_is_refused_even_without_gpg(tmp_path, fresh, http_serve):
+    index = fresh.dists / "main" / "binary-amd64" / "Packages.xz"
+    text = lzma.decompress(index.read_bytes()).replace(b"Version: 2.6.1", b"Version: 9.9.9")
+    index.write_bytes(lzma.compress(text))
+    server = http_serve(fresh.path)
+    recipe = write_recipe(tmp_path, fresh)
+    for extra in ([], ["--no-check-gpg"]):
+        code, out = run(str(recipe), "--mirror", server.url, *extra)
+        assert code == 4, out
+        assert "main/binary-amd64/Packages.xz does not match the size and SHA256" in out
+
+
+def test_signature_by_another_key_is_refused(tmp_path, gpg_key, other_gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=other_gpg_key)
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, keyring=gpg_key.keyring)
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 4, out
+    assert "InRelease is signed by a key that is not in the keyring" in out
+    code, out = run(str(recipe), "--mirror", server.url, "--no-check-gpg")
+    assert code == 0, out
+    assert "NOT checking the signature" in out and "apt 2.6.1 amd64" in out
+
+
+def test_changed_inrelease_has_a_bad_signature(tmp_path, fresh, http_serve):
+    inrelease = fresh.dists / "InRelease"
+    inrelease.write_bytes(inrelease.read_bytes().replace(b"Label: Rootfs Test", b"Label: Rootfs Evil"))
+    server = http_serve(fresh.path)
+    code, out = run(str(write_recipe(tmp_path, fresh)), "--mirror", server.url)
+    assert code == 4, out
+    assert "bad signature" in out
+
+
+def test_unsigned_repository_is_refused_unless_told(tmp_path, gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=None)
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, keyring=gpg_key.keyring)
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 4, out
+    assert "Release is not signed (no InRelease, no Release.gpg)" in out
+    code, out = run(str(recipe), "--mirror", server.url, "--no-check-gpg")
+    assert code == 0, out
+    assert "NOT checking the signature" in out and "mawk 1.3.4 amd64" in out
+
+
+def test_expired_release_is_refused_unless_ignored(tmp_path, gpg_key, http_serve):
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, valid_until=past)
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo)
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 4, out
+    assert "expired on" in out and "--ignore-valid-until" in out
+    code, out = run(str(recipe), "--mirror", server.url, "--ignore-valid-until")
+    assert code == 0, out
+
+
+def test_release_valid_until_in_the_future_is_fine(tmp_path, gpg_key, http_serve):
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, valid_until=future)
+    server = http_serve(repo.path)
+    code, out = run(str(write_recipe(tmp_path, repo)), "--mirror", server.url)
+    assert code == 0, out
+
+
+def test_missing_keyring_is_a_usage_error(tmp_path, signed_repo, http_serve):
+    server = http_serve(signed_repo.path)
+    missing = tmp_path / "no-such-keyring.gpg"
+    code, out = run(str(write_recipe(tmp_path, signed_repo, keyring=missing)), "--mirror", server.url)
+    assert code == 2, out
+    assert f"keyring {missing} does not exist" in out
+    code, out = run(str(write_recipe(tmp_path, signed_repo, keyring="")), "--mirror", server.url)
+    assert code == 2, out
+    assert "names no keyring" in out
+
+
+def test_keyring_option_overrides_the_recipe(tmp_path, signed_repo, gpg_key, other_gpg_key, http_serve):
+    server = http_serve(signed_repo.path)
+    recipe = write_recipe(tmp_path, signed_repo, keyring=other_gpg_key.keyring)
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 4, out
+    code, out = run(str(recipe), "--mirror", server.url, "--keyring", str(gpg_key.keyring))
+    assert code == 0, out
+
+
+def test_suite_the_mirror_lacks(tmp_path, signed_repo, http_serve):
+    server = http_serve(signed_repo.path)
+    recipe = write_recipe(tmp_path, signed_repo)
+    recipe.write_text(recipe.read_text().replace('suite = "stable"', 'suite = "nosuch"'))
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 3, out
+    assert f"the mirror {server.url}/ has no suite nosuch" in out
+
+
+def test_release_of_another_suite_is_refused(tmp_path, fresh, http_serve):
+    # A mirror (or attacker) serving stable's signed Release as "testing".
+    shutil.move(fresh.dists, fresh.path / "dists" / "testing")
+    server = http_serve(fresh.path)
+    recipe = write_recipe(tmp_path, fresh)
+    recipe.write_text(recipe.read_text().replace('suite = "stable"', 'suite = "testing"'))
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 4, out
+    assert "names Suite stable and Codename stable, not testing" in out
+
+
+def test_codename_resolves_like_the_suite(tmp_path, gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, suite="stable", codename="bookworm")
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo)
+    recipe.write_text(recipe.read_text().replace('suite = "stable"', 'suite = "bookworm"'))
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 0, out
+
+
+def test_unknown_component(tmp_path, signed_repo, http_serve):
+    server = http_serve(signed_repo.path)
+    code, out = run(str(write_recipe(tmp_path, signed_repo)), "--mirror", server.url, "--components", "main,nonfree")
+    assert code == 3, out
+    assert "has no component nonfree" in out
+
+
+def test_unreachable_mirror(tmp_path, signed_repo, monkeypatch):
+    # A port nobody listens on: bind, read the number, close.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import rootfs.cli
+    from rootfs.fetch import Downloader
+
+    monkeypatch.setattr(rootfs.cli, "Downloader", functools.partial(Downloader, retries=0))
+    code, out = run(str(write_recipe(tmp_path, signed_repo)), "--mirror", f"http://127.0.0.1:{port}/")
+    assert code == 5, out
+    assert f"cannot reach the mirror http://127.0.0.1:{port}/" in out
+
+
+def test_trusty_shaped_repository_resolves(tmp_path, gpg_key, http_serve):
+    repo = build_trusty_repo(tmp_path / "repo", packages(), key=gpg_key)
+    assert not (repo.dists / "InRelease").exists()
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo)
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 0, out
+    assert "dash 0.5.12-2 amd64" in out
+    # Packages.gz gone from the mirror though the Release lists it: .bz2 is used.
+    (repo.dists / "main" / "binary-amd64" / "Packages.gz").unlink()
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 0, out
+    assert "dash 0.5.12-2 amd64" in out
+    (repo.dists / "main" / "binary-amd64" / "Packages.bz2").unlink()
+    code, out = run(str(recipe), "--mirror", server.url)
+    assert code == 3, out
+    assert "lacks" in out
+
+
+def test_acquire_by_hash_is_used(tmp_path, gpg_key, http_serve):
+    # Only by-hash copies exist for the compressed index: the plain name 404s.
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, index_compressions=(".xz",),
+                      acquire_by_hash=True, by_hash_only=True)
+    assert not (repo.dists / "main" / "binary-amd64" / "Packages.xz").exists()
+    server = http_serve(repo.path)
+    code, out = run(str(write_recipe(tmp_path, repo)), "--mirror", server.url)
+    assert code == 0, out
+    assert "libapt 2.6.1 amd64" in out
+
+
+def test_acquire_by_hash_falls_back_to_the_plain_name(tmp_path, gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, acquire_by_hash=True)
+    shutil.rmtree(repo.dists / "main" / "binary-amd64" / "by-hash")
+    server = http_serve(repo.path)
+    code, out = run(str(write_recipe(tmp_path, repo)), "--mirror", server.url)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize("compressions", [("",), (".gz",), (".bz2",), (".zst",), (".xz", ".gz")])
+def test_every_listed_compression_works(tmp_path, gpg_key, http_serve, compressions):
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, index_compressions=compressions,
+                      list_unshipped_plain=True)
+    server = http_serve(repo.path)
+    code, out = run(str(write_recipe(tmp_path, repo)), "--mirror", server.url)
+    assert code == 0, out
+    assert "apt 2.6.1 amd64" in out
+
+
+def test_binary_all_is_read_unless_the_release_says_not_to(tmp_path, gpg_key, http_serve):
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, arch_all_index=True,
+                      arch_all_in_arch_indices=False)
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo)
+    code, out = run(str(recipe), "--mirror", server.url, "--include", "hello")
+    assert code == 0, out
+    assert "hello-data 2.10 all" in out
+
+    # With No-Support-for-Architecture-all, binary-all is not even fetched:
+    # damage it and the resolve still works.
+    repo2 = build_repo(tmp_path / "repo2", packages(), key=gpg_key, arch_all_index=True,
+                       no_support_arch_all=True)
+    for f in (repo2.dists / "main" / "binary-all").glob("Packages*"):
+        f.write_bytes(b"garbage")
+    server2 = http_serve(repo2.path)
+    code, out = run(str(write_recipe(tmp_path, repo2, name="r2")), "--mirror", server2.url, "--include", "hello")
+    assert code == 0, out
+    assert "hello-data 2.10 all" in out
+
+
+def test_unsatisfiable_dependency_through_the_cli(tmp_path, gpg_key, http_serve):
+    pkgs = packages() + [Pkg("broken", depends="hello (>= 3)")]
+    repo = build_repo(tmp_path / "repo", pkgs, key=gpg_key)
+    server = http_serve(repo.path)
+    code, out = run(str(write_recipe(tmp_path, repo)), "--mirror", server.url, "--include", "broken")
+    assert code == 3, out
+    assert 'cannot satisfy "hello (>= 3)" needed by broken <- (requested)' in out
