@@ -327,3 +327,35 @@ def _config(layout: Path, tag: str) -> dict:
     manifest = json.loads((layout / "blobs" / "sha256" / desc["digest"].split(":")[1]).read_text())
     return json.loads((layout / "blobs" / "sha256" / manifest["config"]["digest"].split(":")[1]).read_text())
 
+
+
+# ---------------------------------------------------------------- a recipe, resolved first
+
+
+def test_graph_of_a_recipe_resolves_it_first(tmp_path, gpg_key, http_serve):
+    from debrepo import Pkg, build_repo, write_recipe
+
+    repo = build_repo(tmp_path / "repo", [
+        Pkg("base-files", priority="required", essential=True, pre_depends="awk"),
+        Pkg("mawk", priority="required", provides="awk", depends="libc6 (>= 2.0)"),
+        Pkg("libc6", version="2.36-9", priority="required"),
+        Pkg("mailx", depends="exim4 | postfix, libc6"),
+        Pkg("postfix", provides="mail-transport-agent", depends="libc6"),
+        Pkg("cron", depends="mail-transport-agent"),
+        Pkg("unrelated", depends="libc6"),
+    ], key=gpg_key)
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, variant="essential", include=("mailx", "cron"))
+    code, stdout, err = rootfs("graph", recipe, "--mirror", server.url + "/")
+    assert code == 0, err
+    nodes, edges = parse_dot(stdout.decode())
+    assert set(nodes) == {"base-files", "mawk", "libc6", "mailx", "postfix", "cron"}
+    assert nodes["base-files"]["essential"] == "yes" and nodes["libc6"]["version"] == "2.36-9"
+    assert edge_set(edges) == {
+        ("base-files", "mawk", "pre-depends", "awk"),
+        ("mawk", "libc6", "depends", ""),
+        ("mailx", "postfix", "depends", ""),
+        ("mailx", "libc6", "depends", ""),
+        ("postfix", "libc6", "depends", ""),
+        ("cron", "postfix", "depends", "mail-transport-agent"),
+    }
