@@ -312,6 +312,8 @@ def _graph_input_kind(spec: str) -> str:
             return "image"
         if installed_files_present(path):
             return "root"
+        if os.sep not in spec and spec in recipe_names():
+            return "recipe"  # a directory that happens to share a recipe's name
         raise UsageError(f"{spec} is neither an OCI layout nor a root with a package database")
     if path.is_file():
         with open(path, "rb") as f:

@@ -317,6 +317,16 @@ def test_lock_adds_checksums_and_urls(dpkg_root, tmp_path):
     assert pkgs[("sed", "amd64")]["checksums"][0]["checksumValue"] == lock.packages[0].sha256
 
 
+def test_supplier_from_maintainer_without_a_known_distribution(tmp_path):
+    root = write_dpkg_root(tmp_path / "root")
+    (root / "etc/os-release").unlink()
+    out = tmp_path / "s.json"
+    write_sbom(root, None, out)
+    pkgs = packages_of(validate(out))
+    assert pkgs[("sed", "amd64")]["supplier"] == "Person: Clint Adams (clint@debian.org)"
+    assert purl_of(pkgs[("sed", "amd64")]) == "pkg:deb/sed@1%3A4.9-1?arch=amd64"
+
+
 def test_sbom_from_a_lock_alone(tmp_path):
     lock = Lock(backend="deb", recipe="only-lock", distribution="debian", suite="bookworm", architecture="amd64",
                 source_date_epoch=86400,
@@ -544,6 +554,15 @@ def test_rpm_root_sbom_matches_rpm(rpm_root, tmp_path):
     assert pkgs[("tiny-c", "noarch")]["licenseDeclared"] == "LicenseRef-Weird-License"
     # Requires resolved by name, through a Provides, and through a file.
     assert depends_on(doc) == {("tiny-a", "tiny-b"), ("tiny-a", "tiny-c"), ("tiny-c", "tiny-b")}
+
+
+def test_cli_graph_of_an_rpm_root(rpm_root):
+    code, stdout, err = rootfs("graph", rpm_root)
+    assert code == 0, err
+    text = stdout.decode()
+    assert '"tiny-a" -> "tiny-b" [kind="requires"];' in text
+    assert '"tiny-a" -> "tiny-c" [kind="requires", via="tiny-cap", label="tiny-cap", style="dashed"];' in text
+    assert '"tiny-c" -> "tiny-b" [kind="requires", via="/usr/share/tiny-b/file"' in text
 
 
 def test_rpm_db_read_from_an_image_layer(rpm_root, tmp_path):
