@@ -27,8 +27,11 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
+# Debian's own python3: a virtual environment made from it is usable by
+# every user (the rootless tests run rootfs as an unprivileged user), which
+# one made from an interpreter under /root would not be.
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  /usr/bin/python3 -m venv .venv
 fi
 stamp=.venv/.rootfs-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
