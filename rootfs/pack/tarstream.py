@@ -123,48 +123,78 @@ def write_stream(entries: Iterable[Entry], write: Callable[[bytes], None],
                  unames: dict[int, str], gnames: dict[int, str], *,
                  on_entry: Callable[[Entry], None] | None = None, prefix: bytes = b"./") -> int:
     """Write the tar of entries through write() in CHUNK-sized pieces;
-    return the number of bytes written."""
+    return the number of bytes written.
+
+    File contents are read straight into a fresh zero-filled chunk (so the
+    block padding costs nothing) and each full chunk is handed over as is:
+    the sinks may hold it, since it is never written again.
+    """
     un = {k: v.encode() for k, v in unames.items()}
     gn = {k: v.encode() for k, v in gnames.items()}
-    buf = bytearray()
+    buf = bytearray(CHUNK)
+    pos = 0
     total = 0
 
-    def flush() -> None:
-        nonlocal buf, total
-        if buf:
-            write(bytes(buf))
-            total += len(buf)
-            buf = bytearray()
+    def emit() -> None:
+        nonlocal buf, pos, total
+        if pos:
+            write(memoryview(buf)[:pos])
+            total += pos
+            buf = bytearray(CHUNK)
+            pos = 0
 
     for e in entries:
         if on_entry is not None:
             on_entry(e)
-        buf += header(e, un, gn, prefix)
-        if e.kind == FILE and e.size:
-            if e.data is not None:
-                buf += e.data
-            else:
+        h = header(e, un, gn, prefix)
+        if pos + len(h) > CHUNK:
+            emit()
+        buf[pos:pos + len(h)] = h
+        pos += len(h)
+        if e.kind != FILE or not e.size:
+            continue
+        if e.data is not None:
+            data = memoryview(e.data)
+            while data:
+                if pos == CHUNK:
+                    emit()
+                n = min(len(data), CHUNK - pos)
+                buf[pos:pos + n] = data[:n]
+                pos += n
+                data = data[n:]
+        else:
+            try:
+                fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise OutputError(f"cannot read {os.fsdecode(e.path)}: {exc.strerror}") from None
+            try:
                 remaining = e.size
-                try:
-                    fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                except OSError as exc:
-                    raise OutputError(f"cannot read {os.fsdecode(e.path)}: {exc.strerror}") from None
-                try:
-                    while remaining:
-                        if len(buf) >= CHUNK:
-                            flush()
-                        want = min(remaining, CHUNK)
-                        piece = os.read(fd, want)
-                        if not piece:
-                            # The file shrank under us: keep the header's promise.
-                            piece = b"\0" * want
-                        buf += piece
-                        remaining -= len(piece)
-                finally:
-                    os.close(fd)
-            buf += _pad(e.size)
-        if len(buf) >= CHUNK:
-            flush()
-    buf += b"\0" * (2 * BLOCK)
-    flush()
+                while remaining:
+                    if pos == CHUNK:
+                        emit()
+                    want = min(remaining, CHUNK - pos)
+                    n = os.readv(fd, [memoryview(buf)[pos:pos + want]])
+                    if n == 0:
+                        # The file shrank under us: keep the header's promise
+                        # (the chunk is already zeros).
+                        n = want
+                    pos += n
+                    remaining -= n
+            except OSError as exc:
+                raise OutputError(f"cannot read {os.fsdecode(e.path)}: {exc.strerror}") from None
+            finally:
+                os.close(fd)
+        pad = -e.size % BLOCK
+        if pos + pad > CHUNK:
+            pad -= CHUNK - pos
+            pos = CHUNK
+            emit()
+        pos += pad
+    end = 2 * BLOCK
+    if pos + end > CHUNK:
+        end -= CHUNK - pos
+        pos = CHUNK
+        emit()
+    pos += end
+    emit()
     return total
