@@ -29,6 +29,7 @@ import hashlib
 import http.client
 import os
 import random
+import re
 import select
 import socket
 import ssl
@@ -246,16 +247,26 @@ class Downloader:
                 conn.close()
                 raise _Retry(f"{type(exc).__name__}: {exc}") from None
 
-    def _stream(self, url: str, sink: Callable[[bytes], None], headers: dict | None = None) -> None:
+    def _stream(
+        self,
+        url: str,
+        sink: Callable[[bytes], None],
+        *,
+        offset: int = 0,
+        restart: Callable[[], None] | None = None,
+    ) -> None:
         """One attempt: send GET, follow redirects and feed the body to sink.
 
-        Exceptions from sink pass through unchanged (only the network's
-        failures become _Retry)."""
+        With offset, ask for the bytes from there on; if the server answers
+        with the whole file instead, restart() is called before sink sees
+        any of it. Exceptions from sink pass through unchanged (only the
+        network's failures become _Retry)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else None
         for _ in range(MAX_REDIRECTS + 1):
             t = self._target(url)
             conn, resp = self._request(url, t, headers)
             try:
-                location = self._body(url, resp, sink)
+                location = self._body(url, resp, sink, offset, restart)
             except NotFound:
                 self._release(t, conn, resp)
                 raise
@@ -275,7 +286,14 @@ class Downloader:
         else:
             self._checkin(t, conn)
 
-    def _body(self, url: str, resp: http.client.HTTPResponse, sink: Callable[[bytes], None]) -> str | None:
+    def _body(
+        self,
+        url: str,
+        resp: http.client.HTTPResponse,
+        sink: Callable[[bytes], None],
+        offset: int,
+        restart: Callable[[], None] | None,
+    ) -> str | None:
         """Handle one response; the redirect target, or None when done."""
         status = resp.status
         if status in (404, 410) or status in (301, 302, 303, 307, 308):
@@ -291,8 +309,17 @@ class Downloader:
             # The caller closes the connection: an error body may be large or
             # never end, and reading it helps nobody.
             raise _Retry(f"HTTP {status} {resp.reason}".rstrip())
-        if status != 200:
+        if offset and restart and status == 416:
+            restart()
+            raise _Retry(f"HTTP 416: the server cannot send the bytes from {offset} on")
+        if status != 200 and not (offset and restart and status == 206):
             raise NetworkError(f"{url}: HTTP {status} {resp.reason}".rstrip())
+        if offset and restart:
+            if status == 200:
+                restart()  # the server ignores Range: this is the whole file
+            elif (start := _range_start(resp.getheader("Content-Range"))) != offset:
+                restart()
+                raise _Retry(f"HTTP 206 from byte {start} on, asked for {offset}")
         expected = resp.getheader("Content-Length")
         got = self._read(resp, sink)
         # http.client stops at Content-Length and returns b"" at an early
@@ -303,10 +330,17 @@ class Downloader:
 
     @staticmethod
     def _read(resp: http.client.HTTPResponse, sink: Callable[[bytes], None]) -> int:
+        # read1, not read: read(n) waits for all n bytes and loses what it
+        # had when the connection stalls or breaks, and those bytes are what
+        # a resumed attempt goes on from.
         got = 0
         while True:
             try:
-                chunk = resp.read(CHUNK)
+                chunk = resp.read1(CHUNK)
+                if not chunk:
+                    # Marks the response complete (read1 does not), so the
+                    # connection can go back to the pool.
+                    resp.read()
             except (OSError, http.client.HTTPException) as exc:
                 raise _Retry(f"{type(exc).__name__}: {exc}") from None
             if not chunk:
@@ -413,7 +447,7 @@ class Downloader:
             if progress:
                 progress(len(chunk))
 
-        def attempt() -> None:
+        def restart() -> None:
             nonlocal digest, n
             if progress:
                 progress(-n)
@@ -421,9 +455,20 @@ class Downloader:
             f.truncate()
             digest = hashlib.sha256()
             n = 0
+
+        def attempt() -> None:
             if url.startswith("file:"):
+                restart()
                 _copy_file(url, sink)
+            elif 0 < n and (size is None or n < size):
+                # Go on from where the last attempt broke off, as apt does:
+                # a mirror that keeps dropping a large file's connection
+                # still gets it through. The bytes kept arrived intact (TCP);
+                # if the file changed meanwhile, the digest check below sends
+                # us round once more from byte 0.
+                self._stream(url, sink, offset=n, restart=restart)
             else:
+                restart()
                 self._stream(url, sink)
 
         try:
@@ -441,6 +486,12 @@ class Downloader:
             if progress:
                 progress(-n)
             raise _Mismatch(f"{url}: sha256 {digest.hexdigest()} does not match the expected {sha256}")
+
+
+def _range_start(content_range: str | None) -> int | None:
+    """The first byte of `bytes FIRST-LAST/TOTAL`, or None."""
+    m = re.fullmatch(r"\s*bytes\s+(\d+)-\d+/(?:\d+|\*)\s*", content_range or "")
+    return int(m.group(1)) if m else None
 
 
 def _file_path(url: str) -> Path:

@@ -118,6 +118,24 @@ class Redirect(Fault):
 
 
 @dataclass
+class IgnoreRange(Fault):
+    """The whole file with 200, whatever Range asked for."""
+
+    def respond(self, h, body):
+        h.range_headers = []
+        h.send_body(200, h.whole)
+
+
+@dataclass
+class WrongRange(Fault):
+    """206, but from byte 0 whatever Range asked for."""
+
+    def respond(self, h, body):
+        h.range_headers = []
+        h.send_body(206, h.whole, [("Content-Range", f"bytes 0-{len(h.whole) - 1}/{len(h.whole)}")])
+
+
+@dataclass
 class Barrier(Fault):
     """Answer only when `barrier` is reached by as many requests as it
     counts: proof that the client sends them in parallel. A broken barrier
@@ -148,6 +166,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def send_head(self, code: int, length: int, headers=()) -> None:
+        if code == 200 and self.range_headers:
+            code, headers = 206, [*headers, *self.range_headers]
         self.send_response_only(code)
         self.send_header("Content-Length", str(length))
         for k, v in headers:
@@ -181,9 +201,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             plan = srv.plans.get(path, [])
             fault = srv.forever.get(path) or (plan[n] if n < len(plan) else OK())
         body = srv.files.get(path)
+        self.range_headers = []
+        self.whole = body or b""
         if body is None and isinstance(fault, OK):
             self.send_body(404, b"not found\n")
             return
+        # Range: bytes=N- (all rootfs asks for); every fault then works on
+        # that part, and a 200 becomes a 206.
+        want = self.headers.get("Range", "")
+        if body and want.startswith("bytes=") and want.endswith("-") and want[6:-1].isdigit():
+            start = int(want[6:-1])
+            if start >= len(body):
+                self.send_body(416, b"")
+                return
+            self.range_headers = [("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")]
+            body = body[start:]
         fault.respond(self, body or b"")
 
 
@@ -250,6 +282,11 @@ class FaultyServer:
     @property
     def broken_barriers(self) -> int:
         return self._srv.broken_barriers
+
+    def ranges(self, path: str) -> list[str | None]:
+        """The Range header of each request for path, in order."""
+        with self._srv.lock:
+            return [hdrs.get("Range") for p, hdrs in self._srv.log if p == path]
 
     def requests(self, path: str | None = None) -> int:
         with self._srv.lock:

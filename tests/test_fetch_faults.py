@@ -19,12 +19,14 @@ from faulty_server import (
     CountingProxy,
     FaultyServer,
     Flip,
+    IgnoreRange,
     Redirect,
     Reset,
     Stall,
     Status,
     Truncate,
     WrongLength,
+    WrongRange,
 )
 
 from rootfs.cache import sha256_file
@@ -98,6 +100,37 @@ def test_transient_faults_are_retried(server, tmp_path, faults):
     assert server.requests(path_of(bad)) == len(faults) + 1
     assert server.requests(path_of(good)) == 1
     assert assert_clean(cache) == 2
+
+
+# -- resuming a broken transfer ---------------------------------------------------
+
+RESUME = {
+    "resumed": ([Truncate(100_000)], [None, "bytes=100000-"]),
+    "resumed after a stall": ([Stall(keep=5000)], [None, "bytes=5000-"]),
+    "resumed twice": ([Truncate(1000), Truncate(1000)], [None, "bytes=1000-", "bytes=2000-"]),
+    "range ignored": ([Truncate(1000), IgnoreRange()], [None, "bytes=1000-"]),
+    "wrong range": ([Truncate(1000), WrongRange()], [None, "bytes=1000-", None]),
+    "damaged tail": ([Truncate(1000), Flip(5)], [None, "bytes=1000-", None]),
+}
+
+
+@pytest.mark.parametrize("faults, ranges", RESUME.values(), ids=RESUME.keys())
+def test_broken_transfers_resume_where_they_stopped(server, tmp_path, faults, ranges):
+    p = package(server, "p", blob(300_000, 8))
+    server.script(path_of(p), *faults)
+    seen = []
+    lock = threading.Lock()
+
+    def progress(n):
+        with lock:
+            seen.append(n)
+
+    fast().download(p.url, tmp_path / "p.deb", size=p.size, sha256=p.sha256, progress=progress)
+    assert (tmp_path / "p.deb").read_bytes() == blob(300_000, 8)
+    assert server.ranges(path_of(p)) == ranges
+    # Restarts take back what they had counted.
+    assert sum(seen) == p.size
+    assert os.listdir(tmp_path) == ["p.deb"]
 
 
 # -- faults that do not go away ---------------------------------------------
