@@ -304,13 +304,13 @@ GraphFormatOpt = Annotated[Optional[str], typer.Option("--format", "-T", help="d
 
 def _graph_input_kind(spec: str) -> str:
     """"lock", "image", "root" or "recipe" for one `rootfs graph` argument."""
-    from rootfs.pkgdb import installed_files_present
+    from rootfs.pkgdb import has_package_db
 
     path = Path(spec)
     if path.is_dir():
         if (path / "index.json").is_file():
             return "image"
-        if installed_files_present(path):
+        if has_package_db(path):
             return "root"
         if os.sep not in spec and spec in recipe_names():
             return "recipe"  # a directory that happens to share a recipe's name

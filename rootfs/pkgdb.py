@@ -390,7 +390,7 @@ def read_image(img) -> PackageDB:
     return read_layers(tars())
 
 
-def installed_files_present(root: Path) -> bool:
+def has_package_db(root: Path) -> bool:
     """Whether root looks like a root with a package database (for telling a
     root directory from other inputs on the command line)."""
     return os.path.lexists(Path(root) / DPKG_STATUS) or _rpm_dbpath_in_root(Path(root)) is not None

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -601,7 +602,7 @@ def debian_root(tmp_path_factory) -> Path:
 def test_real_debian_root_sbom(debian_root, tmp_path):
     out = tmp_path / "bookworm.spdx.json"
     write_sbom(debian_root, None, out, SbomOptions(source_date_epoch=0))
-    proc = subprocess.run([shutil.which("pyspdxtools") or str(Path(os.sys.executable).parent / "pyspdxtools"),
+    proc = subprocess.run([shutil.which("pyspdxtools") or str(Path(sys.executable).parent / "pyspdxtools"),
                            "-i", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "" and proc.stderr.strip() == "", proc.stdout + proc.stderr
     doc = validate(out)
