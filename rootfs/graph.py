@@ -199,13 +199,21 @@ def _rank(e: Edge) -> tuple[bool, bool]:
 
 def package_graph(packages: Iterable[PackageLike], fmt: str) -> PackageGraph:
     """The resolved relations among packages ("deb" or "rpm" semantics)."""
-    pkgs = sorted(packages, key=lambda p: (p.name, p.architecture))
-    counts: dict[str, int] = {}
+    pkgs = sorted(packages, key=lambda p: (p.name, p.architecture, p.version))
+    names: dict[str, int] = {}
+    keys: dict[tuple[str, str], int] = {}
     for p in pkgs:
-        counts[p.name] = counts.get(p.name, 0) + 1
+        names[p.name] = names.get(p.name, 0) + 1
+        keys[(p.name, p.architecture)] = keys.get((p.name, p.architecture), 0) + 1
     nodes: dict[str, tuple[Node, PackageLike]] = {}
     for p in pkgs:
-        nid = p.name if counts[p.name] == 1 else f"{p.name}:{p.architecture}"
+        # The plain name while it is unique; multi-arch twins get their
+        # architecture, rpm's install-only packages (kernels) their version.
+        nid = p.name
+        if keys[(p.name, p.architecture)] > 1:
+            nid = f"{p.name}:{p.architecture}:{p.version}"
+        elif names[p.name] > 1:
+            nid = f"{p.name}:{p.architecture}"
         nodes[nid] = (Node(nid, p.name, p.version, p.architecture, bool(p.essential)), p)
     index = _Index(nodes, fmt)
     resolve = _resolve_deb if fmt == "deb" else _resolve_rpm

@@ -9,6 +9,7 @@ namespace is derived from the content, so rebuilding gives the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -55,7 +56,10 @@ def _created(opts: SbomOptions, lock: Lock | None) -> str:
             raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, not {os.environ['SOURCE_DATE_EPOCH']!r}") from None
     if epoch is None:
         epoch = lock.source_date_epoch if lock else 0
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(f"SOURCE_DATE_EPOCH {epoch} is not a usable date") from None
 
 
 # ---------------------------------------------------------------- identity
@@ -166,14 +170,16 @@ def sbom_document(db: PackageDB, lock: Lock | None, opts: SbomOptions, *, subjec
     locked = _lock_index(lock)
     ref_terms: dict[str, str] = {}
     ref_texts: dict[str, str] = {}
-    ids: dict[str, str] = {}  # package key -> SPDXID
+    ids: dict[tuple[str, str, str], str] = {}  # (name, arch, version) -> SPDXID
+    used: set[str] = set()
     packages = []
     for pkg in sorted(db.packages, key=lambda p: (p.name, p.architecture, p.version)):
         sid = _spdx_id("SPDXRef-Package", pkg.format, pkg.name, pkg.architecture)
         n = 2
-        while sid in ids.values():
+        while sid in used:
             sid, n = _spdx_id("SPDXRef-Package", pkg.format, pkg.name, pkg.architecture, str(n)), n + 1
-        ids[pkg.key] = sid
+        ids[(pkg.name, pkg.architecture, pkg.version)] = sid
+        used.add(sid)
         refs: dict[str, str] = {}
         declared = _declared(pkg, refs)
         for ref, term in sorted(refs.items()):
@@ -228,7 +234,7 @@ def sbom_document(db: PackageDB, lock: Lock | None, opts: SbomOptions, *, subjec
     relationships += [{"spdxElementId": SUBJECT_ID, "relationshipType": "CONTAINS", "relatedSpdxElement": sid}
                       for sid in sorted(ids.values())]
     graph = package_graph(db.packages, db.format)
-    by_node = {n.id: f"{n.name}:{n.architecture}" for n in graph.nodes}
+    by_node = {n.id: (n.name, n.architecture, n.version) for n in graph.nodes}
     relationships += sorted(
         ({"spdxElementId": ids[by_node[e.src]], "relationshipType": "DEPENDS_ON", "relatedSpdxElement": ids[by_node[e.dst]]}
          for e in graph.edges),
@@ -300,8 +306,7 @@ def sbom_bytes(root_or_image: str | Path | None, lock: Lock | None, opts: SbomOp
     an annotation (`org.rootfs.sbom.digest`) of the image it describes."""
     db, kind, digest, default_name = read_input(root_or_image, lock)
     if not opts.name:
-        opts = SbomOptions(name=(lock.recipe if lock and lock.recipe else default_name),
-                           source_date_epoch=opts.source_date_epoch, namespace_base=opts.namespace_base, tool=opts.tool)
+        opts = dataclasses.replace(opts, name=lock.recipe if lock and lock.recipe else default_name)
     data = _dump(sbom_document(db, lock, opts, subject=kind, subject_digest=digest))
     return data, hashlib.sha256(data).hexdigest()
 

@@ -54,7 +54,8 @@ def purl_qualifiers(p: dict) -> dict[str, str]:
 
 
 def lines_of(doc: dict) -> list[str]:
-    return sorted(f"{p['name']} {p['versionInfo']} {purl_qualifiers(p)['arch']}" for p in packages_of(doc).values())
+    return sorted(f"{p['name']} {p['versionInfo']} {purl_qualifiers(p)['arch']}"
+                  for p in doc["packages"] if p["SPDXID"] != "SPDXRef-Subject")
 
 
 def dpkg_query(root: Path) -> list[str]:
@@ -342,6 +343,25 @@ def test_sbom_from_a_lock_alone(tmp_path):
     assert doc["creationInfo"]["created"] == "1970-01-02T00:00:00Z"
     assert purl_of(packages_of(doc)[("b", "all")]) == "pkg:deb/debian/b@2.0?arch=all&distro=debian-bookworm"
     assert depends_on(doc) == {("a", "b")}
+
+
+def test_two_versions_of_one_rpm_are_two_packages(tmp_path):
+    def lp(name, version, depends=()):
+        return LockedPackage(name=name, version=version, architecture="x86_64", url="http://127.0.0.1/x.rpm",
+                             size=1, sha256="c" * 64, depends=depends)
+
+    lock = Lock(backend="rpm", recipe="kernels", distribution="fedora", suite="40", architecture="x86_64",
+                packages=(lp("kernel-core", "0:6.5.1-300.fc40"), lp("kernel-core", "0:6.8.9-300.fc40"),
+                          lp("kmod", "31-5.fc40"), lp("dracut", "0:102-1", depends=("kernel-core >= 6",))))
+    out = tmp_path / "k.json"
+    write_sbom(None, lock, out)
+    doc = validate(out)
+    assert lines_of(doc) == ["dracut 102-1 x86_64", "kernel-core 6.5.1-300.fc40 x86_64",
+                             "kernel-core 6.8.9-300.fc40 x86_64", "kmod 31-5.fc40 x86_64"]
+    kernels = [p for p in doc["packages"] if p["name"] == "kernel-core"]
+    assert len({p["SPDXID"] for p in kernels}) == 2
+    contained = [r for r in doc["relationships"] if r["relationshipType"] == "CONTAINS"]
+    assert len(contained) == 4
 
 
 # ---------------------------------------------------------------- the CLI
