@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import socket
+import ssl
 import struct
 import threading
 import urllib.parse
@@ -83,14 +84,16 @@ class WrongLength(Fault):
 
 @dataclass
 class Stall(Fault):
-    """Send headers and `keep` bytes, then go silent until the client gives
-    up (or the server stops)."""
+    """Send headers (unless not headers) and `keep` bytes, then go silent
+    until the client gives up (or the server stops)."""
 
     keep: int = 0
+    headers: bool = True
 
     def respond(self, h, body):
-        h.send_head(200, len(body))
-        h.wfile.write(body[: self.keep])
+        if self.headers:
+            h.send_head(200, len(body))
+            h.wfile.write(body[: self.keep])
         h.wfile.flush()
         h.server.stopping.wait(30)
         h.abort()
@@ -158,9 +161,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: "_Server"
 
     def setup(self):
-        super().setup()
         with self.server.lock:
             self.server.connections += 1
+        if self.server.tls is not None:
+            # Here rather than on the listening socket: a failed handshake
+            # then costs this connection only, and is counted.
+            self.request = self.connection = self.server.tls.wrap_socket(self.request, server_side=True)
+        super().setup()
 
     def log_message(self, format, *args):  # noqa: A002
         pass
@@ -222,8 +229,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None):
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.tls = tls
         self.lock = threading.Lock()
         self.files: dict[str, bytes] = {}
         self.plans: dict[str, list[Fault]] = {}
@@ -236,6 +244,9 @@ class _Server(http.server.ThreadingHTTPServer):
         self.resets: set[socket.socket] = set()
         self.stopping = threading.Event()
 
+    def handle_error(self, request, client_address):
+        pass  # failed handshakes and clients that hang up are the point here
+
     def shutdown_request(self, request):
         with self.lock:
             reset = request in self.resets
@@ -247,10 +258,15 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class FaultyServer:
-    def __init__(self, files: dict[str, bytes] | None = None):
-        self._srv = _Server()
+    def __init__(self, files: dict[str, bytes] | None = None, *, cert: tuple[str, str] | None = None):
+        """cert: (certificate, key) PEM files to speak HTTPS."""
+        tls = None
+        if cert is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(*cert)
+        self._srv = _Server(tls)
         self._srv.files.update(files or {})
-        self.url = f"http://127.0.0.1:{self._srv.server_address[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._srv.server_address[1]}"
         self._thread = threading.Thread(target=self._srv.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -81,6 +82,7 @@ TRANSIENT = {
     "content-length too long": [WrongLength(+100)],
     "content-length too short": [WrongLength(-100)],
     "stall past the timeout": [Stall(keep=100)],
+    "silent before the headers": [Stall(headers=False)],
     "flipped byte": [Flip(12345)],
     "reset then flipped": [Reset(), Flip(7)],
 }
@@ -224,6 +226,26 @@ def test_redirects_are_followed(server, tmp_path):
     assert server.requests() == 3
 
 
+def test_redirect_to_another_server(server, tmp_path):
+    other = FaultyServer()
+    try:
+        p = package(other, "p", blob(20_000, 21))
+        server.always("/pool/p.deb", Redirect(p.url))
+        fast().download(server.url + "/pool/p.deb", tmp_path / "p.deb", size=p.size, sha256=p.sha256)
+        assert (tmp_path / "p.deb").read_bytes() == blob(20_000, 21)
+        assert (server.requests(), other.requests()) == (1, 1)
+    finally:
+        other.stop()
+
+
+def test_redirect_to_a_local_file_is_refused(server, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host file")
+    server.always("/InRelease", Redirect(secret.as_uri()))
+    with pytest.raises(NetworkError, match="unsupported URL scheme"):
+        fast().get_bytes(server.url + "/InRelease")
+
+
 def test_redirect_loop_is_a_network_error(server):
     server.always("/a", Redirect("/b"))
     server.always("/b", Redirect("/a"))
@@ -338,3 +360,43 @@ def test_ok_is_the_default_answer(server):
     d = fast()
     assert [d.get_bytes(url) for _ in range(2)] == [b"fine", b"fine"]
     assert server.requests("/f") == 3
+
+
+# -- TLS --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True,
+    )
+    return str(d / "cert.pem"), str(d / "key.pem")
+
+
+@pytest.fixture
+def tls_server(certificate):
+    s = FaultyServer(cert=certificate)
+    yield s
+    s.stop()
+
+
+def test_https_with_a_trusted_certificate(tls_server, certificate, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    pkgs = [package(tls_server, f"p{i}", blob(200_000, 90 + i)) for i in range(4)]
+    tls_server.script(path_of(pkgs[0]), Truncate(50_000))
+    files = fetch_packages(pkgs, Cache(tmp_path / "cache"), fast(), jobs=2)
+    assert all(files[p.key].read_bytes() == blob(200_000, 90 + i) for i, p in enumerate(pkgs))
+    assert tls_server.ranges(path_of(pkgs[0])) == [None, "bytes=50000-"]
+    assert tls_server.connections < tls_server.requests()
+
+
+def test_https_with_an_unknown_certificate_is_not_retried(tls_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    url = tls_server.add("/InRelease", b"signed")
+    with pytest.raises(NetworkError, match="TLS certificate not accepted: self.signed certificate"):
+        fast().get_bytes(url)
+    assert tls_server.connections == 1
+    assert tls_server.requests() == 0
