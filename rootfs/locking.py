@@ -125,7 +125,15 @@ def cache_lock(cache_dir: Path, shared: bool = True, timeout: float | None = Non
     last, so none of them may remove it.
     """
     path = cache_lock_file(cache_dir)
-    fd = _open(path)
+    try:
+        fd = _open(path)
+    except OutputError:
+        # A cache on a read-only mount (prepared once, shared by CI jobs)
+        # cannot be pruned or written by anyone here: reading needs no lock.
+        if shared and Path(cache_dir).is_dir() and not os.access(cache_dir, os.W_OK):
+            yield
+            return
+        raise
     try:
         if not _flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout):
             if shared:

@@ -210,3 +210,35 @@ def test_cli_info_and_prune(tmp_path):
     r = runner.invoke(app, ["cache", "prune", "--cache-dir", str(cache.root), "--all"])
     assert r.exit_code == 0 and "removed 2 entries" in r.output
     assert cache_info(cache).entries == 0
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """read_only(dir): dir becomes a read-only bind mount of itself."""
+    mounts = []
+
+    def make(d: Path) -> Path:
+        subprocess.run(["mount", "--bind", str(d), str(d)], check=True)
+        mounts.append(d)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(d)], check=True)
+        return d
+
+    yield make
+    for d in reversed(mounts):
+        subprocess.run(["umount", "-l", str(d)], check=True)
+
+
+@needs_root()
+def test_read_only_cache_serves_hits(server, tmp_path, read_only):
+    pkgs = [package(server, f"p{i}", blob(10_000, 100 + i)) for i in range(3)]
+    cache = Cache(tmp_path / "cache")
+    cache.root.mkdir()
+    fetch_packages(pkgs[:2], cache, fast())
+    (cache.root / ".lock").unlink()
+    read_only(cache.root)
+    files = fetch_packages(pkgs[:2], cache, fast())
+    assert files[pkgs[0].key].read_bytes() == blob(10_000, 100)
+    assert server.requests() == 2
+    # A miss still needs a writable cache, and says so.
+    with pytest.raises(OutputError, match="cannot create cache directory|cannot write"):
+        fetch_packages(pkgs, cache, fast())
