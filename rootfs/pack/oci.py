@@ -33,7 +33,8 @@ DEFAULT_TAG = "localhost/rootfs:latest"
 # The distribution reference grammar (distribution/reference), without digests.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
-_NAME = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_HOST_RE = re.compile(rf"^{_HOST}$")
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
@@ -44,7 +45,14 @@ def parse_tag(ref: str) -> str:
     colon = ref.rfind(":")
     if colon > slash:
         name, tag = ref[:colon], ref[colon + 1:]
-    if len(name) > 255 or not _NAME.match(name) or not _TAG.match(tag):
+    # As docker reads a reference: the first component is a registry host
+    # only if it looks like one (a dot, a port, or localhost).
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        host_ok, path = bool(_HOST_RE.match(first)), rest
+    else:
+        host_ok, path = True, name
+    if len(name) > 255 or not host_ok or not _PATH.match(path) or not _TAG.match(tag):
         raise UsageError(
             f"malformed tag {ref!r}: expected NAME[:TAG] with a lowercase name such as localhost/debian:bookworm"
         )
