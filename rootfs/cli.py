@@ -384,8 +384,7 @@ def graph(
             with open_image(spec) as img:
                 diff_ids = (img.config.get("rootfs") or {}).get("diff_ids") or []
                 layers = diff_ids if len(diff_ids) == len(img.layers) else [d.digest for d in img.layers]
-                tags = (img.tag,) if img.tag else (spec,)
-                images.append(g.ImageLayers(tags, tuple(layers)))
+                images.append(g.ImageLayers(g.image_tags(img, spec), tuple(layers)))
         text = g.lineage_dot(images)
     else:
         spec, kind = inputs[0], kinds[0]

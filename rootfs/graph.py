@@ -282,6 +282,31 @@ class ImageLayers:
     layers: tuple[str, ...]
 
 
+def image_tags(img, spec: str) -> tuple[str, ...]:
+    """The names to label an image's top layer with: the tag asked for, the
+    layout's ref name, a docker-archive's RepoTags, else how it was named."""
+    from rootfs.image import DOCKER_ARCHIVE, REF_NAME
+
+    if img.tag:
+        return (img.tag,)
+    if img.root.annotations.get(REF_NAME):
+        return (img.root.annotations[REF_NAME],)
+    if img.kind == DOCKER_ARCHIVE:
+        import json
+        import tarfile
+
+        try:
+            with tarfile.open(img.path) as tar:
+                member = tar.extractfile("manifest.json")
+                entries = json.load(member) if member else []
+            tags = tuple(t for e in entries for t in (e.get("RepoTags") or []))
+        except (OSError, tarfile.TarError, ValueError, KeyError, AttributeError, TypeError):
+            tags = ()
+        if tags:
+            return tags
+    return (spec,)
+
+
 def chain_ids(layers: Sequence[str]) -> list[str]:
     """OCI ChainIDs: a layer is the same node only on the same parents."""
     out: list[str] = []

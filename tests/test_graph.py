@@ -20,7 +20,8 @@ import pytest
 
 from rootfs import graph as g
 from rootfs.lock import Lock, LockedPackage
-from conftest import needs_tool
+from conftest import needs_root, needs_tool
+from skopeo_private import skopeo_copy
 
 
 
@@ -311,6 +312,25 @@ def test_lineage_of_a_whole_layout_labels_every_tag(two_images):
     nodes, edges = parse_dot(stdout.decode())
     assert sorted(a.get("tags", "") for a in nodes.values()) == ["a", "b", "base"]
     assert len(edges) == 2
+
+
+@needs_root()
+@needs_tool("umoci", "skopeo", "unshare")
+def test_lineage_of_docker_archives_uses_their_repo_tags(two_images, tmp_path):
+    archives = []
+    for tag in ("a", "b"):
+        archive = tmp_path / f"{tag}.tar"
+        skopeo_copy(tmp_path, f"oci:{two_images}:{tag}", f"docker-archive:{archive}:localhost/test:{tag}")
+        archives.append(archive)
+    code, stdout, err = rootfs("graph", *archives)
+    assert code == 0, err
+    nodes, edges = parse_dot(stdout.decode())
+    assert len(nodes) == 3 and len(edges) == 2
+    assert sorted(a.get("tags", "") for a in nodes.values()) == ["", "localhost/test:a", "localhost/test:b"]
+    # The same layers as the OCI layout's: lineage does not depend on the container format.
+    code, from_oci, err = rootfs("graph", f"{two_images}:a", f"{two_images}:b")
+    assert code == 0, err
+    assert set(parse_dot(from_oci.decode())[0]) == set(nodes)
 
 
 def test_lineage_does_not_merge_equal_layers_on_different_parents():

@@ -476,6 +476,13 @@ def test_image_sbom_reads_the_merged_layers(tmp_path):
     out = tmp_path / "img.spdx.json"
     out.write_bytes(sbom_bytes(f"{layout}:two", None, opts)[0])
     validate(out)
+    # A docker-archive of the same image reads the same.
+    if os.geteuid() == 0 and shutil.which("skopeo") and shutil.which("unshare"):
+        from skopeo_private import skopeo_copy
+
+        archive = tmp_path / "two.tar"
+        skopeo_copy(tmp_path, f"oci:{layout}:two", f"docker-archive:{archive}:localhost/two:1")
+        assert packages_of(json.loads(sbom_bytes(archive, None, opts)[0])) == packages_of(root_doc)
     # and the graph of the image is the graph of the merged root
     code, from_image, err = rootfs("graph", f"{layout}:two")
     assert code == 0, err
