@@ -322,3 +322,83 @@ def test_unsatisfiable_dependency_through_the_cli(tmp_path, gpg_key, http_serve)
     code, out = run(str(write_recipe(tmp_path, repo)), "--mirror", server.url, "--include", "broken")
     assert code == 3, out
     assert 'cannot satisfy "hello (>= 3)" needed by broken <- (requested)' in out
+
+
+# -- apt's Valid-Until setting, for mirrors taken from the host's apt ---------
+
+
+def _apt_config(tmp_path, value: str):
+    # Only this file: the host's apt.conf.d would otherwise have the last word.
+    parts = tmp_path / "apt.conf.d"
+    parts.mkdir(exist_ok=True)
+    conf = tmp_path / f"apt-{value}.conf"
+    conf.write_text(f'Dir::Etc::Parts "{parts}";\nAcquire::Check-Valid-Until "{value}";\n')
+    return str(conf)
+
+
+@pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config")
+def test_apt_check_valid_until_is_read_from_apt_config(tmp_path, monkeypatch):
+    from rootfs.deb.resolve import apt_checks_valid_until
+
+    monkeypatch.setenv("APT_CONFIG", _apt_config(tmp_path, "false"))
+    assert apt_checks_valid_until() is False
+    monkeypatch.setenv("APT_CONFIG", _apt_config(tmp_path, "true"))
+    assert apt_checks_valid_until() is True
+
+
+@pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config")
+def test_host_mirror_follows_apts_valid_until_but_a_named_mirror_does_not(tmp_path, gpg_key, http_serve, monkeypatch):
+    import rootfs.deb.resolve as deb_resolve
+    from rootfs.backend import ResolveOptions
+    from rootfs.errors import VerifyError
+    from rootfs.fetch import Downloader
+    from rootfs.recipe import load_recipe
+
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, valid_until=past)
+    server = http_serve(repo.path)
+    recipe = load_recipe(str(write_recipe(tmp_path, repo)))
+    monkeypatch.delenv("ROOTFS_MIRROR", raising=False)
+    # Stand-in for the host's apt sources naming this mirror.
+    monkeypatch.setattr(deb_resolve, "choose_mirror", lambda cli, rm, d, o="": rm or server.url + "/")
+    monkeypatch.setenv("APT_CONFIG", _apt_config(tmp_path, "false"))
+    lock = deb_resolve.resolve(recipe, ResolveOptions(), Downloader(retries=0))
+    assert sorted(p.name for p in lock.packages) == MINBASE
+    with pytest.raises(VerifyError, match="expired"):
+        deb_resolve.resolve(recipe.replace(mirror=server.url + "/"), ResolveOptions(), Downloader(retries=0))
+    monkeypatch.setenv("APT_CONFIG", _apt_config(tmp_path, "true"))
+    with pytest.raises(VerifyError, match="expired"):
+        deb_resolve.resolve(recipe, ResolveOptions(), Downloader(retries=0))
+
+
+# -- gpg.py on its own ----------------------------------------------------------
+
+
+def test_gpg_clearsigned_returns_only_the_signed_text(tmp_path, signed_repo, gpg_key):
+    from rootfs.errors import VerifyError
+    from rootfs.gpg import dearmor, verify_clearsigned
+
+    assert dearmor(gpg_key.armored.read_bytes()) == gpg_key.keyring.read_bytes()
+    inrelease = (signed_repo.dists / "InRelease").read_bytes()
+    # Text outside the signed block must not come back as if it were signed.
+    smuggled = inrelease + b"\nSuite: evil\nSHA256:\n 00 1 main/binary-amd64/Packages\n"
+    assert verify_clearsigned(inrelease, gpg_key.keyring) == signed_repo.release.read_bytes()
+    try:
+        got = verify_clearsigned(smuggled, gpg_key.keyring)
+    except VerifyError:
+        return
+    assert got == signed_repo.release.read_bytes()
+
+
+def test_gpg_detached_binary_signature(tmp_path, gpg_key, other_gpg_key):
+    from rootfs.errors import VerifyError
+    from rootfs.gpg import verify_detached
+
+    data = tmp_path / "data"
+    data.write_bytes(b"hello\n")
+    gpg_key.detach_sign(data, tmp_path / "sig", armor=False)
+    verify_detached(b"hello\n", (tmp_path / "sig").read_bytes(), gpg_key.armored)
+    with pytest.raises(VerifyError, match="bad signature"):
+        verify_detached(b"hello!\n", (tmp_path / "sig").read_bytes(), gpg_key.keyring)
+    with pytest.raises(VerifyError, match="not in the keyring"):
+        verify_detached(b"hello\n", (tmp_path / "sig").read_bytes(), other_gpg_key.keyring)
