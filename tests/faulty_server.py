@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import select
 import socket
 import ssl
 import struct
@@ -321,10 +322,38 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002
         pass
 
+    def do_CONNECT(self):
+        """A tunnel for HTTPS: bytes both ways until either side closes."""
+        with self.server.lock:
+            self.server.seen.append(f"CONNECT {self.path}")
+            self.server.auth.append(self.headers.get("Proxy-Authorization"))
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        client = self.connection
+        try:
+            while True:
+                readable, _, _ = select.select([client, upstream], [], [], 10)
+                if not readable:
+                    break
+                for src in readable:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    (upstream if src is client else client).sendall(data)
+        except OSError:
+            pass
+        finally:
+            upstream.close()
+            self.close_connection = True
+
     def do_GET(self):
         u = urllib.parse.urlsplit(self.path)
         with self.server.lock:
             self.server.seen.append(self.path)
+            self.server.auth.append(self.headers.get("Proxy-Authorization"))
         if not u.scheme:
             # Not a proxy request: a client that bypassed the proxy protocol.
             self.send_response(400)
@@ -355,6 +384,7 @@ class _ProxyServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.lock = threading.Lock()
         self.seen: list[str] = []
+        self.auth: list[str | None] = []
 
 
 class CountingProxy:
@@ -367,8 +397,15 @@ class CountingProxy:
 
     @property
     def seen(self) -> list[str]:
+        """Absolute URLs of GETs, `CONNECT host:port` of tunnels."""
         with self._srv.lock:
             return list(self._srv.seen)
+
+    @property
+    def auth(self) -> list[str | None]:
+        """The Proxy-Authorization header of each request."""
+        with self._srv.lock:
+            return list(self._srv.auth)
 
     def stop(self) -> None:
         self._srv.shutdown()

@@ -7,6 +7,7 @@ cache or a .part file left behind.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -318,6 +319,13 @@ def test_http_proxy_is_used(server, proxy, tmp_path):
     assert all(files[p.key].read_bytes() == blob(8000, 70 + i) for i, p in enumerate(pkgs))
 
 
+def test_proxy_credentials_are_sent(server, proxy, monkeypatch):
+    monkeypatch.setenv("http_proxy", proxy.url.replace("http://", "http://cron%40ci:s3cret@"))
+    url = server.add("/x", b"via proxy")
+    assert fast().get_bytes(url) == b"via proxy"
+    assert proxy.auth == ["Basic " + base64.b64encode(b"cron@ci:s3cret").decode()]
+
+
 def test_no_proxy_bypasses_the_proxy(server, proxy, tmp_path, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     url = server.add("/x", b"direct")
@@ -400,3 +408,16 @@ def test_https_with_an_unknown_certificate_is_not_retried(tls_server, tmp_path, 
         fast().get_bytes(url)
     assert tls_server.connections == 1
     assert tls_server.requests() == 0
+
+
+def test_https_through_a_proxy_tunnel(tls_server, certificate, proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
+    monkeypatch.setenv("https_proxy", proxy.url.replace("http://", "http://u:p@"))
+    pkgs = [package(tls_server, f"p{i}", blob(30_000, 95 + i)) for i in range(3)]
+    files = fetch_packages(pkgs, Cache(tmp_path / "cache"), fast(), jobs=1)
+    assert all(files[p.key].read_bytes() == blob(30_000, 95 + i) for i, p in enumerate(pkgs))
+    port = tls_server.url.rsplit(":", 1)[1]
+    # One tunnel, kept alive for all three.
+    assert proxy.seen == [f"CONNECT 127.0.0.1:{port}"]
+    assert proxy.auth == ["Basic " + base64.b64encode(b"u:p").decode()]
+    assert tls_server.requests() == 3
