@@ -611,6 +611,47 @@ echo "triggerin $1 $2" >> /var/lib/fx/trace
 /usr/share/fx-scripted
 """
 
+# Two packages that try to write outside the root: the first plants an
+# absolute symlink to a host directory, the second ships a file below it.
+EVIL_LINK_SPEC = r"""Name:      fx-evil-link
+Version:   1.0
+Release:   1
+Summary:   Fixture: a symlink that points out of the root
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+
+%description
+/usr/share/evil -> %{fx_target} (absolute).
+
+%install
+mkdir -p %{buildroot}/usr/share
+ln -s %{fx_target} %{buildroot}/usr/share/evil
+
+%files
+/usr/share/evil
+"""
+
+EVIL_FILE_SPEC = r"""Name:      fx-evil-file
+Version:   1.0
+Release:   1
+Summary:   Fixture: a file below another package's symlink
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+Requires:  fx-evil-link
+
+%description
+/usr/share/evil/pwned, which must stay inside the root.
+
+%install
+mkdir -p %{buildroot}/usr/share/evil
+echo pwned > %{buildroot}/usr/share/evil/pwned
+
+%files
+/usr/share/evil/pwned
+"""
+
 # (spec, payload, target arch or "" for noarch, extra rpmbuild defines)
 BUILDS: list[tuple[str, str, str, dict[str, str]]] = [
     ("fx-setup", "w9.gzdio", "", {}),
@@ -682,6 +723,8 @@ class Built:
     fx: list[Path] = field(default_factory=list)  # the 16 fx-* packages
     payloads: dict[str, Path] = field(default_factory=dict)  # fx-lzma, fx-plain, ...
     scripted: list[Path] = field(default_factory=list)  # fx-hostsh + fx-scripted
+    evil: list[Path] = field(default_factory=list)  # fx-evil-link + fx-evil-file
+    evil_target: str = ""  # the host directory fx-evil-link points at
 
 
 def build_all(out: Path) -> Built:
@@ -701,9 +744,24 @@ def build_all(out: Path) -> Built:
         rpmbuild(HOSTSH_SPEC, "fx-hostsh", "w9.gzdio", "x86_64", {}, sc, work)
         rpmbuild(SCRIPTED_SPEC, "fx-scripted", "w9.gzdio", "x86_64", {}, sc, work)
         built.scripted = sorted(sc.rglob("*.rpm"))
+        ev = out / "evil"
+        built.evil_target = str(out / "host-side")
+        rpmbuild(EVIL_LINK_SPEC, "fx-evil-link", "w9.gzdio", "", {"fx_target": built.evil_target}, ev, work)
+        rpmbuild(EVIL_FILE_SPEC, "fx-evil-file", "w9.gzdio", "", {}, ev, work)
+        built.evil = sorted(ev.rglob("*.rpm"))
         return built
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_BUILT: dict[str, Built] = {}
+
+
+def built_once(tmp_path_factory) -> Built:
+    """build_all() once per test session, whichever module asks first."""
+    if "built" not in _BUILT:
+        _BUILT["built"] = build_all(tmp_path_factory.mktemp("rpms"))
+    return _BUILT["built"]
 
 
 def sign_rpms(rpms: list[Path], key) -> None:
@@ -775,3 +833,13 @@ def recompress(repo: Path, kind: str) -> None:
         repomd = re.sub(rf"(<location href=\"repodata/{re.escape(new.name)}\"/>\s*<timestamp>\d+</timestamp>\s*<size>){gz_size}(</size>)",
                         rf"\g<1>{len(data)}\2", repomd)
     (rd / "repomd.xml").write_text(repomd)
+
+
+if __name__ == "__main__":
+    # python tests/rpmrepo.py DIR: DIR/repo, the repository recipes/fx-rpm.toml names.
+    import sys
+
+    base = Path(sys.argv[1] if len(sys.argv) > 1 else "/var/tmp/rootfs-fx").resolve()
+    b = build_all(base / "rpms")
+    make_repo(base / "repo", b.fx)
+    print(base / "repo")
