@@ -151,7 +151,7 @@ def resolve(
         sys.stdout.write("".join(line + "\n" for line in result.package_lines()))
 
 
-FormatOpt = Annotated[Optional[list[str]], typer.Option(
+ArtifactFormatOpt = Annotated[Optional[list[str]], typer.Option(
     "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable).")]
 TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]
 
@@ -167,7 +167,7 @@ def _mode(mode: str | None) -> str:
 def make(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (one format), a directory (several), or - for a tar on stdout. Default: out/RECIPE.")] = None,
-    fmt: FormatOpt = None,
+    fmt: ArtifactFormatOpt = None,
     tag: TagOpt = None,
     mirror: MirrorOpt = None,
     variant: VariantOpt = None,
@@ -299,7 +299,7 @@ def lock(
     ui.info(f"wrote {output}: {len(result.packages)} packages, lock digest {result.digest()[:12]}")
 
 
-GraphFormatOpt = Annotated[Optional[str], typer.Option("--format", "-T", help="dot, svg or png (default: from -o's suffix, else dot).")]
+GraphFormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="dot, svg or png (default: from -o's suffix, else dot).")]
 
 
 def _graph_input_kind(spec: str) -> str:
