@@ -68,6 +68,7 @@ def _tar(src: Path, dest: Path) -> None:
 
 @dataclass
 class TestImages:
+    tree: Path  # the base tree (a root directory)
     layout: Path  # OCI layout with tags 1 and 2
     oci_archive: Path  # tag 2 as an oci-archive
     docker_archive: Path  # tag 2 as a docker-archive
@@ -111,4 +112,4 @@ def build_test_images(work: Path) -> TestImages:
     oa, da = work / "oa.tar", work / "da.tar"
     _run("skopeo", "copy", f"oci:{img}:2", f"oci-archive:{oa}:2")
     _run("skopeo", "copy", f"oci:{img}:2", f"docker-archive:{da}:localhost/test:2")
-    return TestImages(img, oa, da)
+    return TestImages(base, img, oa, da)

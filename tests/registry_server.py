@@ -1,8 +1,11 @@
-"""Debian's docker-registry on 127.0.0.1, in three set-ups, for the tests.
+"""Debian's docker-registry on 127.0.0.1, in four set-ups, for the tests.
 
     start_registry(tmp, "plain")  plain HTTP, anonymous
     start_registry(tmp, "basic")  plain HTTP, basic auth (bcrypt htpasswd)
     start_registry(tmp, "tls")    HTTPS with a throwaway CA, and basic auth
+    start_registry(tmp, "token")  plain HTTP, bearer tokens from a small token
+                                  service of our own (TokenServer: checks the
+                                  user's password, signs RS256 JWTs with openssl)
 
 And `Proxy`: an HTTP/1.1 forwarder in front of a registry that logs every
 request (evidence from the wire, not from the client under test) and can
@@ -11,13 +14,17 @@ reset the connection under the first N blob uploads.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import http.server
+import json
 import socket
 import socketserver
 import struct
 import subprocess
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +40,7 @@ class Registry:
     ca_cert: Path | None = None
     cert_dir: Path | None = None  # for skopeo --cert-dir
     creds: str | None = None
+    token_server: TokenServer | None = None
 
     @property
     def scheme(self) -> str:
@@ -46,6 +54,8 @@ class Registry:
         return flags
 
     def stop(self) -> None:
+        if self.token_server is not None:
+            self.token_server.stop()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -56,7 +66,7 @@ class Registry:
 
 
 def start_registry(base: Path, mode: str = "plain") -> Registry:
-    assert mode in ("plain", "basic", "tls")
+    assert mode in ("plain", "basic", "tls", "token")
     base.mkdir(parents=True, exist_ok=True)
     config = [
         "version: 0.1",
@@ -90,6 +100,12 @@ def start_registry(base: Path, mode: str = "plain") -> Registry:
         (base / "htpasswd").write_bytes(htpasswd)
         config += ["auth:", "  htpasswd:", "    realm: test-realm", f"    path: {base / 'htpasswd'}"]
         creds = f"{USER}:{PASSWORD}"
+    token_server = None
+    if mode == "token":
+        token_server = TokenServer(base / "token").start()
+        config += ["auth:", "  token:", f"    realm: {token_server.url}/token", f"    service: {TokenServer.SERVICE}",
+                   f"    issuer: {TokenServer.ISSUER}", f"    rootcertbundle: {token_server.cert}"]
+        creds = f"{USER}:{PASSWORD}"
     (base / "config.yml").write_text("\n".join(config) + "\n")
     log = open(base / "log", "wb")
     proc = subprocess.Popen(["docker-registry", "serve", str(base / "config.yml")], stdout=log, stderr=log,
@@ -105,9 +121,91 @@ def start_registry(base: Path, mode: str = "plain") -> Registry:
         if port is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
+                if token_server is not None:
+                    token_server.stop()
                 raise RuntimeError(f"docker-registry did not start:\n{text}")
             time.sleep(0.05)
-    return Registry(mode, f"127.0.0.1:{port}", base, proc, ca, cert_dir, creds)
+    return Registry(mode, f"127.0.0.1:{port}", base, proc, ca, cert_dir, creds, token_server)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """The token half of the registry's bearer auth: GET /token?service=&scope=
+    with the user's basic credentials -> a JWT granting the scopes asked for."""
+
+    SERVICE = "rootfs-test-registry"
+    ISSUER = "rootfs-test-issuer"
+
+    def __init__(self, base: Path):
+        base.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = base / "token.key", base / "token.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=rootfs test token signer", "-keyout", str(self.key), "-out", str(self.cert)],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: list[tuple[str | None, list[str]]] = []  # (user or None, scopes)
+        self.url = ""
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.ISSUER, "sub": user, "aud": self.SERVICE, "exp": now + 300, "nbf": now - 10,
+                  "iat": now, "jti": f"{now}-{len(self.requests)}", "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
+                             check=True, capture_output=True).stdout
+        return f"{signing_input}.{_b64url(sig)}"
+
+    def start(self) -> TokenServer:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:
+                u = urllib.parse.urlsplit(self.path)
+                q = urllib.parse.parse_qs(u.query)
+                user = None
+                auth = self.headers.get("Authorization", "")
+                if auth.startswith("Basic "):
+                    user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    if (user, password) != (USER, PASSWORD):
+                        user = "!"
+                scopes = q.get("scope", [])
+                server.requests.append((user, scopes))
+                if u.path != "/token" or q.get("service") != [server.SERVICE] or user in (None, "!"):
+                    body, status = b'{"details":"unauthorized"}', 401
+                else:
+                    t = server.token(user, scopes)
+                    body, status = json.dumps({"token": t, "access_token": t, "expires_in": 300}).encode(), 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 # -- a logging, misbehaving forwarder -----------------------------------------------

@@ -212,6 +212,10 @@ def test_cli_graph_of_a_lock(tmp_path):
     png = tmp_path / "g.png"
     assert rootfs("graph", lock_path, "-o", png)[0] == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # -f wins over the suffix
+    odd = tmp_path / "graph.out"
+    assert rootfs("graph", lock_path, "-f", "svg", "-o", odd)[0] == 0
+    assert ET.parse(odd).getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
 
 def test_cli_svg_without_graphviz_is_a_privilege_error(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """`rootfs push` / `rootfs pull` against Debian's docker-registry on 127.0.0.1
-(plain HTTP, basic auth, TLS + basic auth), checked with skopeo, with a
+(plain HTTP, basic auth, TLS + basic auth, bearer tokens), checked with skopeo, with a
 logging / connection-resetting proxy in front where the wire is the
 evidence (what was uploaded, what was mounted, what was retried)."""
 
@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from conftest import needs_tool
 
 pytestmark = [needs_tool("docker-registry", "skopeo", "umoci", "htpasswd", "openssl"), pytest.mark.timeout(300)]
 
-MODES = ("plain", "basic", "tls")
+MODES = ("plain", "basic", "tls", "token")
 
 
 @pytest.fixture(scope="session")
@@ -46,21 +47,33 @@ def registries(tmp_path_factory):
 
 @pytest.fixture
 def env(tmp_path):
-    """A clean HOME: no auth files, no blob memory from other tests."""
-    e = {k: v for k, v in os.environ.items()
-         if k not in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
-    e["HOME"] = str(tmp_path / "home")
-    e["XDG_CACHE_HOME"] = str(tmp_path / "home" / "cache")
+    """A clean HOME: no auth files, no blob memory from other tests
+    (None unsets a variable for the run)."""
     (tmp_path / "home").mkdir()
-    return e
+    return {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "home" / "cache"),
+            "REGISTRY_AUTH_FILE": None, "XDG_RUNTIME_DIR": None, "DOCKER_CONFIG": None, "XDG_CONFIG_HOME": None}
 
 
-def rootfs(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rootfs.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=240)
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def rootfs(env, *args: str) -> Run:
+    """The command line, in-process (a fresh interpreter costs seconds on a
+    loaded machine); test_cli_process runs one real process."""
+    from typer.testing import CliRunner
+
+    from rootfs.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return Run(result.exit_code, result.stdout, result.stderr)
 
 
 def flags(reg) -> list[str]:
+    """rootfs's options for this registry."""
     out = ["--ca-cert", str(reg.ca_cert)] if reg.mode == "tls" else ["--insecure"]
     if reg.creds:
         out += ["--creds", reg.creds]
@@ -276,6 +289,51 @@ def test_credentials_from_auth_files(images, env, registries, tmp_path):
     assert r.returncode == 10 and not (tmp_path / "q").exists()
 
 
+def test_bearer_tokens_per_scope(images, env, registries, tmp_path):
+    reg = registries("token")
+    tokens = reg.token_server
+    tokens.requests.clear()
+    for repo in ("tok/first", "tok/second"):
+        r = rootfs(env, "push", f"{images.layout}:2", f"{reg.host}/{repo}:2", "--insecure", "--creds", reg.creds)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == images.manifest_digest("2")
+    # One token per scope set, fetched with the user's credentials; the
+    # second push mounts, which needs pull on the source repository too.
+    assert tokens.requests == [
+        (USER, ["repository:tok/first:pull,push"]),
+        (USER, ["repository:tok/second:pull,push"]),
+        (USER, ["repository:tok/second:pull,push", "repository:tok/first:pull"]),
+    ]
+    info = json.loads(skopeo(tmp_path, "inspect", *reg.skopeo_flags(), f"docker://{reg.host}/tok/second:2").stdout)
+    assert info["Digest"] == images.manifest_digest("2")
+    r = rootfs(env, "push", f"{images.layout}:2", f"{reg.host}/tok/third:2", "--insecure", "--creds", f"{USER}:nope")
+    assert r.returncode == 10 and f"authentication to {reg.host} failed" in r.stderr
+    r = rootfs(env, "pull", f"{reg.host}/tok/first:2", str(tmp_path / "anon"), "--insecure")
+    assert r.returncode == 10 and not (tmp_path / "anon").exists()
+
+
+def test_packed_image_round_trip(images, env, registries, tmp_path):
+    """What `rootfs make --push` does: the packer's OCI layout, pushed, pulled back."""
+    from rootfs.pack import PackOptions, pack
+
+    out = tmp_path / "packed"
+    pack(images.tree, ["oci", "oci-archive"], out, PackOptions(source_date_epoch=1700000000, tag="rootfs/test:1"))
+    reg = registries("plain")
+    r = rootfs(env, "push", f"{out / 'oci'}:rootfs/test:1", f"{reg.host}/packed/img:1", "--insecure")
+    assert r.returncode == 0, r.stderr
+    digest = r.stdout.strip()
+    index = json.loads((out / "oci" / "index.json").read_text())
+    assert digest == index["manifests"][0]["digest"]
+    r = rootfs(env, "push", str(out / "image.oci.tar"), f"{reg.host}/packed/archive:1", "--insecure")
+    assert r.stdout.strip() == digest
+    c = skopeo(tmp_path, "copy", "--src-tls-verify=false", f"docker://{reg.host}/packed/img:1", f"oci:{tmp_path / 'sk'}:1")
+    assert c.returncode == 0, c.stderr
+    r = rootfs(env, "pull", f"{reg.host}/packed/archive:1", f"{tmp_path / 'back'}:1", "--insecure")
+    assert r.returncode == 0 and r.stdout.strip() == digest
+    assert {p.name for p in (tmp_path / "back/blobs/sha256").iterdir()} == \
+        {p.name for p in (out / "oci/blobs/sha256").iterdir()}
+
+
 def test_tls_needs_the_ca_and_plain_http_needs_insecure(images, env, registries):
     tls, plain = registries("tls"), registries("plain")
     image = f"{images.layout}:1"
@@ -311,9 +369,16 @@ def test_references_parse():
     assert parse_reference("reg.example:443/x").reference == "latest"
 
 
-def test_bad_reference_and_image_on_the_command_line(images, env, tmp_path):
-    r = rootfs(env, "push", f"{images.layout}:1", "no-host-here", "--insecure")
+def test_cli_process(images, env, tmp_path):
+    """One real process: exit code and a one-line message on stderr."""
+    e = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    r = subprocess.run([sys.executable, "-m", "rootfs.cli", "push", f"{images.layout}:1", "no-host-here", "--insecure"],
+                       env=e, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("rootfs: error: ") and r.stderr.count("\n") == 1
+    assert r.stdout == ""
+
+
+def test_bad_reference_and_image_on_the_command_line(images, env, tmp_path):
     r = rootfs(env, "push", f"{images.layout}:nosuchtag", "127.0.0.1:5000/x:1", "--insecure")
     assert r.returncode == 2 and "no tag 'nosuchtag'" in r.stderr and "tags: 1, 2" in r.stderr
 

@@ -192,6 +192,7 @@ class Session:
         self._auth: dict[str, str] = {}  # scope key -> Authorization header value
         self._basic_challenge = False
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
 
     def url(self, path: str) -> str:
         return urllib.parse.urljoin(self.base + "/", path)
@@ -209,7 +210,15 @@ class Session:
                 return self.creds.basic()
             return self._auth.get(" ".join(scopes))
 
-    def _authenticate(self, resp: Response, scopes: tuple[str, ...]) -> None:
+    def _authenticate(self, resp: Response, scopes: tuple[str, ...], used: str | None) -> None:
+        # One token fetch at a time: parallel blob requests that met the same
+        # challenge take the token the first of them fetched.
+        with self._token_lock:
+            if self._authorization(scopes) not in (None, used):
+                return
+            self._challenge(resp, scopes)
+
+    def _challenge(self, resp: Response, scopes: tuple[str, ...]) -> None:
         header = resp.header("WWW-Authenticate") or ""
         scheme, params = parse_challenge(header)
         if scheme == "basic":
@@ -276,9 +285,11 @@ class Session:
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         scopes = self._scope(mount_from, push)
 
+        used: list[str | None] = [None]
+
         def attempt() -> Response:
             hdrs = dict(headers or {})
-            auth = self._authorization(scopes)
+            auth = used[0] = self._authorization(scopes)
             if auth and _same_origin(url, self.base):
                 hdrs["Authorization"] = auth
             return self.transport.send(method, url, hdrs, body() if body else None, sink=sink)
@@ -286,7 +297,7 @@ class Session:
         for challenge in range(2):
             r = self._with_retries(attempt, None if repeat else -1)
             if r.status == 401 and challenge == 0:
-                self._authenticate(r, scopes)
+                self._authenticate(r, scopes, used[0])
                 continue
             break
         if r.status in (401, 403):
@@ -296,10 +307,11 @@ class Session:
             raise RegistryError(f"{self.ref.host} speaks only TLS; drop --insecure")
         return r
 
-    def ping(self) -> None:
+    def ping(self, push: bool = False) -> None:
         """The API version check (`GET /v2/`): tells a registry from other
-        servers, and TLS from plain HTTP, before any real request."""
-        r = self.call("GET", "/v2/")
+        servers, and TLS from plain HTTP, before any real request; and it
+        fetches the token for the scope the transfer will need."""
+        r = self.call("GET", "/v2/", push=push)
         if r.status == 400 and self.scheme == "http":
             raise RegistryError(f"{self.ref.host} does not answer plain HTTP (HTTP 400); if it speaks TLS, drop --insecure")
         if r.status != 200:

@@ -81,7 +81,7 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
     if r.digest:
         raise UsageError(f"push to a tag, not a digest: {r}")
     sess = Session(r, opts)
-    sess.ping()
+    sess.ping(push=True)
     memory = BlobMemory(opts.cache_dir, r.host)
     result = PushResult(r, image.root.digest)
     count = _Counter()

@@ -1,0 +1,163 @@
+"""The real container tools accept what the packer writes and run it.
+
+The hermetic tests pack a runnable root made of the host's own /bin/sh and
+its libraries; the mirror test builds a real bookworm minbase root with
+mmdebstrap (mirror found at run time) and runs a shell in it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from rootfs.mirror import host_mirror
+from rootfs.pack import PackOptions, pack
+from rootfs.recipe import ImageConfig
+
+from conftest import needs_tool
+from pack_containers import Containers, available
+from pack_helpers import CAP_NET_RAW, SDE, host_shell_tree
+
+_why = available()
+pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")
+
+TAG = "localhost/packtest:1"
+
+
+@pytest.fixture(scope="module")
+def shell_image(tmp_path_factory):
+    base = tmp_path_factory.mktemp("shellimg")
+    root = base / "root"
+    host_shell_tree(root)
+    image = ImageConfig(cmd=("/bin/sh", "-c", "echo from-cmd"), labels=(("org.example.test", "yes"),),
+                        annotations=(("org.opencontainers.image.title", "pack test"),), env=(("GREETING", "hi"),))
+    out = base / "out"
+    pack(root, ["tar", "oci", "oci-archive", "docker-archive"], out,
+         PackOptions(source_date_epoch=SDE, tag=TAG, image=image))
+    return out
+
+
+@pytest.fixture
+def containers(tmp_path_factory):
+    c = Containers(tmp_path_factory.mktemp("ctr"))
+    yield c
+    c.close()
+
+
+def _layer_xattrs(archive: Path) -> dict[str, dict[str, str]]:
+    """name -> SCHILY.xattr records of the (only) layer of a docker-archive."""
+    with tarfile.open(archive) as t:
+        manifest = json.load(t.extractfile("manifest.json"))
+        layer = t.extractfile(manifest[0]["Layers"][-1]).read()
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(layer)) as t:
+        for m in t:
+            x = {k: v for k, v in m.pax_headers.items() if k.startswith("SCHILY.xattr.")}
+            if x:
+                out[m.name.lstrip("./").lstrip("/")] = x
+    return out
+
+
+def test_skopeo_reads_and_copies_the_layout(shell_image, containers, tmp_path):
+    layout = shell_image / "oci"
+    info = json.loads(containers.skopeo("inspect", f"oci:{layout}:{TAG}").stdout)
+    assert info["Architecture"] == "amd64" and info["Os"] == "linux"
+    assert info["Labels"] == {"org.example.test": "yes"}
+    assert len(info["Layers"]) == 1
+    config = json.loads(containers.skopeo("inspect", "--config", f"oci:{layout}:{TAG}").stdout)
+    assert config["config"]["Cmd"] == ["/bin/sh", "-c", "echo from-cmd"]
+    assert "GREETING=hi" in config["config"]["Env"]
+    raw = json.loads(containers.skopeo("inspect", "--raw", f"oci:{layout}:{TAG}").stdout)
+    assert raw["annotations"] == {"org.opencontainers.image.title": "pack test"}
+    # copying re-reads and verifies every blob's digest and size
+    containers.skopeo("copy", "-q", f"oci:{layout}:{TAG}", f"docker-archive:{tmp_path}/da.tar:{TAG}")
+    containers.skopeo("copy", "-q", f"docker-archive:{shell_image}/image.docker.tar", f"oci:{tmp_path}/back:x")
+    containers.skopeo("inspect", f"oci-archive:{shell_image}/image.oci.tar:{TAG}")
+
+
+@needs_tool("umoci")
+def test_umoci_unpacks_and_checks_diff_ids(shell_image, tmp_path):
+    r = subprocess.run(["umoci", "unpack", "--image", f"{shell_image}/oci:{TAG}", str(tmp_path / "bundle")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rootfs = tmp_path / "bundle" / "rootfs"
+    assert (rootfs / "bin/sh").is_file()
+    assert os.getxattr(rootfs / "bin/ping", "security.capability") == CAP_NET_RAW
+
+
+@needs_tool("oci-image-tool")
+def test_oci_image_tool_validates(shell_image):
+    r = subprocess.run(["oci-image-tool", "validate", "--type", "image", "--ref", f"name={TAG}",
+                        str(shell_image / "oci")], capture_output=True, text=True)
+    assert r.returncode == 0 and "Validation succeeded" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_podman_import_tar_runs_and_keeps_caps(shell_image, containers, tmp_path):
+    containers.podman("import", "-q", str(shell_image / "rootfs.tar"), "localhost/imported:1")
+    assert containers.run("localhost/imported:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
+    containers.podman("save", "-q", "--format", "docker-archive", "-o", str(tmp_path / "saved.tar"),
+                      "localhost/imported:1")
+    xattrs = _layer_xattrs(tmp_path / "saved.tar")
+    assert "SCHILY.xattr.security.capability" in xattrs.get("bin/ping", {}), xattrs
+
+
+def test_podman_loads_docker_archive_and_runs(shell_image, containers):
+    out = containers.podman("load", "-i", str(shell_image / "image.docker.tar")).stdout
+    assert TAG in out
+    assert containers.run(TAG, "/bin/sh", "-c", "echo ok").strip() == "ok"
+    # the image's own Cmd and Env
+    assert containers.run(TAG).strip() == "from-cmd"
+    assert containers.run(TAG, "/bin/sh", "-c", 'echo "$GREETING"').strip() == "hi"
+
+
+def test_podman_loads_oci_archive_and_runs(shell_image, containers):
+    out = containers.podman("load", "-i", str(shell_image / "image.oci.tar")).stdout
+    assert TAG in out
+    assert containers.run(TAG, "/bin/sh", "-c", "echo ok").strip() == "ok"
+
+
+# -- a real bookworm root ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def bookworm_root(tmp_path_factory):
+    mirror = host_mirror("debian", "Debian")
+    if not mirror:
+        pytest.skip("no Debian mirror configured for apt on this machine")
+    root = tmp_path_factory.mktemp("bookworm") / "root"
+    r = subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=iputils-ping", "bookworm",
+                        str(root), mirror], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"mmdebstrap could not build from the mirror: {r.stderr[-300:]}")
+    return root
+
+
+@pytest.mark.mirror
+@pytest.mark.slow
+@needs_tool("mmdebstrap")
+def test_real_bookworm_root_runs_everywhere(bookworm_root, containers, tmp_path):
+    out = tmp_path / "out"
+    arts = {a.format: a for a in pack(bookworm_root, ["tar.zst", "oci", "docker-archive"], out,
+                                      PackOptions(source_date_epoch=SDE, tag="localhost/bookworm:test",
+                                                  layer_compression="zstd"))}
+    assert set(arts) == {"tar.zst", "oci", "docker-archive"}
+    containers.podman("import", "-q", str(out / "rootfs.tar.zst"), "localhost/bw-imported:1")
+    assert containers.run("localhost/bw-imported:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
+    containers.podman("save", "-q", "--format", "docker-archive", "-o", str(tmp_path / "saved.tar"),
+                      "localhost/bw-imported:1")
+    caps = _layer_xattrs(tmp_path / "saved.tar")
+    assert "SCHILY.xattr.security.capability" in caps.get("usr/bin/ping", {}), sorted(caps)
+    containers.podman("load", "-i", str(out / "image.docker.tar"))
+    assert containers.run("localhost/bookworm:test", "/bin/sh", "-c", "echo ok").strip() == "ok"
+    # the cleanup filter ran: no logs, empty machine-id, apt lists gone
+    listing = containers.run("localhost/bookworm:test", "/bin/sh", "-c",
+                             "ls /var/log/dpkg.log /var/lib/apt/lists 2>&1; wc -c < /etc/machine-id")
+    assert "No such file" in listing and listing.strip().endswith("0")
+    r = subprocess.run(["umoci", "unpack", "--image", f"{out}/oci:localhost/bookworm:test", str(tmp_path / "b")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

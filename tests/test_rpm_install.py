@@ -1,0 +1,413 @@
+"""rpm install: `rootfs prepare` + `rootfs build`, with dnf's install of
+the same packages as the oracle for the tree, and the outputs read back
+(tar with tarfile, ext2 with debugfs/e2fsck, the rpmdb with rpm -qa)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import rpmrepo
+from conftest import needs_root, needs_tool
+from rootfs.attrs import AttrRecord
+from rootfs.backend import InstallOptions
+from rootfs.errors import InstallError
+from rootfs.lock import Lock, LockedPackage
+from rootfs.rpm import header as H
+from rootfs.rpm.caps import xattr_value
+from rootfs.rpm.header import open_rpm
+from rootfs.rpm.install import install
+from rootfs.rpm.payload import STRIPPED, file_entries, hardlink_sets
+from rootfs.rpm.unpack import Unpacker
+
+pytestmark = needs_tool("rpmbuild", "createrepo_c")
+
+REQUEST = ["fx-devtools", "fx-daemon"]
+# Paths that are one installer's own state, not the packages' content.
+STATE = ("var/lib/rpm", "var/lib/dnf", "var/cache", "var/log/dnf", "var/log/hawkey.log", "root/.rpmdb", "etc/dnf",
+         "var/lib/fx", "var/tmp", "tmp", "run")
+
+
+def rootfs(*args) -> subprocess.CompletedProcess:
+    from typer.testing import CliRunner
+
+    from rootfs.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    return rpmrepo.built_once(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def fx_repo(built, tmp_path_factory) -> Path:
+    return rpmrepo.make_repo(tmp_path_factory.mktemp("fxrepo-i") / "repo", built.fx)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def appliance(fx_repo, cache_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("appl") / "appliance"
+    p = rootfs("prepare", "--repo", fx_repo.as_uri(), "--weak-deps", "--cache-dir", cache_dir, *REQUEST, "-o", out)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def dnf_tree(fx_repo, tmp_path_factory) -> Path:
+    if shutil.which("dnf") is None or os.geteuid() != 0:
+        pytest.skip("needs dnf and root")
+    base = tmp_path_factory.mktemp("dnf")
+    root = base / "root"
+    subprocess.run(
+        ["dnf", "-q", "-y", "--installroot", str(root), "--releasever=1", "--setopt=reposdir=/dev/null", "--nogpgcheck",
+         f"--repofrompath=fx,{fx_repo.as_uri()}", "--repo=fx", "--setopt=tsflags=noscripts",
+         f"--setopt=cachedir={base / 'cache'}", "install", *REQUEST],
+        check=True, capture_output=True,
+    )
+    return root
+
+
+def _skip_state(rel: str) -> bool:
+    return any(rel == s or rel.startswith(s + "/") for s in STATE)
+
+
+def tree_snapshot(root: Path) -> tuple[dict, list]:
+    """path -> (type+mode, uid, gid, link target, capability), and the hard-link sets."""
+    out: dict = {}
+    inodes: dict[int, list[str]] = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            full = os.path.join(d, n)
+            rel = os.path.relpath(full, root)
+            if _skip_state(rel):
+                continue
+            st = os.lstat(full)
+            link = os.readlink(full) if stat.S_ISLNK(st.st_mode) else None
+            try:
+                cap = os.getxattr(full, "security.capability", follow_symlinks=False)
+            except OSError:
+                cap = None
+            out[rel] = (st.st_mode, st.st_uid, st.st_gid, link, cap)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                inodes.setdefault(st.st_ino, []).append(rel)
+    return out, sorted(sorted(v) for v in inodes.values())
+
+
+def tar_snapshot(path: Path) -> tuple[dict, list]:
+    out: dict = {}
+    links: dict[str, list[str]] = {}
+    with tarfile.open(path) as t:
+        for m in t.getmembers():
+            rel = m.name.removeprefix("./").rstrip("/")
+            if rel in ("", ".") or _skip_state(rel):
+                continue
+            cap = m.pax_headers.get("SCHILY.xattr.security.capability")
+            capb = cap.encode("latin-1", "surrogateescape") if isinstance(cap, str) else cap
+            if m.islnk():
+                target = m.linkname.removeprefix("./")
+                links.setdefault(target, [target]).append(rel)
+                first = out[target]
+                out[rel] = first
+                continue
+            kind = stat.S_IFDIR if m.isdir() else stat.S_IFLNK if m.issym() else stat.S_IFREG
+            out[rel] = (kind | m.mode, m.uid, m.gid, m.linkname if m.issym() else None, capb)
+    return out, sorted(sorted(v) for v in links.values())
+
+
+# -- the tree against dnf -----------------------------------------------------------------
+
+@needs_root()
+def test_chroot_matches_dnf(appliance, dnf_tree, tmp_path):
+    out = tmp_path / "chroot"
+    p = rootfs("build", appliance, "--format", "chroot", "-o", out)
+    assert p.returncode == 0, p.stderr
+    got, got_links = tree_snapshot(out)
+    want, want_links = tree_snapshot(dnf_tree)
+    assert set(got) == set(want), set(got) ^ set(want)
+    diffs = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
+    assert not diffs
+    assert got_links == want_links and len(got_links) == 3
+    # The special cases, spelled out.
+    assert stat.S_IMODE(got["usr/bin/fx-passwd"][0]) == 0o4755
+    assert got["usr/bin/fx-write"][2] == 5 and stat.S_IMODE(got["usr/bin/fx-write"][0]) == 0o2755
+    assert got["usr/bin/fx-ping"][4] == xattr_value("cap_net_raw=ep")
+    assert got["var/lib/fx-daemon"][1:3] == (990, 990)
+    assert stat.S_IMODE(got["var/spool/fx-daemon"][0]) == 0o2770
+    assert stat.S_IMODE(got["tmp"][0] if "tmp" in got else (out / "tmp").lstat().st_mode) == 0o1777
+    assert got["bin"][3] == "usr/bin"
+    assert "var/log/fx-daemon.log" not in got and "etc/ld.so.cache" not in got  # %ghost
+    assert (out / "etc/fx-daemon.conf").read_text() == "listen = 127.0.0.1:7070\n"  # %config
+    # rpm -qa inside the result lists exactly the locked packages.
+    q = subprocess.run(["rpm", "--root", str(out), "--dbpath", "/var/lib/rpm", "-qa", "--qf", "%{NAME}\n"],
+                       capture_output=True, text=True, check=True)
+    lock = json.loads((appliance / "lock.json").read_text())
+    assert sorted(q.stdout.split()) == sorted(p["name"] for p in lock["packages"])
+    assert "skipped" in p.stderr and "Lua" in p.stderr  # said, not hidden
+
+
+def test_tar_without_root_matches_dnf(appliance, dnf_tree, tmp_path):
+    """--mode extract never chowns; the attrs record carries owners, modes
+    and capabilities into the tar."""
+    out = tmp_path / "rootfs.tar"
+    p = rootfs("build", appliance, "--format", "tar", "--mode", "extract", "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert "rpm database" in p.stderr and "scriptlets" in p.stderr
+    got, got_links = tar_snapshot(out)
+    want, want_links = tree_snapshot(dnf_tree)
+    for empty in ("proc", "dev", "sys"):  # packed as bare directories
+        want = {k: v for k, v in want.items() if not k.startswith(empty + "/")}
+    assert set(got) == set(want), set(got) ^ set(want)
+    assert {k: (got[k], want[k]) for k in got if got[k] != want[k]} == {}
+    assert got_links and len(got_links) == len(want_links)
+
+
+@needs_tool("debugfs", "e2fsck", "mke2fs")
+def test_ext2_output_read_back(appliance, tmp_path):
+    out = tmp_path / "rootfs.ext2"
+    p = rootfs("build", appliance, "--format", "ext2", "--mode", "extract", "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert subprocess.run(["e2fsck", "-fn", str(out)], capture_output=True).returncode == 0
+
+    def debugfs(cmd: str) -> str:
+        return subprocess.run(["debugfs", "-R", cmd, str(out)], capture_output=True, text=True, check=True).stdout
+
+    s = debugfs("stat /usr/bin/fx-passwd")
+    assert "Mode:  04755" in s and "User:     0" in s
+    s = debugfs("stat /var/lib/fx-daemon/state.json")
+    assert "Mode:  0640" in s and "User:   990" in s and "Group:   990" in s
+    assert "security.capability (20) = 01 00 00 02 00 20 00 00" in debugfs("ea_list /usr/bin/fx-ping")
+    listing = debugfs("ls -l /usr/bin")
+    assert "fx-devtool" in listing and "fx-vim" in listing
+    assert "fx-daemon.log" not in debugfs("ls -l /var/log")
+
+
+# -- payload formats ----------------------------------------------------------------------
+
+def lock_for(paths: list[Path]) -> tuple[Lock, dict[str, Path]]:
+    pkgs, files = [], {}
+    for path in paths:
+        r = open_rpm(path)
+        h = r.header
+        e = h.list(H.EPOCH)
+        import hashlib
+
+        lp = LockedPackage(name=r.name, version=f"{e[0] if e else 0}:{h.str(H.VERSION)}-{h.str(H.RELEASE)}",
+                           architecture=h.str(H.ARCH), url=path.as_uri(), size=path.stat().st_size,
+                           sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        pkgs.append(lp)
+        files[lp.key] = path
+    return Lock(backend="rpm", recipe="t", distribution="", suite="", architecture="x86_64", packages=tuple(pkgs)), files
+
+
+@pytest.mark.parametrize("name", ["fx-gzip", "fx-bzip2", "fx-xz", "fx-zstd", "fx-lzma", "fx-plain"])
+def test_payload_compressions(built, tmp_path, name):
+    rpm = built.payloads[name]
+    comp = open_rpm(rpm).header.str(H.PAYLOADCOMPRESSOR)
+    assert comp == {"fx-gzip": "gzip", "fx-bzip2": "bzip2", "fx-xz": "xz", "fx-zstd": "zstd",
+                    "fx-lzma": "lzma", "fx-plain": ""}[name]
+    lock, files = lock_for([rpm])
+    root = tmp_path / "root"
+    root.mkdir()
+    record = AttrRecord()
+    report = install(lock, files, root, InstallOptions(mode="extract", attrs=record))
+    assert report.packages == 1
+    d = root / "usr/share" / name
+    assert (d / "file.txt").read_text() == f"payload of {name}\n"
+    assert (d / "sub/numbers").read_text() == "".join(f"{i}\n" for i in range(1, 2001))
+    assert os.path.samefile(d / "sub/numbers", d / "sub/numbers-link")
+    assert os.readlink(d / "link") == "sub/numbers"
+    assert record.get(f"usr/share/{name}/sub").mode == stat.S_IFDIR | 0o755
+
+
+def _stripped_payload(rpm_path: Path) -> bytes:
+    """The payload of rpm_path re-encoded in rpm's stripped 07070X cpio
+    form (as rpm writes it for packages with files over 4 GiB): per entry
+    only the header index, then the bytes, 4-byte aligned; a newc trailer."""
+    from rootfs.rpm.payload import payload_contents
+
+    rpm = open_rpm(rpm_path)
+    entries = file_entries(rpm)
+    data = {e.index: reader.read_data(size) for e, reader, size in payload_contents(rpm, entries)}
+    links = hardlink_sets(entries)
+    out = bytearray()
+
+    def pad():
+        out.extend(b"\0" * ((4 - len(out) % 4) % 4))
+
+    for e in entries:
+        if e.ghost:
+            continue
+        pad()
+        out += STRIPPED + b"%08x" % e.index
+        if stat.S_ISREG(e.mode):
+            group = links.get(e.index)
+            if group is None or group[-1] == e.index:
+                out += data.get(e.index, b"" if not group else next(data[i] for i in group if i in data))
+        elif stat.S_ISLNK(e.mode):
+            out += e.linkto.encode()
+    pad()
+    name = b"TRAILER!!!\0"
+    out += b"070701" + b"0" * 8 * 11 + b"%08x" % len(name) + b"0" * 8 + name
+    pad()
+    return bytes(out)
+
+
+def test_stripped_cpio_payload(built, tmp_path):
+    src = built.payloads["fx-xz"]
+    rpm = open_rpm(src)
+    crafted = tmp_path / "stripped.payload"
+    crafted.write_bytes(gzip.compress(_stripped_payload(src)))
+    fake = type(rpm)(crafted, rpm.signature, rpm.header, 0)  # header from the package, payload crafted
+    root = tmp_path / "root"
+    root.mkdir()
+    Unpacker(root, as_root=False, attrs=AttrRecord()).unpack(fake)
+    d = root / "usr/share/fx-xz"
+    assert (d / "file.txt").read_text() == "payload of fx-xz\n"
+    assert (d / "sub/numbers").read_text().endswith("2000\n")
+    assert os.path.samefile(d / "sub/numbers", d / "sub/numbers-link")
+    assert os.readlink(d / "link") == "sub/numbers"
+    # A stripped entry pointing past the header's file list is refused.
+    bad = tmp_path / "bad.payload"
+    bad.write_bytes(gzip.compress(STRIPPED + b"%08x" % 999))
+    with pytest.raises(InstallError, match="names file 999"):
+        Unpacker(tmp_path / "root2", as_root=False, attrs=None).unpack(type(rpm)(bad, rpm.signature, rpm.header, 0))
+
+
+def test_writes_stay_inside_the_root(built, tmp_path):
+    lock, files = lock_for(built.evil)
+    root = tmp_path / "root"
+    root.mkdir()
+    install(lock, files, root, InstallOptions(mode="extract", attrs=AttrRecord()))
+    host_side = Path(built.evil_target)
+    assert not host_side.exists()
+    assert os.readlink(root / "usr/share/evil") == str(host_side)
+    inside = root / str(host_side).lstrip("/") / "pwned"
+    assert inside.read_text() == "pwned\n"
+
+
+# -- scriptlets and the rpm database ----------------------------------------------------
+
+@needs_root()
+def test_scriptlets_run_inside_the_root(built, tmp_path, cache_dir):
+    repo = rpmrepo.make_repo(tmp_path / "repo", built.scripted)
+    appl = tmp_path / "appl"
+    p = rootfs("prepare", "--repo", repo.as_uri(), "--cache-dir", cache_dir, "fx-scripted", "-o", appl)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "out"
+    p = rootfs("build", appl, "--format", "chroot", "-o", out)
+    assert p.returncode == 0, p.stderr
+    trace = (out / "var/lib/fx/trace").read_text().splitlines()
+    # %pretrans ran before /bin/sh existed, so it is reported, not run; %pre
+    # ran before the unpack, %post after it with /proc mounted, the trigger
+    # when both packages were in, %posttrans last.
+    assert trace == ["pre 1 empty", "post 1 data", "proc mounted", "triggerin 1 1", "posttrans"], trace
+    assert "%pretrans of fx-scripted" in p.stderr
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp_path) not in f.read()  # nothing left mounted
+    q = subprocess.run(["rpm", "--root", str(out), "--dbpath", "/var/lib/rpm", "-qa", "--qf", "%{NAME}\n"],
+                       capture_output=True, text=True, check=True)
+    assert sorted(q.stdout.split()) == ["fx-hostsh", "fx-scripted"]
+
+
+# -- signatures, tampering, bad input ---------------------------------------------------
+
+@pytest.fixture(scope="session")
+def signed_rpms(built, gpg_key, tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("signed")
+    copies = []
+    for r in built.fx:
+        shutil.copy2(r, d / r.name)
+        copies.append(d / r.name)
+    rpmrepo.sign_rpms(copies, gpg_key)
+    return copies
+
+
+def test_signed_packages(signed_rpms, built, tmp_path, gpg_key, other_gpg_key, cache_dir):
+    repo = rpmrepo.make_repo(tmp_path / "good", signed_rpms, key=gpg_key)
+    out = tmp_path / "appl"
+    p = rootfs("prepare", "--repo", repo.as_uri(), "--gpgkey", gpg_key.armored, "--cache-dir", cache_dir, "fx-libc", "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert "BEGIN PGP PUBLIC KEY BLOCK" in json.loads((out / "lock.json").read_text())["extra"]["gpgkey"]
+    p = rootfs("build", out, "--format", "tar", "--mode", "extract", "-o", tmp_path / "t.tar")
+    assert p.returncode == 0, p.stderr
+    # A signed repository of unsigned packages: refused once a key is given.
+    unsigned = rpmrepo.make_repo(tmp_path / "unsigned", built.fx, key=gpg_key)
+    bad_out = tmp_path / "appl-unsigned"
+    p = rootfs("prepare", "--repo", unsigned.as_uri(), "--gpgkey", gpg_key.armored, "--cache-dir", cache_dir, "fx-libc", "-o", bad_out)
+    assert p.returncode == 4 and "signature check failed" in p.stderr, p.stderr
+    assert not bad_out.exists() and not list(tmp_path.glob(".appl-unsigned*"))
+    # Packages signed by another key, metadata by ours.
+    other = [tmp_path / "o" / r.name for r in built.fx]
+    (tmp_path / "o").mkdir()
+    for src, dst in zip(built.fx, other):
+        shutil.copy2(src, dst)
+    rpmrepo.sign_rpms(other, other_gpg_key)
+    repo = rpmrepo.make_repo(tmp_path / "other", other, key=gpg_key)
+    p = rootfs("prepare", "--repo", repo.as_uri(), "--gpgkey", gpg_key.armored, "--cache-dir", cache_dir, "fx-libc", "-o", bad_out)
+    assert p.returncode == 4 and "signature" in p.stderr, p.stderr
+    assert not bad_out.exists()
+
+
+def test_tampered_package(built, tmp_path, cache_dir):
+    repo = rpmrepo.make_repo(tmp_path / "repo", built.fx)
+    victim = next((repo / "Packages").glob("fx-setup-*.rpm"))
+    data = bytearray(victim.read_bytes())
+    data[-10] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    out = tmp_path / "appl"
+    p = rootfs("prepare", "--repo", repo.as_uri(), "--cache-dir", tmp_path / "c", "fx-libc", "-o", out)
+    assert p.returncode == 4 and "sha256" in p.stderr, p.stderr
+    assert not out.exists()
+
+
+def test_tampered_appliance_and_bad_build_input(appliance, tmp_path):
+    copy = tmp_path / "appl"
+    shutil.copytree(appliance, copy)
+    victim = next((copy / "packages").glob("fx-data-*.rpm"))
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\0")
+    out = tmp_path / "out.tar"
+    p = rootfs("build", copy, "--format", "tar", "--mode", "extract", "-o", out)
+    assert p.returncode == 4 and "does not match the sha256" in p.stderr, p.stderr
+    assert not out.exists() and os.listdir(tmp_path) == ["appl"]
+    p = rootfs("build", appliance, "--format", "floppy", "--mode", "extract", "-o", out)
+    assert p.returncode == 8 and "unknown format" in p.stderr, p.stderr
+    p = rootfs("build", tmp_path, "--format", "tar", "-o", out)
+    assert p.returncode == 2 and "not an appliance" in p.stderr, p.stderr
+    assert not out.exists()
+
+
+def test_prepare_missing_package_leaves_nothing(fx_repo, tmp_path, cache_dir):
+    out = tmp_path / "appl"
+    p = rootfs("prepare", "--repo", fx_repo.as_uri(), "--cache-dir", cache_dir, "fx-libc", "fx-nope", "-o", out)
+    assert p.returncode == 3 and "fx-nope" in p.stderr
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_appliance_contents(appliance, fx_repo):
+    lock = json.loads((appliance / "lock.json").read_text())
+    assert lock["backend"] == "rpm"
+    names = sorted(p["name"] for p in lock["packages"])
+    assert names == sorted(["fx-bash", "fx-coreutils", "fx-daemon", "fx-data", "fx-devtools", "fx-docs",
+                            "fx-editor-vim", "fx-filesystem", "fx-libc", "fx-newtool", "fx-setup"])
+    for p in lock["packages"]:
+        f = appliance / "packages" / p["url"].rsplit("/", 1)[1]
+        assert f.stat().st_size == p["size"]
+        assert f.read_bytes() == (fx_repo / "Packages" / f.name).read_bytes()
