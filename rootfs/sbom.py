@@ -298,6 +298,10 @@ def read_input(root_or_image: str | Path | None, lock: Lock | None) -> tuple[Pac
             name = img.tag or Path(img.path).name
             return db, "image", img.descriptor.digest, name
     path = Path(root_or_image)
+    if lock is not None and path.is_dir() and not pkgdb.has_package_db(path):
+        # A tree whose package database was cleaned away (or never written,
+        # as by a bare extraction): the lock is the best record left.
+        return _from_lock(lock), "root", "", path.resolve().name
     return pkgdb.read_root(path), "root", "", path.resolve().name
 
 

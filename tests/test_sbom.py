@@ -18,6 +18,7 @@ import pytest
 from conftest import needs_root, needs_tool
 
 from rootfs import licenses, pkgdb
+from rootfs.errors import UsageError
 from rootfs.lock import Lock, LockedPackage
 from rootfs.sbom import SbomOptions, sbom_bytes, write_sbom
 
@@ -317,6 +318,19 @@ def test_lock_adds_checksums_and_urls(dpkg_root, tmp_path):
     pkgs = packages_of(validate(out))
     assert pkgs[("sed", "amd64")]["downloadLocation"] == "NOASSERTION"
     assert pkgs[("sed", "amd64")]["checksums"][0]["checksumValue"] == lock.packages[0].sha256
+
+
+def test_root_without_a_database_falls_back_to_its_lock(tmp_path):
+    root = tmp_path / "bare"
+    (root / "etc").mkdir(parents=True)
+    lock = Lock(backend="deb", recipe="bare", distribution="debian", suite="bookworm", architecture="amd64",
+                packages=(LockedPackage(name="a", version="1.0", architecture="amd64", url="http://127.0.0.1/a.deb",
+                                        size=1, sha256="a" * 64),))
+    out = tmp_path / "s.json"
+    write_sbom(root, lock, out)
+    assert lines_of(validate(out)) == ["a 1.0 amd64"]
+    with pytest.raises(UsageError, match="no package database"):
+        write_sbom(root, None, out)
 
 
 def test_supplier_from_maintainer_without_a_known_distribution(tmp_path):
