@@ -401,6 +401,8 @@ class Extractor:
                 if claims is not None:
                     claims[key] = (stat.S_IFREG | perm, uid, gid)
                 return listed
+            if ftype != stat.S_IFREG:
+                regular.discard("/".join(comps))
             if ftype == stat.S_IFDIR:
                 if not self._directory(dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending):
                     return listed  # merged through a symlink: not this path's owner
