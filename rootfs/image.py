@@ -447,6 +447,8 @@ def _choose_platform(index: dict, platform: str | None, where: str) -> Descripto
         p = c.platform or {}
         if p.get("os") == os_ and p.get("architecture") == arch and (not variant or p.get("variant") == variant):
             return c
+    if platform is None:
+        return children[0]  # nothing for this host: the index's first, which inspect shows by its platform
     have = ", ".join(f"{(c.platform or {}).get('os')}/{(c.platform or {}).get('architecture')}" for c in children)
     raise UsageError(f"{where} has no image for {want} (it has: {have})")
 

@@ -89,6 +89,8 @@ class Transport:
         self.opts = opts
         self._local = threading.local()
         self._ssl: ssl.SSLContext | None = None
+        self._all: list[http.client.HTTPConnection] = []  # every thread's, for close()
+        self._all_lock = threading.Lock()
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -114,6 +116,8 @@ class Transport:
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=self.opts.timeout, blocksize=BLOCK)
             conns[key] = conn
+            with self._all_lock:
+                self._all.append(conn)
         return conn
 
     def drop(self, url: str) -> None:
@@ -123,7 +127,9 @@ class Transport:
             conn.close()
 
     def close(self) -> None:
-        for conn in getattr(self._local, "conns", {}).values():
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
         self._local.conns = {}
 
@@ -168,6 +174,9 @@ class Transport:
             if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
                 raise Transient(f"{host} is unreachable") from None
             raise Transient(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.drop(url)  # a sink refused the body half-way: the connection is mid-response
+            raise
         return Response(resp.status, resp.headers, data, url)
 
 

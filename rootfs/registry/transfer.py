@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -59,9 +60,11 @@ class _Counter:
 
 
 class _Slice:
-    """At most n bytes of f from its current position, as a file for http.client."""
+    """n bytes of f from offset, as a file for http.client. Made afresh for
+    each sending, so a request repeated after a challenge sends the same bytes."""
 
-    def __init__(self, f: BinaryIO, n: int, progress):
+    def __init__(self, f: BinaryIO, offset: int, n: int, progress):
+        f.seek(offset)
         self.f, self.left, self.progress = f, n, progress
 
     def read(self, size: int = -1) -> bytes:
@@ -90,8 +93,8 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
     plain = [d for d in blobs if d.media_type not in MANIFEST_TYPES + INDEX_TYPES]
     lock = threading.Lock()  # one blob at a time reads from a tar-backed image
 
-    def one(desc: Descriptor) -> None:
-        how = _push_blob(sess, image, desc, memory, lock, opts)
+    def one(desc: Descriptor, o: RegistryOptions) -> None:
+        how = _push_blob(sess, image, desc, memory, lock, o)
         count.add({"uploaded": result.uploaded, "skipped": result.skipped, "mounted": result.mounted}[how], desc.digest)
         ui.detail(f"{how} {desc.digest} ({desc.size} bytes)")
 
@@ -99,8 +102,9 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
         # An archive is one file read through one tarfile object: blobs out
         # of it go one at a time (the lock in _blob_reader), checks still overlap.
         jobs = max(1, min(opts.jobs, len(plain) or 1))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for f in [pool.submit(one, d) for d in plain]:
+        with _bar(opts, sum(d.size for d in plain), f"pushing {r}") as o, \
+                ThreadPoolExecutor(max_workers=jobs) as pool:
+            for f in [pool.submit(one, d, o) for d in plain]:
                 f.result()
         for desc in manifests:
             tag = (r.tag or "latest") if desc.digest == image.root.digest else desc.digest
@@ -109,6 +113,16 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
     finally:
         sess.transport.close()
     return result
+
+
+@contextlib.contextmanager
+def _bar(opts: RegistryOptions, total: int, what: str):
+    """opts with a progress callback: the caller's, or a bar on the terminal."""
+    if opts.progress is not None:
+        yield opts
+        return
+    with ui.download_bar(total, what) as advance:
+        yield dataclasses.replace(opts, progress=advance)
 
 
 def _push_blob(sess: Session, image: Image, desc: Descriptor, memory: BlobMemory, lock, opts) -> str:
@@ -174,7 +188,7 @@ def _upload(sess: Session, image: Image, desc: Descriptor, location: str, lock, 
         if size <= opts.chunk_size:
             r = sess.call("PUT", _with_digest(url, desc.digest), push=True, repeat=False,
                           headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                          body=lambda: _Slice(f, size, opts.progress))
+                          body=lambda: _Slice(f, 0, size, opts.progress))
             _check_put(sess, r, desc, image)
             return
         offset = 0
@@ -183,7 +197,7 @@ def _upload(sess: Session, image: Image, desc: Descriptor, location: str, lock, 
             r = sess.call("PATCH", url, push=True, repeat=False,
                           headers={"Content-Type": "application/octet-stream", "Content-Length": str(n),
                                    "Content-Range": f"{offset}-{offset + n - 1}"},
-                          body=lambda n=n: _Slice(f, n, opts.progress))
+                          body=lambda n=n, offset=offset: _Slice(f, offset, n, opts.progress))
             if r.status != 202:
                 if r.status == 416 or r.status == 404:
                     raise Transient(f"the registry lost the upload session (HTTP {r.status})")
@@ -274,8 +288,9 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
 
         def write(target: Path) -> None:
             (target / "blobs").mkdir(parents=True, exist_ok=True)
-            with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-                for f in [pool.submit(_fetch_blob, sess, bd, target) for bd in blobs.values()]:
+            with _bar(opts, sum(b.size for b in blobs.values()), f"pulling {r}") as o, \
+                    ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
+                for f in [pool.submit(_fetch_blob, sess, bd, target, o.progress) for bd in blobs.values()]:
                     f.result()
             for desc, data in todo:
                 _store_bytes(target, desc.digest, data)
@@ -346,7 +361,7 @@ def _store_bytes(target: Path, digest: str, data: bytes) -> None:
     atomic_write_bytes(dest, data)
 
 
-def _fetch_blob(sess: Session, desc: Descriptor, target: Path) -> None:
+def _fetch_blob(sess: Session, desc: Descriptor, target: Path, progress) -> None:
     dest = _blob_path(target, desc.digest)
     if _has_blob(dest, desc.digest, desc.size):
         return
@@ -366,8 +381,8 @@ def _fetch_blob(sess: Session, desc: Descriptor, target: Path) -> None:
                         raise VerifyError(f"blob {desc.digest} from {sess.ref.host} is larger than its {desc.size} bytes")
                     h.update(chunk)
                     out.write(chunk)
-                    if sess.opts.progress:
-                        sess.opts.progress(len(chunk))
+                    if progress:
+                        progress(len(chunk))
 
                 url = f"/v2/{sess.ref.name}/blobs/{desc.digest}"
                 for _hop in range(5):
