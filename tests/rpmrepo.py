@@ -598,7 +598,8 @@ echo "pretrans $#" >> /var/lib/fx/trace
 echo "pre $1 $(test -e /usr/share/fx-scripted/data && echo unpacked || echo empty)" >> /var/lib/fx/trace
 
 %post
-echo "post $1 $(cat /usr/share/fx-scripted/data)" >> /var/lib/fx/trace
+read data < /usr/share/fx-scripted/data
+echo "post $1 $data" >> /var/lib/fx/trace
 test -e /proc/self/status && echo "proc mounted" >> /var/lib/fx/trace
 
 %posttrans

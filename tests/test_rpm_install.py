@@ -32,7 +32,8 @@ pytestmark = needs_tool("rpmbuild", "createrepo_c")
 
 REQUEST = ["fx-devtools", "fx-daemon"]
 # Paths that are one installer's own state, not the packages' content.
-STATE = ("var/lib/rpm", "var/lib/dnf", "var/cache", "var/log/dnf", "var/log/hawkey.log", "root/.rpmdb", "etc/dnf",
+STATE = ("var/lib/rpm", "var/lib/dnf", "var/cache", "var/log/dnf.log", "var/log/dnf.rpm.log",
+         "var/log/dnf.librepo.log", "var/log/hawkey.log", "root/.rpmdb", "etc/dnf",
          "var/lib/fx", "var/tmp", "tmp", "run")
 
 
@@ -287,6 +288,7 @@ def test_stripped_cpio_payload(built, tmp_path):
     # A stripped entry pointing past the header's file list is refused.
     bad = tmp_path / "bad.payload"
     bad.write_bytes(gzip.compress(STRIPPED + b"%08x" % 999))
+    (tmp_path / "root2").mkdir()
     with pytest.raises(InstallError, match="names file 999"):
         Unpacker(tmp_path / "root2", as_root=False, attrs=None).unpack(type(rpm)(bad, rpm.signature, rpm.header, 0))
 

@@ -139,12 +139,24 @@ class Runner:
     def run(self, s: Scriptlet, args: list[str]) -> None:
         """Run s; ScriptletError with the reason when it fails."""
         argv = list(s.prog)
+        # Directories the root lacks (mount points, a place for the script)
+        # are made for the run and removed after, so the tree stays what the
+        # packages made it.
+        made = []
+        for name in ("proc", "sys", "dev"):
+            where = os.path.join(self.root, name)
+            if not os.path.lexists(where):
+                os.mkdir(where, 0o755)
+                made.append(where)
         script_host = None
         if s.body:
             tmpdir = resolve_in_root(self.root, "var/tmp")
             if not os.path.isdir(tmpdir):
                 tmpdir = resolve_in_root(self.root, "tmp")
-            os.makedirs(tmpdir, exist_ok=True)
+            if not os.path.isdir(tmpdir):
+                tmpdir = os.path.join(self.root, "tmp")
+                os.mkdir(tmpdir, 0o1777)
+                made.append(tmpdir)
             fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=tmpdir)
             with os.fdopen(fd, "w") as f:
                 f.write(s.body)
@@ -158,6 +170,11 @@ class Runner:
         finally:
             if script_host:
                 os.unlink(script_host)
+            for where in made:
+                try:
+                    os.rmdir(where)
+                except OSError:
+                    pass  # the scriptlet put something there: it stays
         for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
             self.log(f"{s.label}: {line}")
         if proc.returncode != 0:
