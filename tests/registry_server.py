@@ -226,6 +226,8 @@ class Proxy:
 
     upstream: str  # 127.0.0.1:PORT
     reset_uploads: int = 0  # reset this many blob-upload requests (PUT/PATCH with a body)
+    reset_downloads: int = 0  # reset this many blob GETs half-way through the body
+    unavailable: int = 0  # answer this many requests (any) with 503 instead of forwarding
     log: list[Logged] = field(default_factory=list)
     host: str = ""
 
@@ -279,6 +281,12 @@ class Proxy:
             h.connection.close()
             return False
         body = h.rfile.read(length) if length else None
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            self.log.append(Logged(method, target, 503, length))
+            h.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            h.wfile.flush()
+            return True
         upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         for k, v in headers:
             upstream.putheader(k, v)
@@ -298,6 +306,14 @@ class Proxy:
             if cl is not None:
                 out.append(f"Content-Length: {cl}\r\n".encode())
         out.append(b"\r\n")
+        if method == "GET" and "/blobs/sha256:" in target and resp.status == 200 and self.reset_downloads > 0:
+            self.reset_downloads -= 1
+            self.log[-1].status = None
+            h.wfile.write(b"".join(out) + data[: len(data) // 2])
+            h.wfile.flush()
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
+            return False
         h.wfile.write(b"".join(out) + (data if method != "HEAD" else b""))
         h.wfile.flush()
         return True

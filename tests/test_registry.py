@@ -422,6 +422,42 @@ def test_persistent_resets_fail_cleanly_then_a_retry_completes(images, env, regi
     assert r.stdout.strip() == images.manifest_digest("2")
 
 
+def test_5xx_and_download_resets_are_retried(images, env, registries, tmp_path):
+    reg = registries("plain")
+    p = Proxy(reg.host, unavailable=3).start()
+    try:
+        r = rootfs(env, "push", f"{images.layout}:2", f"{p.host}/flaky/c:2", "--insecure")
+        assert r.returncode == 0, r.stderr
+        assert [e.status for e in p.log[:3]] == [503, 503, 503]
+        p.clear()
+        p.reset_downloads = 2
+        r = rootfs(env, "pull", f"{p.host}/flaky/c:2", str(tmp_path / "out"), "--insecure")
+        assert r.returncode == 0, r.stderr
+    finally:
+        p.stop()
+    assert len([e for e in p.log if e.status is None]) == 2
+    assert r.stdout.strip() == images.manifest_digest("2")
+    assert layout_digests_ok(tmp_path / "out") == 4
+
+
+def test_a_stale_mount_hint_falls_back_to_uploading(images, env, proxy):
+    """The blob memory names a repository that does not hold the blobs: the
+    registry answers the mount with an upload session, which is used."""
+    cache = Path(env["XDG_CACHE_HOME"]) / "rootfs"
+    cache.mkdir(parents=True)
+    m = images.manifest("1")
+    digests = [m["config"]["digest"]] + [d["digest"] for d in m["layers"]]
+    (cache / "registry-blobs.json").write_text(json.dumps({proxy.host: {d: ["ghost/repo"] for d in digests}}))
+    r = proxied_push(env, images, proxy, "1", "wire/stale:1")
+    assert r.returncode == 0, r.stderr
+    mounts = [e for e in proxy.log if e.method == "POST" and "mount=" in e.path]
+    assert len(mounts) == 2 and all(e.status == 202 for e in mounts)
+    assert [e.method for e in proxy.log if e.method == "POST"] == ["POST", "POST"]  # no second session
+    assert uploaded_digests(proxy) == set(digests)
+    memory = json.loads((cache / "registry-blobs.json").read_text())[proxy.host]
+    assert all(memory[d] == ["wire/stale", "ghost/repo"] for d in digests)
+
+
 def test_pull_refuses_a_corrupted_blob(images, env, registries, tmp_path):
     reg = registries("plain")
     ref = f"{reg.host}/corrupt/x:2"
