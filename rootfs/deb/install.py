@@ -271,7 +271,7 @@ def write_database(lock: Lock, unpacked: list[Unpacked], ex: Extractor, register
     for u in unpacked:
         info = f"{ADMIN}/info/{u.info_name}"
         ex.write_file(f"{info}.list", "".join(p + "\n" for p in u.paths).encode("utf-8", "surrogateescape"))
-        if "md5sums" not in u.control.files and u.md5sums:
+        if "md5sums" not in u.control.files:  # dpkg generates them too
             ex.write_file(f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
                           .encode("utf-8", "surrogateescape"))
         for name, data in sorted(u.control.files.items()):
@@ -392,6 +392,7 @@ class _Stage2:
         self.graph = _Graph(unpacked)
         self.registered = {u.name for u in unpacked if not u.has_preinst}
         self.configured: set[str] = set()
+        self.busy: set[str] = set()
         self.env = {}
         epoch = os.environ.get("SOURCE_DATE_EPOCH") or (str(lock.source_date_epoch) if lock.source_date_epoch else "")
         if epoch:
@@ -409,10 +410,21 @@ class _Stage2:
                 self.opts.log("  " + line)
 
     def preinst(self, u: Unpacked) -> None:
-        """Run `preinst install` as dpkg would before unpacking, then
-        register the package as unpacked."""
+        """Run `preinst install` as dpkg would before unpacking: once what
+        the package pre-depends on is configured. Then register the package
+        as unpacked."""
         if u.name in self.registered:
             return
+        need = [d for d in self.graph.deps(u, ("Pre-Depends",)) if d not in self.configured and d != u.name]
+        if need and u.name not in self.busy:
+            self.busy.add(u.name)
+            try:
+                # What the pre-dependencies need configured with them; a
+                # cycle back to this package is broken as dpkg would, by force.
+                closure = [n for n in self.graph.closure(need) if n != u.name]
+                self.configure(closure, force_depends=True)
+            finally:
+                self.busy.discard(u.name)
         env = dict(self.env)
         env.update({
             "DPKG_MAINTSCRIPT_PACKAGE": u.name,
@@ -458,6 +470,9 @@ class _Stage2:
             return
         for n in self.graph.predepends_order(names):
             self.preinst(self.graph.by_name[n])
+        names = [n for n in names if n not in self.configured]  # some went in with a pre-dependency
+        if not names:
+            return
         self.dpkg("--configure", *(["--force-depends"] if force_depends else []), *names)
         self.configured.update(names)
         self.tick(len(names))
@@ -498,7 +513,8 @@ class _Stage2:
         self.tick(len(rest))
         proc = self.ch.run(["dpkg", "--audit"], self.env)
         if proc.returncode != 0 or proc.stdout.strip():
-            raise InstallError("dpkg --audit reports problems after configuring:" + _last_line(proc.stdout))
+            said = " ".join(proc.stdout.decode("utf-8", "replace").split())
+            raise InstallError(f"dpkg --audit reports problems after configuring: {said[:300]}")
 
 
 def stage_two(lock: Lock, unpacked: list[Unpacked], ex: Extractor, opts: InstallOptions) -> None:
@@ -520,7 +536,11 @@ def _dpkg_failure(out: bytes, code: int, args: tuple[str, ...]) -> str:
     m = re.search(r"installed (\S+) package (\S+) script subprocess returned error exit status (\d+)", text)
     if m:
         pkg, script = m.group(1), SCRIPT_NAMES.get(m.group(2), m.group(2))
-        return f"the {script} script of package {pkg} failed (exit status {m.group(3)})"
+        # The script's own last words come just before dpkg's report.
+        said = [line.strip() for line in text[: text.find("dpkg: error processing")].splitlines()
+                if line.strip() and not line.startswith(("dpkg:", "Setting up "))]
+        detail = f": {said[-1]}" if said else ""
+        return f"the {script} script of package {pkg} failed (exit status {m.group(3)}){detail}"
     m = re.search(r"error processing package (\S+)", text)
     if m:
         return f"dpkg failed to configure package {m.group(1)}" + _last_line(out)

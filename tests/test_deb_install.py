@@ -1,0 +1,304 @@
+"""The deb backend's two-stage install, end to end, against a hermetic
+repository whose packages carry the host's own dpkg, shell, libc and tools,
+so that stage 2 really runs the target's dpkg chrooted.
+
+`rootfs make` resolves, fetches and installs from a signed repository
+served on 127.0.0.1; the tests then look at the finished root with the
+root's own dpkg.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import needs_root, needs_tool
+from debrepo import Dir, File, Pkg, Symlink, build_repo, write_recipe
+
+from rootfs.chroot import mounts_under
+
+pytestmark = [needs_root(), needs_tool("dpkg", "ldd", "chroot")]
+
+MULTIARCH = "lib/x86_64-linux-gnu"
+CORE_TOOLS = ["rm", "mkdir", "chown", "chmod", "cat", "touch", "ln", "mv", "cp", "ls", "readlink",
+              "id", "env", "true", "false", "sleep", "tar", "diff", "sed", "grep", "sort"]
+DPKG_TOOLS = ["dpkg", "dpkg-deb", "dpkg-query", "dpkg-divert", "dpkg-split", "dpkg-trigger",
+              "dpkg-statoverride", "dpkg-realpath", "dpkg-maintscript-helper", "update-alternatives"]
+
+MARKER_CONF = b"setting=1\n"
+
+
+def host_file(path: str) -> File:
+    real = Path(path).resolve()
+    return File(real.read_bytes(), stat.S_IMODE(real.stat().st_mode))
+
+
+def which(name: str) -> str:
+    found = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if not found:
+        pytest.skip(f"host lacks {name}")
+    return found
+
+
+def shared_libraries(binaries: list[str]) -> tuple[set[str], str]:
+    """The host libraries the binaries load, and the dynamic linker."""
+    libs: set[str] = set()
+    interp = ""
+    for b in binaries:
+        out = subprocess.run(["ldd", b], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            m = re.search(r"=>\s+(/\S+)", line)
+            if m:
+                libs.add(m.group(1))
+            elif line.strip().startswith("/"):
+                interp = line.split()[0]
+    return libs, interp
+
+
+def host_packages(tmp: Path) -> list[Pkg]:
+    """A minimal Debian made of the host's binaries: enough for dpkg and
+    maintainer scripts to run inside the target."""
+    tools = {t: which(t) for t in CORE_TOOLS + ["dash"]}
+    dpkg_tools = {t: which(t) for t in DPKG_TOOLS}
+    ssd = which("start-stop-daemon")
+    ldconfig = which("ldconfig")
+    libs, interp = shared_libraries([p for p in list(tools.values()) + list(dpkg_tools.values()) + [ssd]
+                                     if Path(p).read_bytes()[:4] == b"\x7fELF"])
+    libc_files: dict = {f"{MULTIARCH}/{Path(lib).name}": host_file(lib) for lib in libs}
+    libc_files[f"{MULTIARCH}/{Path(interp).name}"] = host_file(interp)
+    libc_files[interp.lstrip("/")] = Symlink(f"/{MULTIARCH}/{Path(interp).name}")
+    libc_files["sbin/ldconfig"] = host_file(ldconfig)
+    libc_files["etc/ld.so.conf"] = b"include /etc/ld.so.conf.d/*.conf\n"
+    libc_files["etc/ld.so.conf.d"] = Dir()
+
+    dpkg_files: dict = {f"usr/bin/{t}": host_file(p) for t, p in dpkg_tools.items()}
+    dpkg_files["sbin/start-stop-daemon"] = host_file(ssd)
+    dpkg_files["etc/dpkg/dpkg.cfg"] = b"# dpkg configuration\nno-debsig\nlog /var/log/dpkg.log\n"
+    dpkg_files["etc/dpkg/dpkg.cfg.d"] = Dir()
+    dpkg_files["etc/alternatives"] = Dir()
+    for d in ("info", "updates", "alternatives", "parts"):
+        dpkg_files[f"var/lib/dpkg/{d}"] = Dir()
+    for table in ("cputable", "ostable", "tupletable", "abitable"):
+        if Path(f"/usr/share/dpkg/{table}").exists():
+            dpkg_files[f"usr/share/dpkg/{table}"] = host_file(f"/usr/share/dpkg/{table}")
+
+    base = Pkg("base-files", "12.4", priority="required", essential=True, files={
+        "etc/debian_version": b"12.4\n", "etc/issue": b"Test GNU/Linux\n",
+        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n", "etc/group": b"root:x:0:\n",
+        "tmp": Dir(0o1777), "root": Dir(0o700), "var/tmp": Dir(0o1777), "var/lib": Dir(), "var/log": Dir(),
+        "proc": Dir(), "sys": Dir(), "dev": Dir(), "usr/share/base-files": Dir(),
+    }, conffiles=["/etc/issue"], scripts={
+        "postinst": "#!/bin/sh\nset -e\necho \"$1\" > /usr/share/base-files/configured\n",
+    }, compression="xz")
+    libc = Pkg("libc6", "2.36-9", priority="required", multi_arch="same", section="libs",
+               files=libc_files, compression="zstd", scripts={
+                   "postinst": "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then ldconfig; fi\n"})
+    dash = Pkg("dash", "0.5.12-2", priority="required", essential=True, pre_depends="libc6 (>= 2.34)",
+               files={"usr/bin/dash": host_file(tools["dash"]), "bin/sh": Symlink("dash")}, compression="gzip")
+    core = Pkg("coreutils", "9.1-1", priority="required", essential=True, pre_depends="libc6 (>= 2.34)",
+               files={f"usr/bin/{t}": host_file(tools[t]) for t in CORE_TOOLS}, compression="zstd")
+    dpkg = Pkg("dpkg", "1.21.22", priority="required", essential=True,
+               pre_depends="libc6 (>= 2.34)", depends="tar (>= 1.28)", files=dpkg_files,
+               conffiles=["/etc/dpkg/dpkg.cfg"], compression="zstd")
+    tar = Pkg("tar", "1.34+dfsg-1.2", priority="required", section="utils",
+              provides="", depends="", extra={}, files={"usr/share/doc/tar/README": b"tar lives in coreutils here\n"})
+    predep = Pkg("predep", "1.0", scripts={
+        "postinst": "#!/bin/sh\nset -e\nmkdir -p /var/lib/predep\necho \"$1\" > /var/lib/predep/configured\n"})
+    marker = Pkg("marker", "2.0-1", pre_depends="predep", depends="coreutils",
+                 files={"etc/marker.conf": MARKER_CONF, "var/lib/marker": Dir()},
+                 conffiles=["/etc/marker.conf"], scripts={
+        "preinst": "#!/bin/sh\nset -e\n"
+                   "test -f /var/lib/predep/configured || { echo 'predep is not configured yet' >&2; exit 1; }\n"
+                   "mkdir -p /var/lib/marker\necho \"$1\" > /var/lib/marker/preinst\n",
+        "postinst": "#!/bin/sh\nset -e\n"
+                    "echo \"$@\" > /var/lib/marker/postinst\n"
+                    "env | sort > /var/lib/marker/env\n"
+                    "test -x /usr/sbin/policy-rc.d && echo policy > /var/lib/marker/policy-rc.d\n"
+                    "test -r /proc/self/status && echo proc > /var/lib/marker/proc\n"
+                    "echo probe > /dev/null && echo dev > /var/lib/marker/dev\n",
+    })
+    owners = Pkg("owners", "1.0", depends="coreutils", files={"srv/data": Dir(0o755)}, scripts={
+        "postinst": "#!/bin/sh\nset -e\nchown 1234:1234 /srv/data\nchmod 2770 /srv/data\n"})
+    return [base, libc, dash, core, dpkg, tar, predep, marker, owners]
+
+
+@pytest.fixture(scope="session")
+def host_repo(tmp_path_factory, gpg_key):
+    tmp = tmp_path_factory.mktemp("hostrepo")
+    broken = Pkg("broken", "1.0", scripts={"postinst": "#!/bin/sh\necho 'about to fail' >&2\nexit 3\n"})
+    return build_repo(tmp / "repo", host_packages(tmp) + [broken], key=gpg_key, suite="testing")
+
+
+def rootfs(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rootfs.cli", *args], capture_output=True, text=True,
+                          env=env or os.environ, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def built(host_repo, tmp_path_factory):
+    """One full `rootfs make` of the host repository (root mode)."""
+    from conftest import serve_directory
+
+    tmp = tmp_path_factory.mktemp("built")
+    server = serve_directory(host_repo.path)
+    recipe = write_recipe(tmp, host_repo, variant="essential", include=("marker", "owners"))
+    out = tmp / "out"
+    env = dict(os.environ, ROOTFS_LEAK_TEST="leaked", XDG_CACHE_HOME=str(tmp / "cache"))
+    proc = rootfs("make", str(recipe), "--mirror", server.url + "/", "-o", str(out),
+                  "--cache-dir", str(tmp / "cache"), env=env)
+    yield proc, out, server, tmp
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def chroot(out: Path, *cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["chroot", str(out), *cmd], capture_output=True, text=True,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+
+
+def test_make_succeeds(built):
+    proc, out, _, _ = built
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_dir()
+
+
+def test_dpkg_audit_is_clean_and_all_installed(built):
+    _, out, _, _ = built
+    audit = chroot(out, "dpkg", "--audit")
+    assert audit.returncode == 0 and audit.stdout == "" and audit.stderr == ""
+    q = chroot(out, "dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n")
+    rows = dict(line.split(" ", 1) for line in q.stdout.splitlines())
+    assert set(rows) == {"base-files", "libc6", "dash", "coreutils", "dpkg", "tar", "predep", "marker", "owners"}
+    assert all(v.strip() == "ii" for v in rows.values()), rows
+
+
+def test_maintainer_scripts_ran_in_order_inside(built):
+    _, out, _, _ = built
+    lib = out / "var/lib"
+    assert (lib / "predep/configured").read_text() == "configure\n"
+    # the preinst ran after predep (its Pre-Depends) was configured
+    assert (lib / "marker/preinst").read_text() == "install\n"
+    assert (lib / "marker/postinst").read_text().split()[0] == "configure"
+    assert (out / "usr/share/base-files/configured").read_text() == "configure\n"
+    assert (lib / "marker/proc").read_text() == "proc\n"
+    assert (lib / "marker/dev").read_text() == "dev\n"
+    assert (lib / "marker/policy-rc.d").read_text() == "policy\n"
+    data = os.lstat(out / "srv/data")
+    assert (data.st_uid, data.st_gid, stat.S_IMODE(data.st_mode)) == (1234, 1234, 0o2770)
+
+
+def test_scripts_see_a_clean_environment(built):
+    _, out, _, _ = built
+    env = dict(line.split("=", 1) for line in (out / "var/lib/marker/env").read_text().splitlines() if "=" in line)
+    assert "ROOTFS_LEAK_TEST" not in env
+    assert env["DEBIAN_FRONTEND"] == "noninteractive"
+    assert env["DEBCONF_NONINTERACTIVE_SEEN"] == "true"
+    assert env["LC_ALL"] == "C.UTF-8"
+    assert "/usr/sbin" in env["PATH"].split(":") and "/sbin" in env["PATH"].split(":")
+    assert env["DPKG_MAINTSCRIPT_PACKAGE"] == "marker"
+
+
+def test_conffiles_and_info_files_registered(built):
+    _, out, _, _ = built
+    q = chroot(out, "dpkg-query", "-W", "-f", "${Conffiles}\n", "marker")
+    assert q.stdout.split() == ["/etc/marker.conf", hashlib.md5(MARKER_CONF).hexdigest()]
+    info = out / "var/lib/dpkg/info"
+    assert (info / "libc6:amd64.list").is_file()  # Multi-Arch: same
+    assert (info / "marker.list").read_text().splitlines()[:2] == ["/.", "/etc"]
+    assert (info / "marker.preinst").stat().st_mode & 0o111
+    listed = chroot(out, "dpkg", "-S", "/etc/marker.conf")
+    assert listed.stdout.strip() == "marker: /etc/marker.conf"
+    # dpkg can verify what stage 1 extracted against the md5sums
+    verify = chroot(out, "dpkg", "--verify", "marker", "coreutils")
+    assert verify.returncode == 0 and verify.stdout == "", verify.stdout
+
+
+def test_merged_usr_layout(built):
+    _, out, _, _ = built
+    for d in ("bin", "sbin", "lib", "lib64"):
+        assert os.readlink(out / d) == f"usr/{d}"
+    assert (out / "usr/bin/dash").is_file() and os.readlink(out / "usr/bin/sh") == "dash"
+    assert os.path.islink(out / "usr/lib64/ld-linux-x86-64.so.2")
+    assert chroot(out, "/bin/sh", "-c", "true").returncode == 0
+
+
+def test_no_build_time_leftovers(built):
+    _, out, server, _ = built
+    for p in ("usr/sbin/policy-rc.d", "etc/resolv.conf", "sbin/start-stop-daemon.REAL",
+              "var/lib/dpkg/tmp.ci", "var/log/dpkg.log", "usr/bin/awk"):
+        assert not os.path.lexists(out / p), p
+    ssd = (out / "usr/sbin/start-stop-daemon").read_bytes()
+    assert ssd[:4] == b"\x7fELF"  # the real one is back
+    assert mounts_under(out) == []
+    with open("/proc/mounts") as f:
+        assert str(out) not in f.read()
+    assert (out / "etc/apt/sources.list").read_text() == f"deb {server.url}/ testing main\n"
+    assert list(out.parent.glob(".out.*")) == []
+
+
+def test_failing_postinst_names_package_and_script(host_repo, tmp_path, http_serve):
+    server = http_serve(host_repo.path)
+    recipe = write_recipe(tmp_path, host_repo, variant="essential", include=("broken",))
+    out = tmp_path / "out"
+    proc = rootfs("make", str(recipe), "--mirror", server.url + "/", "-o", str(out),
+                  "--cache-dir", str(tmp_path / "cache"))
+    assert proc.returncode == 6, proc.stderr
+    assert "the postinst script of package broken failed (exit status 3): about to fail" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+    assert mounts_under(tmp_path) == []
+    assert list(tmp_path.glob(".out.*")) == []
+
+
+def test_extract_mode_stops_after_stage_one(host_repo, tmp_path, http_serve):
+    server = http_serve(host_repo.path)
+    recipe = write_recipe(tmp_path, host_repo, variant="essential", include=("marker", "owners"))
+    out = tmp_path / "out"
+    proc = rootfs("make", str(recipe), "--mirror", server.url + "/", "-o", str(out), "--mode", "extract",
+                  "--cache-dir", str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    assert "stage 2 (maintainer scripts) not run" in proc.stderr
+    status = (out / "var/lib/dpkg/status").read_text()
+    states = re.findall(r"^Status: (.*)$", status, re.M)
+    assert len(states) == 9 and set(states) == {"install ok unpacked"}
+    assert not (out / "var/lib/marker/preinst").exists()
+    assert not (out / "var/lib/predep").exists()
+    assert stat.S_IMODE(os.lstat(out / "srv/data").st_mode) == 0o755
+    assert (out / "var/lib/dpkg/info/marker.postinst").is_file()
+    # dpkg itself accepts the database stage 1 wrote
+    q = chroot(out, "dpkg-query", "-W", "-f", "${db:Status-Abbrev}\n")
+    assert q.returncode == 0 and set(q.stdout.split()) == {"iU"}
+
+
+def test_root_mode_without_root_is_a_privilege_error(tmp_path):
+    from rootfs.backend import InstallOptions
+    from rootfs.deb.install import install
+    from rootfs.errors import PrivilegeError
+    from rootfs.lock import Lock
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        msg = b"no error"
+        try:
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            install(Lock("deb", "t", "debian", "t", "amd64"), {}, tmp_path, InstallOptions(mode="root"))
+        except PrivilegeError as exc:
+            msg = str(exc).encode()
+        except BaseException as exc:  # noqa: BLE001
+            msg = repr(exc).encode()
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read().decode()
+    os.waitpid(pid, 0)
+    assert "needs root" in msg and "--mode extract" in msg
