@@ -103,7 +103,7 @@ CASES = [
     ("jobs-zero", lambda e, o: ["make", e["recipe"], "--jobs", "0", "-o", o], 2, "jobs"),
     ("keep-negative", lambda e, o: ["make", e["recipe"], "--keep", "-1", "-o", o], 2, "keep"),
     ("resolve-nothing", lambda e, o: ["resolve"], 2, "Missing argument"),
-    ("resolve-repo-no-packages", lambda e, o: ["resolve", "--repo", "http://127.0.0.1:9/"], 2, "at least one package"),
+    ("resolve-repo-no-packages", lambda e, o: ["resolve", "--repo", "http://127.0.0.1:9/"], 2, "Missing argument"),
     ("pack-missing-root", lambda e, o: ["pack", str(e["tmp"] / "no-root"), "-f", "tar", "-o", o], 8, "does not exist"),
 ]
 
