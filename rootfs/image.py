@@ -372,14 +372,15 @@ def open_image(spec: str | Path, *, platform: str | None = None) -> Image:
         raise
 
 
-def _read_small(store: _Store, name: str, where: Path) -> bytes:
+def _read_small(store: _Store, name: str) -> bytes:
+    # Indexes, manifests and configs are small; a 64 MiB cap keeps a
+    # hostile one from exhausting memory (it then fails its digest check).
     with store.open(name) as f:
-        data = f.read(64 << 20)
-    return data
+        return f.read(64 << 20)
 
 
 def _open_layout(path: Path, store: _Store, kind: str, tag: str | None, platform: str | None) -> Image:
-    index = _parse_json(_read_small(store, "index.json", path), f"{path}/index.json")
+    index = _parse_json(_read_small(store, "index.json"), f"{path}/index.json")
     entries = [Descriptor.from_json(d, f"{path}/index.json") for d in index.get("manifests") or []]
     if not entries:
         raise UsageError(f"{path} holds no image (index.json lists no manifests)")
@@ -413,7 +414,7 @@ def _open_layout(path: Path, store: _Store, kind: str, tag: str | None, platform
 
 def _blob(store: _Store, digest: str, where: Path) -> bytes:
     algo, hexpart = check_digest(digest, str(where))
-    data = _read_small(store, f"blobs/{algo}/{hexpart}", where)
+    data = _read_small(store, f"blobs/{algo}/{hexpart}")
     _verify(data, digest, where)
     return data
 
@@ -454,7 +455,10 @@ def _choose_platform(index: dict, platform: str | None, where: str) -> Descripto
 
 
 def _open_docker_archive(path: Path, store: _TarStore, tag: str | None) -> Image:
-    entries = json.loads(_read_small(store, "manifest.json", path) or b"null")
+    try:
+        entries = json.loads(_read_small(store, "manifest.json"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: manifest.json is not valid JSON ({exc})") from None
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"{path}: manifest.json lists no images")
     if tag is not None:

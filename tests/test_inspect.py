@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from oci_images import INSTALLED, build_test_images

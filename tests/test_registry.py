@@ -458,6 +458,23 @@ def test_a_stale_mount_hint_falls_back_to_uploading(images, env, proxy):
     assert all(memory[d] == ["wire/stale", "ghost/repo"] for d in digests)
 
 
+def test_push_refuses_a_damaged_layout(images, env, registries, tmp_path):
+    reg = registries("plain")
+    layout = tmp_path / "damaged"
+    shutil.copytree(images.layout, layout)
+    layer = layout / "blobs/sha256" / images.manifest("1")["layers"][0]["digest"].split(":")[1]
+    layer.chmod(0o644)
+    data = layer.read_bytes()
+    layer.write_bytes(data[:-10])  # shorter than its descriptor
+    r = rootfs(env, "push", f"{layout}:1", f"{reg.host}/damaged/x:1", "--insecure")
+    assert r.returncode == 4 and "descriptor says" in r.stderr
+    layer.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # right size, wrong bytes: the registry refuses it
+    r = rootfs(env, "push", f"{layout}:1", f"{reg.host}/damaged/x:1", "--insecure")
+    assert r.returncode == 4 and "does not match its digest" in r.stderr
+    tags = skopeo(tmp_path, "list-tags", "--tls-verify=false", f"docker://{reg.host}/damaged/x")
+    assert tags.returncode != 0 or json.loads(tags.stdout)["Tags"] in (None, [])
+
+
 def test_pull_refuses_a_corrupted_blob(images, env, registries, tmp_path):
     reg = registries("plain")
     ref = f"{reg.host}/corrupt/x:2"

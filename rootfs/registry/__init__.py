@@ -40,7 +40,6 @@ Why a small client of our own on http.client rather than a library:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs.image import open_image

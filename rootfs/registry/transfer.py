@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from rootfs import ui
 from rootfs.atomic import atomic_path, atomic_write_bytes
-from rootfs.errors import OutputError, RegistryError, UsageError, VerifyError
+from rootfs.errors import NetworkError, OutputError, RegistryError, UsageError, VerifyError
 from rootfs.image import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -31,7 +31,6 @@ from rootfs.image import (
     Descriptor,
     Image,
     check_digest,
-    open_image,
 )
 from rootfs.registry.client import RegistryOptions, Response, Session, Transient
 from rootfs.registry.memory import BlobMemory
@@ -131,6 +130,12 @@ def _push_blob(sess: Session, image: Image, desc: Descriptor, memory: BlobMemory
         return "skipped"
     if head.status != 404:
         raise RegistryError(f"{sess.ref.host} answered HTTP {head.status} to a blob check: {head.error_text()}")
+    actual = image.blob_size(desc.digest)
+    if actual != desc.size:
+        # Sending a Content-Length the file cannot fill would hang until the
+        # registry times out; refuse before opening a session.
+        raise VerifyError(f"blob {desc.digest} in {image.path} is {actual} bytes, its descriptor says {desc.size}"
+                          if actual is not None else f"blob {desc.digest} is missing from {image.path}")
     location = None
     for other in memory.repositories(desc.digest):
         if other == sess.ref.name:
@@ -158,8 +163,6 @@ def _push_blob(sess: Session, image: Image, desc: Descriptor, memory: BlobMemory
             ui.detail(f"upload of {desc.digest} failed ({last}); starting it again")
             if attempt < opts.retries:
                 time.sleep(opts.backoff * (2**attempt) * (0.5 + random.random()))
-    from rootfs.errors import NetworkError
-
     raise NetworkError(f"upload of blob {desc.digest} to {sess.ref.host} kept failing: {last} "
                        f"(after {opts.retries + 1} attempts)")
 
@@ -412,8 +415,6 @@ def _fetch_blob(sess: Session, desc: Descriptor, target: Path, progress) -> None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-    from rootfs.errors import NetworkError
-
     raise NetworkError(f"download of blob {desc.digest} from {sess.ref.host} kept failing: {last}")
 
 
