@@ -75,7 +75,9 @@ def license_id(term: str, refs: dict[str, str] | None = None) -> str:
 
 
 def license_ref(term: str, refs: dict[str, str] | None = None) -> str:
-    ref = "LicenseRef-" + (re.sub(r"[^A-Za-z0-9.]+", "-", term.replace("+", "-plus")).strip("-") or "unknown")
+    # Lower case: SPDX matches license ids case-insensitively, so `Artistic`
+    # and `artistic` in two packages must not become two distinct refs.
+    ref = "LicenseRef-" + (re.sub(r"[^a-z0-9.]+", "-", term.lower().replace("+", "-plus")).strip("-") or "unknown")
     if refs is not None:
         refs.setdefault(ref, term)
     return ref
