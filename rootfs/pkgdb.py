@@ -26,6 +26,8 @@ from rootfs.errors import OutputError, PrivilegeError, UsageError
 from rootfs.safepath import PathEscape, resolve_in_root
 
 DPKG_STATUS = "var/lib/dpkg/status"
+# Distroless images keep one status paragraph per file here instead.
+DPKG_STATUS_D = "var/lib/dpkg/status.d"
 # rpm keeps its database in one of these (Fedora moved it under /usr; older
 # releases and SUSE use /var/lib/rpm, often as a symlink to the other).
 RPM_DBPATHS = ("usr/lib/sysimage/rpm", "var/lib/rpm")
@@ -244,6 +246,20 @@ def _read_in_root(root: Path, rel: str) -> str | None:
         return None
 
 
+def _list_in_root(root: Path, rel: str) -> list[str]:
+    try:
+        path = Path(resolve_in_root(root, rel))
+        return sorted(p.name for p in path.iterdir() if p.is_file() and not p.is_symlink())
+    except (PathEscape, OSError):
+        return []
+
+
+def _status_d(names: list[str], read) -> str | None:
+    """status.d/* joined into one status text (their .md5sums skipped)."""
+    paras = [t for t in (read(n) for n in sorted(names) if not n.endswith(".md5sums")) if t and t.strip()]
+    return "\n\n".join(p.strip("\n") for p in paras) + "\n" if paras else None
+
+
 def _rpm_dbpath_in_root(root: Path) -> Path | None:
     for rel in RPM_DBPATHS:
         try:
@@ -262,6 +278,8 @@ def read_root(root: Path) -> PackageDB:
         raise OutputError(f"root {root} does not exist or is not a directory")
     os_release = parse_os_release(next((t for t in (_read_in_root(root, p) for p in OS_RELEASE) if t), ""))
     status = _read_in_root(root, DPKG_STATUS)
+    if status is None:
+        status = _status_d(_list_in_root(root, DPKG_STATUS_D), lambda name: _read_in_root(root, f"{DPKG_STATUS_D}/{name}"))
     if status is not None:
         pkgs = dpkg_packages(status, lambda name: _read_in_root(root, f"usr/share/doc/{name}/copyright"))
         return PackageDB("deb", tuple(pkgs), os_release)
@@ -277,6 +295,8 @@ def read_root(root: Path) -> PackageDB:
 def _wanted(path: str) -> bool:
     """The members of a layer that describe its packages."""
     if path == DPKG_STATUS or path in OS_RELEASE:
+        return True
+    if path.startswith(DPKG_STATUS_D + "/") and path.count("/") == DPKG_STATUS_D.count("/") + 1:
         return True
     parts = path.split("/")
     if len(parts) == 5 and parts[:3] == ["usr", "share", "doc"] and parts[4] == "copyright":
@@ -363,6 +383,10 @@ def read_layers(layers: Iterable[tarfile.TarFile]) -> PackageDB:
 
     os_release = parse_os_release(next((t for t in (text(p) for p in OS_RELEASE) if t), ""))
     status = text(DPKG_STATUS)
+    if status is None:
+        prefix = DPKG_STATUS_D + "/"
+        names = [k[len(prefix):] for k, v in files.items() if k.startswith(prefix) and v.data is not None]
+        status = _status_d(names, lambda name: text(prefix + name))
     if status is not None:
         pkgs = dpkg_packages(status, lambda name: text(f"usr/share/doc/{name}/copyright"))
         return PackageDB("deb", tuple(pkgs), os_release)
@@ -393,4 +417,5 @@ def read_image(img) -> PackageDB:
 def has_package_db(root: Path) -> bool:
     """Whether root looks like a root with a package database (for telling a
     root directory from other inputs on the command line)."""
-    return os.path.lexists(Path(root) / DPKG_STATUS) or _rpm_dbpath_in_root(Path(root)) is not None
+    return (os.path.lexists(Path(root) / DPKG_STATUS) or bool(_list_in_root(Path(root), DPKG_STATUS_D))
+            or _rpm_dbpath_in_root(Path(root)) is not None)

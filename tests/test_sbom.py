@@ -333,6 +333,25 @@ def test_root_without_a_database_falls_back_to_its_lock(tmp_path):
         write_sbom(root, None, out)
 
 
+def test_distroless_status_d(tmp_path):
+    """Distroless images have var/lib/dpkg/status.d/NAME files, no status."""
+    root = write_dpkg_root(tmp_path / "root")
+    (root / "var/lib/dpkg/status").unlink()
+    status_d = root / "var/lib/dpkg/status.d"
+    status_d.mkdir()
+    for para in STATUS.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in para.splitlines() if ": " in line)
+        (status_d / f"{fields['Package']}-{fields['Architecture']}").write_text(para + "\n")
+        (status_d / f"{fields['Package']}-{fields['Architecture']}.md5sums").write_text("0" * 32 + "  usr/bin/x\n")
+    expected = json.loads(sbom_bytes(write_dpkg_root(tmp_path / "plain"), None, SbomOptions(name="x"))[0])
+    got = json.loads(sbom_bytes(root, None, SbomOptions(name="x"))[0])
+    assert packages_of(got) == packages_of(expected)
+    with tarfile.open(_layer_from_dir(root, tmp_path / "layer.tar")) as tar:
+        db = pkgdb.read_layers([tar])
+    assert [(p.name, p.architecture) for p in db.packages] == [(p["name"], purl_qualifiers(p)["arch"])
+                                                                for p in packages_of(expected).values()]
+
+
 def test_supplier_from_maintainer_without_a_known_distribution(tmp_path):
     root = write_dpkg_root(tmp_path / "root")
     (root / "etc/os-release").unlink()
