@@ -454,15 +454,21 @@ RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=20, help="Attem
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json.")]
 
 
-def _registry_options(creds, ca_cert, insecure, retries, cache_dir=None):
+CertDirOpt = Annotated[Optional[Path], typer.Option("--cert-dir", help="certs.d-style directory: *.crt CAs, *.cert/*.key client certificates.")]
+
+
+def _registry_options(creds, ca_cert, insecure, retries, cache_dir=None, cert_dir=None):
     from rootfs.registry import RegistryOptions, parse_creds
 
     if ca_cert is not None and not ca_cert.is_file():
         raise UsageError(f"CA certificate {ca_cert} does not exist")
-    if ca_cert is not None and insecure:
-        raise UsageError("--ca-cert is for TLS and --insecure turns TLS off; pass one of them")
+    if cert_dir is not None and not cert_dir.is_dir():
+        raise UsageError(f"certificate directory {cert_dir} does not exist")
+    if (ca_cert is not None or cert_dir is not None) and insecure:
+        raise UsageError("--ca-cert/--cert-dir are for TLS and --insecure turns TLS off; pass one of them")
     return RegistryOptions(creds=parse_creds(creds) if creds is not None else None, ca_cert=ca_cert,
-                           insecure=insecure, retries=retries, cache_dir=cache_dir or default_cache_dir())
+                           cert_dir=cert_dir, insecure=insecure, retries=retries,
+                           cache_dir=cache_dir or default_cache_dir())
 
 
 def _check_format(fmt: str) -> None:
@@ -476,13 +482,14 @@ def push(
     ref: Annotated[str, typer.Argument(metavar="REF", help="HOST[:PORT]/NAME[:TAG]")],
     creds: CredsOpt = None,
     ca_cert: CaCertOpt = None,
+    cert_dir: CertDirOpt = None,
     insecure: InsecureOpt = False,
     retries: RetriesOpt = 4,
 ) -> None:
     """Push an image to a registry; prints the pushed manifest digest."""
     from rootfs.registry import push_spec
 
-    result = push_spec(image, ref, _registry_options(creds, ca_cert, insecure, retries))
+    result = push_spec(image, ref, _registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir))
     ui.info(f"pushed {result.ref}: {len(result.uploaded)} blobs uploaded, {len(result.skipped)} already there, "
             f"{len(result.mounted)} mounted from other repositories")
     print(result.digest)
@@ -494,13 +501,14 @@ def pull(
     dest: Annotated[str, typer.Argument(metavar="DIR[:TAG]", help="OCI layout to create or add the tag to.")],
     creds: CredsOpt = None,
     ca_cert: CaCertOpt = None,
+    cert_dir: CertDirOpt = None,
     insecure: InsecureOpt = False,
     retries: RetriesOpt = 4,
 ) -> None:
     """Pull an image into an OCI layout, every blob checked against its digest."""
     from rootfs.registry import pull as pull_ref
 
-    path, tag, digest = pull_ref(ref, dest, _registry_options(creds, ca_cert, insecure, retries))
+    path, tag, digest = pull_ref(ref, dest, _registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir))
     ui.info(f"pulled {ref} into {path}:{tag}")
     print(digest)
 

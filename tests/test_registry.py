@@ -339,6 +339,8 @@ def test_tls_needs_the_ca_and_plain_http_needs_insecure(images, env, registries)
     image = f"{images.layout}:1"
     r = rootfs(env, "push", image, f"{tls.host}/t/x:1", "--creds", tls.creds)
     assert r.returncode == 4 and "not trusted" in r.stderr and "--ca-cert" in r.stderr
+    r = rootfs(env, "push", image, f"{tls.host}/t/x:1", "--creds", tls.creds, "--cert-dir", str(tls.cert_dir))
+    assert r.returncode == 0, r.stderr  # the CA from a certs.d directory, as podman/skopeo take it
     r = rootfs(env, "push", image, f"{tls.host}/t/x:1", "--creds", tls.creds, "--insecure")
     assert r.returncode == 10 and "TLS" in r.stderr
     # 127.0.0.1 is not implied insecure

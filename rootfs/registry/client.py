@@ -38,6 +38,10 @@ class RegistryOptions:
 
     creds: Credentials | None = None
     ca_cert: Path | None = None
+    # containers-style certs.d directory: *.crt CAs, NAME.cert + NAME.key client
+    # certificates. Default: /etc/containers/certs.d/HOST[:PORT] and
+    # /etc/docker/certs.d/HOST[:PORT], when they exist.
+    cert_dir: Path | None = None
     insecure: bool = False  # plain HTTP; never implied, not even for 127.0.0.1
     retries: int = 4
     backoff: float = 0.5
@@ -88,22 +92,31 @@ class Transport:
     def __init__(self, opts: RegistryOptions):
         self.opts = opts
         self._local = threading.local()
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: dict[str, ssl.SSLContext] = {}
         self._all: list[http.client.HTTPConnection] = []  # every thread's, for close()
         self._all_lock = threading.Lock()
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
+    def _context(self, netloc: str) -> ssl.SSLContext:
+        ctx = self._ssl.get(netloc)
+        if ctx is None:
             ctx = ssl.create_default_context()
-            if self.opts.ca_cert is not None:
-                try:
+            try:
+                if self.opts.ca_cert is not None:
                     ctx.load_verify_locations(cafile=str(self.opts.ca_cert))
-                except (OSError, ssl.SSLError) as exc:
-                    raise UsageError(f"cannot load the CA certificate {self.opts.ca_cert}: {exc}") from None
-            self._ssl = ctx
-        return self._ssl
+                for d in cert_dirs(self.opts.cert_dir, netloc):
+                    for crt in sorted(d.glob("*.crt")):
+                        ctx.load_verify_locations(cafile=str(crt))
+                    for cert in sorted(d.glob("*.cert")):
+                        key = cert.with_suffix(".key")
+                        if not key.is_file():
+                            raise UsageError(f"client certificate {cert} has no {key.name} beside it")
+                        ctx.load_cert_chain(str(cert), str(key))
+            except (OSError, ssl.SSLError) as exc:
+                raise UsageError(f"cannot load the TLS certificates for {netloc}: {exc}") from None
+            self._ssl[netloc] = ctx
+        return ctx
 
-    def _conn(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+    def _conn(self, scheme: str, host: str, port: int, netloc: str) -> http.client.HTTPConnection:
         conns = getattr(self._local, "conns", None)
         if conns is None:
             conns = self._local.conns = {}
@@ -112,7 +125,7 @@ class Transport:
         if conn is None:
             if scheme == "https":
                 conn = http.client.HTTPSConnection(host, port, timeout=self.opts.timeout,
-                                                   context=self._context(), blocksize=BLOCK)
+                                                   context=self._context(netloc), blocksize=BLOCK)
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=self.opts.timeout, blocksize=BLOCK)
             conns[key] = conn
@@ -141,7 +154,7 @@ class Transport:
         host = u.hostname or ""
         port = u.port or _default_port(u.scheme)
         path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        conn = self._conn(u.scheme, host, port)
+        conn = self._conn(u.scheme, host, port, u.netloc)
         hdrs = {"User-Agent": USER_AGENT, **headers}
         try:
             conn.request(method, path, body=body, headers=hdrs)
@@ -178,6 +191,17 @@ class Transport:
             self.drop(url)  # a sink refused the body half-way: the connection is mid-response
             raise
         return Response(resp.status, resp.headers, data, url)
+
+
+def cert_dirs(explicit: Path | None, netloc: str) -> list[Path]:
+    if explicit is not None:
+        return [explicit]
+    found = []
+    for base in ("/etc/containers/certs.d", "/etc/docker/certs.d"):
+        d = Path(base) / netloc
+        if d.is_dir():
+            found.append(d)
+    return found
 
 
 def _default_port(scheme: str) -> int:
