@@ -103,8 +103,7 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
         jobs = max(1, min(opts.jobs, len(plain) or 1))
         with _bar(opts, sum(d.size for d in plain), f"pushing {r}") as o, \
                 ThreadPoolExecutor(max_workers=jobs) as pool:
-            for f in [pool.submit(one, d, o) for d in plain]:
-                f.result()
+            _wait_all([pool.submit(one, d, o) for d in plain])
         for desc in manifests:
             tag = (r.tag or "latest") if desc.digest == image.root.digest else desc.digest
             _put_manifest(sess, desc, image.read_any(desc), tag)
@@ -112,6 +111,17 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
     finally:
         sess.transport.close()
     return result
+
+
+def _wait_all(futures: list) -> None:
+    """The first failure wins; blobs not yet started are not started."""
+    try:
+        for f in futures:
+            f.result()
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 @contextlib.contextmanager
@@ -274,7 +284,7 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
         if root_desc.media_type in INDEX_TYPES:
             index = json.loads(root_bytes)
             for child in index.get("manifests") or []:
-                cd = Descriptor.from_json(child, str(r))
+                cd = _remote_descriptor(child, r)
                 if cd.media_type in INDEX_TYPES:
                     raise RegistryError(f"{r} is a nested image index, which rootfs does not pull")
                 _, data = _get_manifest(sess, cd.digest, cd.digest)
@@ -285,16 +295,14 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
                 continue
             m = json.loads(data)
             for d in [m.get("config") or {}] + list(m.get("layers") or []):
-                bd = Descriptor.from_json(d, str(r))
-                check_digest(bd.digest, str(r))
+                bd = _remote_descriptor(d, r)
                 blobs[bd.digest] = bd
 
         def write(target: Path) -> None:
             (target / "blobs").mkdir(parents=True, exist_ok=True)
             with _bar(opts, sum(b.size for b in blobs.values()), f"pulling {r}") as o, \
                     ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-                for f in [pool.submit(_fetch_blob, sess, bd, target, o.progress) for bd in blobs.values()]:
-                    f.result()
+                _wait_all([pool.submit(_fetch_blob, sess, bd, target, o.progress) for bd in blobs.values()])
             for desc, data in todo:
                 _store_bytes(target, desc.digest, data)
             _write_index(target, root_desc, tag)
@@ -309,6 +317,16 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
     finally:
         sess.transport.close()
     return path, tag, root_desc.digest
+
+
+def _remote_descriptor(d, r: Reference) -> Descriptor:
+    """A descriptor from a registry's manifest: malformed is the registry's fault."""
+    try:
+        desc = Descriptor.from_json(d, f"the manifest of {r}")
+        check_digest(desc.digest, f"the manifest of {r}")
+    except UsageError as exc:
+        raise RegistryError(str(exc)) from None
+    return desc
 
 
 def _get_manifest(sess: Session, reference: str, digest: str | None) -> tuple[Descriptor, bytes]:
