@@ -396,3 +396,33 @@ def test_every_compression_decompresses(ext):
 def test_corrupt_compressed_index_is_a_verify_error(ext):
     with pytest.raises(VerifyError, match="not valid"):
         b"".join(decompress_chunks(b"this is not compressed at all" * 10, ext, "main/Packages" + ext))
+
+
+def test_multi_frame_zstd_index_is_read_whole():
+    import zstandard
+
+    one = "".join(stanza(f"a{i}") + "\n" for i in range(20)).encode()
+    two = "".join(stanza(f"b{i}") + "\n" for i in range(20)).encode()
+    blob = zstandard.ZstdCompressor().compress(one) + zstandard.ZstdCompressor().compress(two)
+    idx = Index("amd64")
+    idx.add(decompress_chunks(blob, ".zst"))
+    assert idx.stanzas == 40
+
+
+@pytest.mark.parametrize("ext", [".gz", ".bz2"])
+def test_multi_member_index_is_read_whole(ext):
+    import bz2
+    import gzip
+
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress}[ext]
+    one = "".join(stanza(f"a{i}") + "\n" for i in range(20)).encode()
+    two = "".join(stanza(f"b{i}") + "\n" for i in range(20)).encode()
+    assert b"".join(decompress_chunks(compress(one) + compress(two), ext)) == one + two
+
+
+def test_truncated_gzip_index_is_a_verify_error():
+    import gzip
+
+    blob = gzip.compress(b"Package: a\nVersion: 1\n" * 100)
+    with pytest.raises(VerifyError, match="ends early"):
+        b"".join(decompress_chunks(blob[: len(blob) // 2], ".gz", "Packages.gz"))

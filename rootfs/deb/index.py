@@ -287,18 +287,41 @@ def _xz_subprocess(data: bytes, what: str) -> Iterator[bytes]:
         raise VerifyError(f"{what} is not valid xz data: {err.decode(errors='replace').strip()}")
 
 
-def _stream(decomp, data: bytes, what: str, kind: str) -> Iterator[bytes]:
+def _stream(factory, data: bytes, what: str, kind: str) -> Iterator[bytes]:
+    """Decompress with fresh decompressors member after member: pigz,
+    pbzip2 and xz --threads may write several concatenated streams."""
     try:
-        for piece in _pieces(data):
-            out = decomp.decompress(piece)
-            if out:
-                yield out
-        if hasattr(decomp, "flush"):
-            tail = decomp.flush()
-            if tail:
-                yield tail
+        pos = 0
+        while pos < len(data):
+            decomp = factory()
+            while not decomp.eof:
+                if pos >= len(data):
+                    raise EOFError("compressed data ends early")
+                piece = data[pos:pos + CHUNK]
+                pos += len(piece)
+                out = decomp.decompress(piece)
+                if out:
+                    yield out
+            # Give back what belongs to the next member.
+            pos -= len(decomp.unused_data)
+            if not data[pos:].strip(b"\0"):
+                break
     except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
         raise VerifyError(f"{what} is not valid {kind} data: {exc}") from None
+
+
+def _zstd(data: bytes, what: str) -> Iterator[bytes]:
+    import io
+
+    import zstandard
+
+    # read_across_frames: multi-threaded zstd writes several frames.
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    try:
+        while chunk := reader.read(CHUNK):
+            yield chunk
+    except zstandard.ZstdError as exc:
+        raise VerifyError(f"{what} is not valid zstd data: {exc}") from None
 
 
 def decompress_chunks(data: bytes, ext: str, what: str = "the index") -> Iterator[bytes]:
@@ -308,16 +331,11 @@ def decompress_chunks(data: bytes, ext: str, what: str = "the index") -> Iterato
     if ext == ".xz":
         if shutil.which("xz"):
             return _xz_subprocess(data, what)
-        return _stream(lzma.LZMADecompressor(), data, what, "xz")
+        return _stream(lzma.LZMADecompressor, data, what, "xz")
     if ext == ".gz":
-        return _stream(zlib.decompressobj(47), data, what, "gzip")
+        return _stream(lambda: zlib.decompressobj(47), data, what, "gzip")
     if ext == ".bz2":
-        return _stream(bz2.BZ2Decompressor(), data, what, "bzip2")
+        return _stream(bz2.BZ2Decompressor, data, what, "bzip2")
     if ext == ".zst":
-        import zstandard
-
-        try:
-            return _pieces(zstandard.ZstdDecompressor().decompressobj().decompress(data))
-        except zstandard.ZstdError as exc:
-            raise VerifyError(f"{what} is not valid zstd data: {exc}") from None
+        return _zstd(data, what)
     raise VerifyError(f"{what} has an unknown compression {ext!r}")

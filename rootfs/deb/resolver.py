@@ -14,6 +14,13 @@ archive's own base sets but also honours version relations, Provides
   provider with the best Priority, then by name.
 - One version per package name. Everything is processed in a fixed order,
   so the same indices give the same set.
+- Conflicts and Breaks inside the chosen set are a ResolveError listing
+  them (debootstrap ignores them and leaves dpkg to fail half-way through
+  stage 2); a package conflicting with a virtual name it provides itself is
+  the "one provider at a time" idiom and is not a clash.
+
+On bookworm this gives exactly debootstrap's sets for minbase, buildd and
+the default variant (tests/test_deb_mirror_resolve.py).
 """
 
 from __future__ import annotations
