@@ -111,8 +111,8 @@ def output_lock(output: Path, timeout: float | None = 0.0) -> Iterator[Path]:
         os.close(fd)
 
 
-def cache_lock_file(cache_dir: Path) -> Path:
-    return Path(cache_dir) / ".lock"
+def prune_pid_file(cache_dir: Path) -> Path:
+    return Path(cache_dir) / ".prune.pid"
 
 
 @contextlib.contextmanager
@@ -121,32 +121,33 @@ def cache_lock(cache_dir: Path, shared: bool = True, timeout: float | None = Non
     cache is content-addressed and written by atomic rename), exclusive for
     pruning. Waits up to timeout seconds (None: forever), then BusyError.
 
-    The lock file stays: shared holders cannot know whether they are the
-    last, so none of them may remove it.
+    The lock is on the cache directory itself, not on a lock file in it: the
+    cache then holds nothing but entries, and a cache on a read-only mount
+    (prepared once, shared by CI jobs) can be locked too. A prune names
+    itself in .prune.pid while it runs.
     """
-    path = cache_lock_file(cache_dir)
+    cache_dir = Path(cache_dir)
     try:
-        fd = _open(path)
-    except OutputError:
-        # A cache on a read-only mount (prepared once, shared by CI jobs)
-        # cannot be pruned or written by anyone here: reading needs no lock.
-        if shared and Path(cache_dir).is_dir() and not os.access(cache_dir, os.W_OK):
-            yield
-            return
-        raise
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OutputError(f"cannot open the cache {cache_dir}: {exc.strerror}") from None
     try:
         if not _flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, timeout):
             if shared:
-                raise BusyError(f"another rootfs run is pruning the cache {cache_dir}{_holder(path)}")
+                raise BusyError(f"another rootfs run is pruning the cache {cache_dir}{_holder(prune_pid_file(cache_dir))}")
             raise BusyError(f"the cache {cache_dir} is in use by another rootfs run")
-        if not shared:
-            _write_pid(fd)
+        if shared:
+            yield
+            return
+        pid_file = prune_pid_file(cache_dir)
+        # Only informative, like the pid in an output's lock file.
+        with contextlib.suppress(OSError):
+            pid_file.write_text(f"{os.getpid()}\n")
         try:
             yield
         finally:
-            if not shared:
-                # A stale pid would name the wrong process in a later message.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
     finally:
         os.close(fd)

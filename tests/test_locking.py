@@ -194,7 +194,9 @@ def test_cache_is_shared_by_builds_and_taken_whole_by_prune(tmp_path, holders):
             pass
     p.release()
     with cache_lock(cache_dir, shared=False, timeout=0):
-        pass
+        assert (cache_dir / ".prune.pid").read_text() == f"{os.getpid()}\n"
+    # The cache holds entries only.
+    assert os.listdir(cache_dir) == []
 
 
 def test_prune_during_a_build_exits_busy(tmp_path, holders):
