@@ -41,7 +41,7 @@ from rootfs.errors import InstallError, OutputError
 from rootfs.safepath import PathEscape, resolve_in_root
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_BLOCK = 1 << 20
+_BLOCK = 1 << 18
 
 
 class HostileArchive(InstallError):
@@ -108,6 +108,33 @@ class _Pending:
 
     def __init__(self) -> None:
         self.dirs: list[tuple[str, int]] = []  # (root-relative real path, mtime ns)
+
+
+class _Parents:
+    """The open directory of the previous member's parent, reused while the
+    members stay in one directory (tar lists them so). Dropped whenever this
+    archive may have changed the tree's shape (anything but a plain new
+    file). A directory another thread removes meanwhile can only turn this
+    into writes into an orphaned directory, never into a write outside."""
+
+    def __init__(self, ex: "Extractor"):
+        self.ex = ex
+        self.key: tuple[str, ...] | None = None
+        self.fd = -1
+        self.real: list[str] = []
+
+    def get(self, comps: list[str]) -> tuple[int, list[str]]:
+        key = tuple(comps)
+        if key != self.key:
+            self.drop()
+            self.fd, self.real = self.ex.open_dir(comps)
+            self.key = key
+        return self.fd, self.real
+
+    def drop(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.key = -1, None
 
 
 class Extractor:
@@ -343,12 +370,13 @@ class Extractor:
         paths: list[str] = []
         regular: set[str] = set()  # hard links may only point at these
         pending = _Pending()
+        parents = _Parents(self)
         try:
             with _reader(archive, format_name) as reader:
                 for entry in reader:
                     name = _decode(ffi.entry_pathname(entry._entry_p))
                     try:
-                        listed = self._member(entry, name, regular, pending, md5sums, claims)
+                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents)
                     except _Refused as exc:
                         raise HostileArchive(f"{what}: member {name!r} refused: {exc}") from None
                     if listed is not None:
@@ -368,10 +396,12 @@ class Extractor:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutputError(f"no space left on the device holding {self.root}") from None
             raise InstallError(f"{what}: cannot extract into {self.root}: {exc}") from None
+        finally:
+            parents.drop()
         return paths
 
     def _member(self, entry, name: str, regular: set[str], pending: _Pending,
-                md5sums: dict[str, str] | None, claims: dict | None) -> str | None:
+                md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents") -> str | None:
         comps = member_components(name)
         listed = "/" + "/".join(comps) if comps else "/."
         ep = entry._entry_p
@@ -392,7 +422,7 @@ class Extractor:
                 pending.dirs.append(("", mtime))
             return listed
 
-        dfd, parent = self.open_dir(comps[:-1])
+        dfd, parent = parents.get(comps[:-1])
         try:
             leaf = comps[-1]
             key = "/".join(parent + [leaf])
@@ -407,7 +437,8 @@ class Extractor:
                 if not self._directory(dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending):
                     return listed  # merged through a symlink: not this path's owner
             elif ftype == stat.S_IFREG:
-                self._regular(entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums)
+                if self._regular(entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums):
+                    parents.drop()
                 regular.add("/".join(comps))
             elif ftype == stat.S_IFLNK:
                 target = _decode(ffi.entry_symlink(ep))
@@ -423,7 +454,8 @@ class Extractor:
                 self.warn(f"skipping {name}: sockets are not extracted")
                 return None
         finally:
-            os.close(dfd)
+            if ftype != stat.S_IFREG:
+                parents.drop()  # the tree may have changed shape
         if claims is not None:
             claims[key] = (ftype | perm, uid, gid)
         return listed
@@ -474,12 +506,15 @@ class Extractor:
         pending.dirs.append((key, mtime))
         return True
 
-    def _regular(self, entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums) -> None:
+    def _regular(self, entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums) -> bool:
+        """Write one file; True when something had to be removed first."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        cleared = False
         try:
             fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
         except FileExistsError:
             self._clear(dfd, leaf, key)
+            cleared = True
             fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
         try:
             digest = hashlib.md5() if md5sums is not None else None
@@ -491,6 +526,7 @@ class Extractor:
         if digest is not None:
             md5sums["/".join(member_components(name))] = digest.hexdigest()
         self._record(key, Attr(stat.S_IFREG | perm, uid, gid, 0, xattrs))
+        return cleared
 
     def _hardlink(self, dfd, leaf, key, target_name: str, regular: set[str]) -> None:
         tcomps = member_components(target_name)
