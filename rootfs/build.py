@@ -195,8 +195,11 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
         with report.stage("sbom"):
             from rootfs.sbom import SbomOptions, write_sbom
 
+            from rootfs.pack import source_date_epoch
+
+            sde = source_date_epoch(lock.source_date_epoch or None)
             _, sbom_digest = write_sbom(root, lock, staging / "sbom.spdx.json",
-                                        SbomOptions(name=req.recipe.name, source_date_epoch=lock.source_date_epoch))
+                                        SbomOptions(name=req.recipe.name, source_date_epoch=sde))
         annotations["org.rootfs.sbom.digest"] = "sha256:" + sbom_digest
     others = [f for f in req.formats if f != "dir"]
     if others:
