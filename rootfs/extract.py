@@ -146,6 +146,7 @@ class Extractor:
         self.root = os.path.realpath(os.fspath(root))
         self.privileged = mode == "root" and os.geteuid() == 0
         self.attrs = attrs
+        self._attrs_lock = threading.Lock()  # AttrRecord is shared by the extracting threads
         self.warn = warn or (lambda msg: None)
         self.root_fd = os.open(self.root, _DIR_FLAGS)
 
@@ -209,7 +210,13 @@ class Extractor:
 
     def _record(self, key: str, attr: Attr) -> None:
         if self.attrs is not None and not self.privileged:
-            self.attrs.set(key or ".", attr)
+            with self._attrs_lock:
+                self.attrs.set(key or ".", attr)
+
+    def _forget(self, key: str) -> None:
+        if self.attrs is not None:
+            with self._attrs_lock:
+                self.attrs.remove(key)
 
     # -- replacing what is there ------------------------------------------
 
@@ -228,8 +235,7 @@ class Extractor:
                 raise
         else:
             os.unlink(name, dir_fd=dfd)
-        if self.attrs is not None:
-            self.attrs.remove(path)
+        self._forget(path)
 
     # -- single paths, for the installers' own files -----------------------
 
@@ -321,8 +327,7 @@ class Extractor:
                 if stat.S_ISDIR(st.st_mode):
                     return False
                 os.unlink(leaf, dir_fd=dfd)
-                if self.attrs is not None:
-                    self.attrs.remove(key)
+                self._forget(key)
                 return True
         except (FileNotFoundError, NotADirectoryError, HostileArchive):
             return False
@@ -333,8 +338,7 @@ class Extractor:
             with self._at(path, create=False) as (dfd, leaf, key):
                 if stat.S_ISDIR(os.lstat(leaf, dir_fd=dfd).st_mode):
                     os.rmdir(leaf, dir_fd=dfd)
-                    if self.attrs is not None:
-                        self.attrs.remove(key)
+                    self._forget(key)
         except (FileNotFoundError, NotADirectoryError, HostileArchive):
             pass
 
@@ -491,8 +495,7 @@ class Extractor:
                 return False
         elif st is not None:
             os.unlink(leaf, dir_fd=dfd)
-            if self.attrs is not None:
-                self.attrs.remove(key)
+            self._forget(key)
         try:
             os.mkdir(leaf, 0o700, dir_fd=dfd)
         except FileExistsError:
@@ -541,7 +544,7 @@ class Extractor:
         if self.attrs is not None and not self.privileged:
             attr = self.attrs.get("/".join(tparent + [tcomps[-1]]))
             if attr is not None:
-                self.attrs.set(key, attr)
+                self._record(key, attr)
 
     def _special(self, dfd, leaf, key, ftype, uid, gid, perm, mtime, rdev, xattrs) -> None:
         self._clear(dfd, leaf, key)

@@ -302,3 +302,82 @@ def test_root_mode_without_root_is_a_privilege_error(tmp_path):
         msg = f.read().decode()
     os.waitpid(pid, 0)
     assert "needs root" in msg and "--mode extract" in msg
+
+
+def _lock_for(repo, names):
+    from rootfs.deb.debfile import DebFile
+    from rootfs.lock import Lock, LockedPackage, LockSource
+
+    pkgs, files = [], {}
+    for name in names:
+        deb = repo.debs[name]
+        with DebFile(deb) as d:
+            f = d.control().fields
+        p = LockedPackage(name, f["Version"], f["Architecture"], f"http://127.0.0.1/{deb.name}",
+                          deb.stat().st_size, hashlib.sha256(deb.read_bytes()).hexdigest())
+        pkgs.append(p)
+        files[p.key] = deb
+    lock = Lock("deb", "t", "debian", "testing", "amd64", components=("main",),
+                sources=(LockSource("http://127.0.0.1/debian/", "testing"),), packages=tuple(pkgs))
+    return lock, files
+
+
+def test_extract_mode_as_nobody_records_owners(host_repo, tmp_path):
+    """Stage 1 without privileges: nothing chowned, the intended owners
+    and modes of package files and of the dpkg database are recorded."""
+    import json
+    import tempfile
+
+    from rootfs.attrs import AttrRecord
+    from rootfs.backend import InstallOptions
+    from rootfs.deb.install import install
+
+    lock, files = _lock_for(host_repo, ["base-files", "dash", "owners", "marker"])
+    base = Path(tempfile.mkdtemp(prefix="rootfs-nobody-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        debs = base / "debs"
+        debs.mkdir()
+        for key, path in list(files.items()):
+            files[key] = Path(shutil.copy(path, debs / path.name))
+        root = base / "root"
+        root.mkdir()
+        os.chown(root, 65534, 65534)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                attrs = AttrRecord()
+                report = install(lock, files, root, InstallOptions(mode="extract", attrs=attrs))
+                result = {"skipped": report.skipped, "attrs": json.loads(attrs.to_json())["paths"]}
+            except BaseException as exc:  # noqa: BLE001
+                result = {"error": repr(exc)}
+            os.write(w, json.dumps(result).encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            result = json.loads(f.read())
+        os.waitpid(pid, 0)
+        assert "error" not in result, result
+        assert result["skipped"] == ["stage 2 (maintainer scripts) not run"]
+        rec = result["attrs"]
+        assert os.lstat(root / "usr/bin/dash").st_uid == 65534  # not chowned on disk
+        assert rec["usr/bin/dash"]["uid"] == 0 and rec["usr/bin/dash"]["mode"] == stat.S_IFREG | 0o755
+        assert rec["tmp"]["mode"] == stat.S_IFDIR | 0o1777
+        assert rec["root"]["mode"] == stat.S_IFDIR | 0o700
+        assert rec["bin"]["mode"] == stat.S_IFLNK | 0o777  # merged /usr link
+        assert rec["var/lib/dpkg/status"] == {"mode": stat.S_IFREG | 0o644, "uid": 0, "gid": 0}
+        assert rec["var/lib/dpkg/info/marker.preinst"]["mode"] == stat.S_IFREG | 0o755
+        assert rec["etc/apt/sources.list"]["uid"] == 0
+        status = (root / "var/lib/dpkg/status").read_text()
+        assert status.count("Status: install ok unpacked") == 4
+        # every path on disk is in the record, so the packer never falls back to lstat owners
+        for dirpath, dirnames, filenames in os.walk(root):
+            for n in dirnames + filenames:
+                rel = os.path.relpath(os.path.join(dirpath, n), root)
+                assert rel in rec, rel
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
