@@ -122,6 +122,17 @@ def test_podman_loads_oci_archive_and_runs(shell_image, containers):
     assert containers.run(TAG, "/bin/sh", "-c", "echo ok").strip() == "ok"
 
 
+def test_zstd_layers_load_and_run(tmp_path, containers):
+    root = tmp_path / "root"
+    host_shell_tree(root)
+    pack(root, ["oci-archive"], tmp_path / "z.oci.tar",
+         PackOptions(source_date_epoch=SDE, tag="localhost/zstd:1", layer_compression="zstd"))
+    raw = json.loads(containers.skopeo("inspect", "--raw", f"oci-archive:{tmp_path}/z.oci.tar").stdout)
+    assert raw["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+    containers.podman("load", "-i", str(tmp_path / "z.oci.tar"))
+    assert containers.run("localhost/zstd:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
+
+
 # -- a real bookworm root ----------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -143,8 +154,7 @@ def bookworm_root(tmp_path_factory):
 def test_real_bookworm_root_runs_everywhere(bookworm_root, containers, tmp_path):
     out = tmp_path / "out"
     arts = {a.format: a for a in pack(bookworm_root, ["tar.zst", "oci", "docker-archive"], out,
-                                      PackOptions(source_date_epoch=SDE, tag="localhost/bookworm:test",
-                                                  layer_compression="zstd"))}
+                                      PackOptions(source_date_epoch=SDE, tag="localhost/bookworm:test"))}
     assert set(arts) == {"tar.zst", "oci", "docker-archive"}
     containers.podman("import", "-q", str(out / "rootfs.tar.zst"), "localhost/bw-imported:1")
     assert containers.run("localhost/bw-imported:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
@@ -154,10 +164,6 @@ def test_real_bookworm_root_runs_everywhere(bookworm_root, containers, tmp_path)
     assert "SCHILY.xattr.security.capability" in caps.get("usr/bin/ping", {}), sorted(caps)
     containers.podman("load", "-i", str(out / "image.docker.tar"))
     assert containers.run("localhost/bookworm:test", "/bin/sh", "-c", "echo ok").strip() == "ok"
-    # the cleanup filter ran: no logs, empty machine-id, apt lists gone
-    listing = containers.run("localhost/bookworm:test", "/bin/sh", "-c",
-                             "ls /var/log/dpkg.log /var/lib/apt/lists 2>&1; wc -c < /etc/machine-id")
-    assert "No such file" in listing and listing.strip().endswith("0")
     r = subprocess.run(["umoci", "unpack", "--image", f"{out}/oci:localhost/bookworm:test", str(tmp_path / "b")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
