@@ -254,19 +254,22 @@ class Downloader:
         *,
         offset: int = 0,
         restart: Callable[[], None] | None = None,
+        size: int | None = None,
     ) -> None:
         """One attempt: send GET, follow redirects and feed the body to sink.
 
         With offset, ask for the bytes from there on; if the server answers
         with the whole file instead, restart() is called before sink sees
-        any of it. Exceptions from sink pass through unchanged (only the
+        any of it. size, when known, tells a body cut short from a complete
+        one where the server does not say (no Content-Length, no chunks).
+        Exceptions from sink pass through unchanged (only the
         network's failures become _Retry)."""
         headers = {"Range": f"bytes={offset}-"} if offset else None
         for _ in range(MAX_REDIRECTS + 1):
             t = self._target(url)
             conn, resp = self._request(url, t, headers)
             try:
-                location = self._body(url, resp, sink, offset, restart)
+                location = self._body(url, resp, sink, offset, restart, size)
             except NotFound:
                 self._release(t, conn, resp)
                 raise
@@ -293,6 +296,7 @@ class Downloader:
         sink: Callable[[bytes], None],
         offset: int,
         restart: Callable[[], None] | None,
+        size: int | None,
     ) -> str | None:
         """Handle one response; the redirect target, or None when done."""
         status = resp.status
@@ -326,6 +330,9 @@ class Downloader:
         # EOF without complaint: a truncated body shows only here.
         if expected is not None and expected.isdigit() and got != int(expected):
             raise _Retry(f"short body: {got} of {expected} bytes")
+        if expected is None and not resp.chunked and size is not None and offset + got < size:
+            # Ended by closing the connection: as likely a break as the end.
+            raise _Retry(f"connection closed after {offset + got} of {size} bytes")
         return None
 
     @staticmethod
@@ -466,10 +473,10 @@ class Downloader:
                 # still gets it through. The bytes kept arrived intact (TCP);
                 # if the file changed meanwhile, the digest check below sends
                 # us round once more from byte 0.
-                self._stream(url, sink, offset=n, restart=restart)
+                self._stream(url, sink, offset=n, restart=restart, size=size)
             else:
                 restart()
-                self._stream(url, sink)
+                self._stream(url, sink, size=size)
 
         try:
             self._with_retries(url, attempt)

@@ -84,6 +84,23 @@ class WrongLength(Fault):
 
 
 @dataclass
+class NoLength(Fault):
+    """No Content-Length: the body ends where the server closes, here after
+    `keep` bytes (None: all of them)."""
+
+    keep: int | None = None
+
+    def respond(self, h, body):
+        code = 206 if h.range_headers else 200
+        h.send_response_only(code)
+        for k, v in [*h.range_headers, ("Connection", "close")]:
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body if self.keep is None else body[: self.keep])
+        h.abort()
+
+
+@dataclass
 class Stall(Fault):
     """Send headers (unless not headers) and `keep` bytes, then go silent
     until the client gives up (or the server stops)."""

@@ -22,6 +22,7 @@ from faulty_server import (
     FaultyServer,
     Flip,
     IgnoreRange,
+    NoLength,
     Redirect,
     Reset,
     Stall,
@@ -110,6 +111,8 @@ def test_transient_faults_are_retried(server, tmp_path, faults):
 RESUME = {
     "resumed": ([Truncate(100_000)], [None, "bytes=100000-"]),
     "resumed after a stall": ([Stall(keep=5000)], [None, "bytes=5000-"]),
+    "closed early, no length": ([NoLength(70_000)], [None, "bytes=70000-"]),
+    "no length, complete": ([NoLength()], [None]),
     "resumed twice": ([Truncate(1000), Truncate(1000)], [None, "bytes=1000-", "bytes=2000-"]),
     "range ignored": ([Truncate(1000), IgnoreRange()], [None, "bytes=1000-"]),
     "wrong range": ([Truncate(1000), WrongRange()], [None, "bytes=1000-", None]),
@@ -146,6 +149,7 @@ PERSISTENT = {
     "content-length too short": (WrongLength(-100), VerifyError, "does not match the expected"),
     "flipped byte": (Flip(3), VerifyError, "sha256"),
     "403": (Status(403), NetworkError, "HTTP 403"),
+    "closed early, no length": (NoLength(1000), NetworkError, "connection closed after 4000 of 200000 bytes"),
 }
 
 
