@@ -6,6 +6,7 @@ evidence (what was uploaded, what was mounted, what was retried)."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -80,12 +81,21 @@ def flags(reg) -> list[str]:
     return out
 
 
+@functools.cache
+def _private_mounts() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount --bind /tmp /mnt"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
 def skopeo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """skopeo with a private /var/lib (its blob-info cache), as containers.md shows."""
+    """skopeo with a private /var/lib (its blob-info cache) where the host
+    allows a mount namespace, as containers.md shows."""
     varlib = tmp_path / "skopeo-varlib"
     varlib.mkdir(exist_ok=True)
     cmd = ["skopeo", "--tmpdir", str(varlib), *args]
-    if os.geteuid() == 0 and shutil.which("unshare"):
+    if _private_mounts():
         cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                'mount --bind "$0" /var/lib && exec "$@"', str(varlib), *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
