@@ -52,7 +52,8 @@ def env(tmp_path):
     (None unsets a variable for the run)."""
     (tmp_path / "home").mkdir()
     return {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "home" / "cache"),
-            "REGISTRY_AUTH_FILE": None, "XDG_RUNTIME_DIR": None, "DOCKER_CONFIG": None, "XDG_CONFIG_HOME": None}
+            "REGISTRY_AUTH_FILE": None, "XDG_RUNTIME_DIR": None, "DOCKER_CONFIG": None, "XDG_CONFIG_HOME": None,
+            **{v: None for v in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")}}
 
 
 @dataclass
@@ -342,6 +343,25 @@ def test_packed_image_round_trip(images, env, registries, tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == digest
     assert {p.name for p in (tmp_path / "back/blobs/sha256").iterdir()} == \
         {p.name for p in (out / "oci/blobs/sha256").iterdir()}
+
+
+def test_through_an_http_proxy(images, env, registries, tmp_path):
+    """HTTP_PROXY is honoured (requests in absolute form), NO_PROXY bypasses it."""
+    reg = registries("plain")
+    p = Proxy(reg.host).start()
+    try:
+        proxied = {**env, "http_proxy": f"http://{p.host}", "no_proxy": "", "HTTP_PROXY": None, "NO_PROXY": None}
+        r = rootfs(proxied, "push", f"{images.layout}:1", f"{reg.host}/proxied/x:1", "--insecure")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == images.manifest_digest("1")
+        assert any(e.path == f"http://{reg.host}/v2/proxied/x/manifests/1" and e.status == 201 for e in p.log)
+        p.clear()
+        r = rootfs({**proxied, "no_proxy": "127.0.0.1"}, "pull", f"{reg.host}/proxied/x:1", str(tmp_path / "o"),
+                   "--insecure")
+        assert r.returncode == 0, r.stderr
+        assert p.log == []
+    finally:
+        p.stop()
 
 
 def test_tls_needs_the_ca_and_plain_http_needs_insecure(images, env, registries):

@@ -10,6 +10,7 @@ whole blob (see transfer.py).
 
 from __future__ import annotations
 
+import base64
 import errno
 import http.client
 import json
@@ -19,6 +20,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +125,24 @@ class Transport:
         key = (scheme, host, port)
         conn = conns.get(key)
         if conn is None:
-            if scheme == "https":
+            proxy = _proxy_for(scheme, host)
+            if proxy is not None:
+                # https: a CONNECT tunnel through the proxy, TLS end to end;
+                # http: requests in absolute form to the proxy (send()).
+                p = urllib.parse.urlsplit(proxy)
+                auth = {}
+                if p.username:
+                    raw = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+                    auth = {"Proxy-Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+                if scheme == "https":
+                    conn = http.client.HTTPSConnection(p.hostname, p.port or 80, timeout=self.opts.timeout,
+                                                       context=self._context(netloc), blocksize=BLOCK)
+                    conn.set_tunnel(host, port, headers=auth)
+                else:
+                    conn = http.client.HTTPConnection(p.hostname, p.port or 80, timeout=self.opts.timeout,
+                                                      blocksize=BLOCK)
+                    conn.rootfs_proxy_headers = auth  # type: ignore[attr-defined]
+            elif scheme == "https":
                 conn = http.client.HTTPSConnection(host, port, timeout=self.opts.timeout,
                                                    context=self._context(netloc), blocksize=BLOCK)
             else:
@@ -156,6 +175,10 @@ class Transport:
         path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         conn = self._conn(u.scheme, host, port, u.netloc)
         hdrs = {"User-Agent": USER_AGENT, **headers}
+        proxy_headers = getattr(conn, "rootfs_proxy_headers", None)
+        if proxy_headers is not None:
+            path = url  # absolute form, for the proxy
+            hdrs.update(proxy_headers)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             resp = conn.getresponse()
@@ -191,6 +214,16 @@ class Transport:
             self.drop(url)  # a sink refused the body half-way: the connection is mid-response
             raise
         return Response(resp.status, resp.headers, data, url)
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """HTTP(S)_PROXY from the environment, unless NO_PROXY names the host."""
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    return proxy
 
 
 def cert_dirs(explicit: Path | None, netloc: str) -> list[Path]:
