@@ -402,3 +402,56 @@ def test_gpg_detached_binary_signature(tmp_path, gpg_key, other_gpg_key):
         verify_detached(b"hello!\n", (tmp_path / "sig").read_bytes(), gpg_key.keyring)
     with pytest.raises(VerifyError, match="not in the keyring"):
         verify_detached(b"hello\n", (tmp_path / "sig").read_bytes(), other_gpg_key.keyring)
+
+
+# -- the Release parser and the repository builder itself -----------------------
+
+
+def test_release_parser_and_checks():
+    from rootfs.deb.release import check_release, index_candidates, parse_release
+    from rootfs.errors import VerifyError
+
+    text = (
+        "Origin: X\nSuite: oldstable\nCodename: bookworm\nDate: Sat, 11 Jul 2026 10:16:37 UTC\n"
+        "Acquire-By-Hash: yes\nNo-Support-for-Architecture-all: Packages\nArchitectures: all amd64\n"
+        "Components: main contrib\nMD5Sum:\n 0123 10 main/binary-amd64/Packages.xz\nSHA256:\n"
+        f" {'a' * 64} 10 main/binary-amd64/Packages.xz\n {'b' * 64} 30 main/binary-amd64/Packages\n"
+        f" {'c' * 64} 12 main/binary-amd64/Packages.gz\n"
+    )
+    rel = parse_release(text)
+    assert (rel.suite, rel.codename, rel.acquire_by_hash, rel.no_arch_all_packages) == ("oldstable", "bookworm", True, True)
+    assert rel.components == ("main", "contrib") and rel.architectures == ("all", "amd64")
+    assert [f.path for f in index_candidates(rel, "main", "amd64")] == [
+        "main/binary-amd64/Packages.xz", "main/binary-amd64/Packages.gz", "main/binary-amd64/Packages"
+    ]
+    assert rel.files["main/binary-amd64/Packages.xz"].sha256 == "a" * 64  # SHA256, not MD5Sum
+    check_release(rel, "bookworm", check_valid_until=True)
+    check_release(rel, "oldstable", check_valid_until=True)
+    with pytest.raises(VerifyError, match="not trixie"):
+        check_release(rel, "trixie", check_valid_until=True)
+    with pytest.raises(VerifyError, match="malformed SHA256"):
+        parse_release("Suite: x\nSHA256:\n abc main/Packages\n")
+    with pytest.raises(VerifyError, match="no SHA256"):
+        check_release(parse_release("Suite: x\nMD5Sum:\n 00 1 main/binary-amd64/Packages\n"), "x", check_valid_until=True)
+
+
+def test_debrepo_builds_what_it_is_asked_for(tmp_path):
+    import subprocess
+
+    from debrepo import Dir, File, Symlink, build_deb
+
+    pkg = Pkg("thing", version="1:2.0-1", priority="required", essential=True, depends="libc6",
+              files={"etc/thing.conf": b"x=1\n", "usr/bin/thing": File(b"#!/bin/sh\n", 0o755),
+                     "usr/lib/link": Symlink("../bin/thing"), "var/spool/thing": Dir(0o1777)},
+              scripts={"postinst": "#!/bin/sh\nexit 0\n"}, conffiles=["/etc/thing.conf"], compression="zstd")
+    deb = build_deb(pkg, tmp_path)
+    assert deb.name == "thing_2.0-1_amd64.deb"
+    assert subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True).stdout.split() == [
+        "debian-binary", "control.tar.zst", "data.tar.zst"
+    ]
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "-rwxr-xr-x root/root        10 " in listing and "./usr/bin/thing" in listing
+    assert "drwxrwxrwt root/root" in listing and "./usr/lib/link -> ../bin/thing" in listing
+    info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "Essential: yes" in info and "Version: 1:2.0-1" in info and "Depends: libc6" in info
+    assert "postinst" in info and "conffiles" in info
