@@ -197,3 +197,15 @@ def test_rpm_packages_from_the_layer(tmp_path):
     assert pkgs["format"] == "rpm"
     assert [(p["name"], p["version"], p["architecture"]) for p in pkgs["packages"]] == \
         [("rootfs-inspect-test", "1.2-3", "noarch")]
+
+
+def test_image_without_a_package_database(images, tmp_path):
+    img = tmp_path / "img"
+    layer = images.layout.parent / "extra.tar"
+    for args in (["init", "--layout", str(img)], ["new", "--image", f"{img}:e"],
+                 ["raw", "add-layer", "--image", f"{img}:e", "--tag", "x", str(layer)]):
+        subprocess.run(["umoci", *args], check=True, capture_output=True)
+    info = json.loads(rootfs("inspect", f"{img}:x", "--format", "json").stdout)
+    assert info["packages"]["format"] is None and info["packages"]["packages"] == []
+    assert "no package database" in info["packages"]["note"]
+    assert "Packages:      unknown (" in rootfs("inspect", f"{img}:x").stdout
