@@ -81,12 +81,30 @@ def _gpgv(tmp: Path, keyring: str | Path, args: list[str], what: str) -> None:
     raise VerifyError(f"{what} failed signature verification against {keyring}")
 
 
+_SIGNED = b"-----BEGIN PGP SIGNED MESSAGE-----"
+_SIG_BEGIN = b"-----BEGIN PGP SIGNATURE-----"
+_SIG_END = b"-----END PGP SIGNATURE-----"
+
+
+def _check_clearsigned_shape(data: bytes, what: str) -> None:
+    """Exactly one signed message and nothing around it, as apt insists:
+    gpgv accepts text outside the message (and several messages), which
+    a careless reader could take for signed content."""
+    if _SIGNED not in data:
+        raise VerifyError(f"{what} is not a clearsigned message")
+    if data.count(_SIGNED) != 1 or data.count(_SIG_BEGIN) != 1 or data.count(_SIG_END) != 1:
+        raise VerifyError(f"{what} holds more than one signed message")
+    start = data.index(_SIGNED)
+    end = data.index(_SIG_END) + len(_SIG_END)
+    if data[:start].strip() or data[end:].strip():
+        raise VerifyError(f"{what} has text outside its signed message")
+
+
 def verify_clearsigned(data: bytes, keyring: str | Path, what: str = "the signed file") -> bytes:
     """The signed text of a clearsigned message, after checking it against
     keyring; VerifyError when it is unsigned, badly signed or signed by
     another key."""
-    if not data.lstrip().startswith(b"-----BEGIN PGP SIGNED MESSAGE-----"):
-        raise VerifyError(f"{what} is not a clearsigned message")
+    _check_clearsigned_shape(data, what)
     with tempfile.TemporaryDirectory(prefix="rootfs-gpg.") as t:
         tmp = Path(t)
         src = tmp / "signed"
