@@ -413,3 +413,21 @@ def test_appliance_contents(appliance, fx_repo):
         f = appliance / "packages" / p["url"].rsplit("/", 1)[1]
         assert f.stat().st_size == p["size"]
         assert f.read_bytes() == (fx_repo / "Packages" / f.name).read_bytes()
+
+
+def test_payload_digest_checked(built, tmp_path):
+    """A package changed before the repository was made matches its
+    sha256 in primary.xml; the header's payload digest still catches it."""
+    bad = tmp_path / "src"
+    bad.mkdir()
+    for r in built.fx:
+        shutil.copy2(r, bad / r.name)
+    victim = next(bad.glob("fx-setup-*.rpm"))
+    data = bytearray(victim.read_bytes())
+    data[-10] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    repo = rpmrepo.make_repo(tmp_path / "repo", sorted(bad.iterdir()))
+    out = tmp_path / "appl"
+    p = rootfs("prepare", "--repo", repo.as_uri(), "--cache-dir", tmp_path / "c", "fx-libc", "-o", out)
+    assert p.returncode == 4 and "fx-setup" in p.stderr and "payload does not match" in p.stderr, p.stderr
+    assert not out.exists()

@@ -201,7 +201,9 @@ def test_rich_if_and_with(tmp_path):
     def pkg(name, requires=(), provides=(), conflicts=()):
         prov = (Dep(name, EQUAL, EVR("0", "1", "1")),) + tuple(Dep(p) for p in provides)
         return Package(name, "0", "1", "1", "noarch", f"{name}.rpm", "", "sha256", "0" * 64, 1,
-                       provides=prov, requires=tuple(Dep(r) for r in requires), conflicts=tuple(Dep(c) for c in conflicts))
+                       provide_names=tuple(d.name for d in prov),
+                       raw_deps={"provides": prov, "requires": tuple(Dep(r) for r in requires),
+                                 "conflicts": tuple(Dep(c) for c in conflicts)})
 
     pool = [pkg("app", ["(plugin-x if x else plugin-none)"]), pkg("x"), pkg("plugin-x"), pkg("plugin-none"),
             pkg("lib", ["(impl with fast)"]), pkg("slow", provides=["impl"]), pkg("turbo", provides=["impl", "fast"])]

@@ -8,14 +8,15 @@ tree the resolver evaluates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rootfs.errors import ResolveError
 from rootfs.rpm.version import EVR, OPERATORS, op_text, parse_evr
 
 
-@dataclass(frozen=True, slots=True)
-class Dep:
+class Dep(NamedTuple):
+    # A tuple, not a dataclass: a distribution's primary.xml holds millions
+    # of these, and a tuple is several times cheaper to make.
     name: str
     flags: int = 0  # LESS/GREATER/EQUAL bits only
     evr: EVR | None = None

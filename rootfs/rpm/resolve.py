@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from rootfs.backend import ResolveOptions
 from rootfs.errors import ResolveError, UsageError, VerifyError
@@ -85,7 +85,3 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         source_date_epoch=epoch,
         extra={"requested": requests_of(recipe), "weak_deps": recipe.weak_deps},
     )
-
-
-def package_set(lock: Lock) -> Iterable[str]:
-    return lock.package_lines()

@@ -17,7 +17,7 @@ the same set.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from functools import cmp_to_key
 
 from rootfs.errors import ResolveError
@@ -51,16 +51,16 @@ class Pool:
             seen.add(nevra)
             self.packages.append(p)
         self.by_name: dict[str, list[Package]] = {}
-        self.provides: dict[str, list[tuple[Package, Dep]]] = {}
+        self.provides: dict[str, list[Package]] = {}
         self.files: dict[str, list[Package]] = {}
         for p in self.packages:
             self.by_name.setdefault(p.name, []).append(p)
-            self_provided = False
-            for d in p.provides:
-                self.provides.setdefault(d.name, []).append((p, d))
-                self_provided = self_provided or d.name == p.name
-            if not self_provided:
-                self.provides.setdefault(p.name, []).append((p, Dep(p.name, EQUAL, p.evr)))
+            for n in p.provide_names:
+                lst = self.provides.setdefault(n, [])
+                if not lst or lst[-1] is not p:
+                    lst.append(p)
+            if p.name not in p.provide_names:
+                self.provides.setdefault(p.name, []).append(p)
             for f in p.files:
                 self.files.setdefault(f, []).append(p)
         for versions in self.by_name.values():
@@ -77,11 +77,11 @@ class Pool:
         self._filelists_loaded = True
         wanted = {also}
         for p in self.packages:
-            for d in p.requires:
-                if d.name.startswith("/"):
-                    wanted.add(d.name)
-                elif d.is_rich:
-                    wanted.update(a.name for a in atoms(parse_rich(d.name)) if a.name.startswith("/"))
+            for name in p.file_requires():
+                if name.startswith("/"):
+                    wanted.add(name)
+                else:
+                    wanted.update(a.name for a in atoms(parse_rich(name)) if a.name.startswith("/"))
         by_id: dict[str, list[Package]] = {}
         for p in self.packages:
             by_id.setdefault(p.pkgid, []).append(p)
@@ -92,10 +92,7 @@ class Pool:
                     self.files.setdefault(path, []).append(p)
 
     def whatprovides(self, dep: Dep) -> list[Package]:
-        out: list[Package] = []
-        for p, prov in self.provides.get(dep.name, ()):
-            if ranges_overlap(dep.flags, dep.evr, prov.flags, prov.evr):
-                out.append(p)
+        out: list[Package] = [p for p in self.provides.get(dep.name, ()) if self.matching_provide(p, dep) is not None]
         if dep.name.startswith("/") and not dep.flags:
             owners = self.files.get(dep.name)
             if not owners and not out and not self._filelists_loaded:
@@ -104,7 +101,15 @@ class Pool:
             out.extend(owners or ())
         return list(dict.fromkeys(out))
 
-    def matching_provide(self, p: Package, dep: Dep) -> Dep | None:
+    @staticmethod
+    def matching_provide(p: Package, dep: Dep) -> Dep | None:
+        """The Provides entry of p that meets dep (rpm's implicit
+        `name = evr` included), or None."""
+        if dep.name not in p.provide_names:
+            if dep.name == p.name:
+                own = Dep(p.name, EQUAL, p.evr)
+                return own if ranges_overlap(dep.flags, dep.evr, own.flags, own.evr) else None
+            return None
         for prov in p.provides:
             if prov.name == dep.name and ranges_overlap(dep.flags, dep.evr, prov.flags, prov.evr):
                 return prov
@@ -412,10 +417,3 @@ def resolve_packages(packages: Iterable[Package], arch: str, requests: Iterable[
                      filelists: FilelistsLoader | None = None) -> list[Package]:
     pool = Pool(packages, arch, exclude=exclude, filelists=filelists)
     return Resolver(pool, weak_deps=weak_deps).resolve(requests)
-
-
-def iter_requests(specs: Iterable[str]) -> Iterator[str]:
-    for s in specs:
-        s = s.strip()
-        if s:
-            yield s
