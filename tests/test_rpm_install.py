@@ -431,3 +431,17 @@ def test_payload_digest_checked(built, tmp_path):
     p = rootfs("prepare", "--repo", repo.as_uri(), "--cache-dir", tmp_path / "c", "fx-libc", "-o", out)
     assert p.returncode == 4 and "fx-setup" in p.stderr and "payload does not match" in p.stderr, p.stderr
     assert not out.exists()
+
+
+def test_make_with_an_rpm_recipe(fx_repo, tmp_path, cache_dir):
+    recipe = tmp_path / "fx.toml"
+    recipe.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n'
+                      f'repos = ["{fx_repo.as_uri()}"]\npackages = ["fx-oldtool"]\n')
+    out = tmp_path / "fx.tar"
+    p = rootfs("make", recipe, "-f", "tar", "--mode", "extract", "--cache-dir", cache_dir, "--no-sbom", "-o", out)
+    assert p.returncode == 0, p.stderr
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+        assert "./usr/bin/fx-newtool" in names and "./bin" in names
+        assert t.getmember("./usr/bin/fx-oldtool").linkname == "fx-newtool"  # the obsoleting package's
+        assert "./etc/passwd" in names

@@ -198,12 +198,13 @@ def test_rich_if_and_with(tmp_path):
     from rootfs.rpm.resolver import resolve_packages
     from rootfs.rpm.version import EQUAL, EVR
 
-    def pkg(name, requires=(), provides=(), conflicts=()):
+    def pkg(name, requires=(), provides=(), conflicts=(), supplements=()):
         prov = (Dep(name, EQUAL, EVR("0", "1", "1")),) + tuple(Dep(p) for p in provides)
         return Package(name, "0", "1", "1", "noarch", f"{name}.rpm", "", "sha256", "0" * 64, 1,
                        provide_names=tuple(d.name for d in prov),
                        raw_deps={"provides": prov, "requires": tuple(Dep(r) for r in requires),
-                                 "conflicts": tuple(Dep(c) for c in conflicts)})
+                                 "conflicts": tuple(Dep(c) for c in conflicts),
+                                 "supplements": tuple(Dep(s) for s in supplements)})
 
     pool = [pkg("app", ["(plugin-x if x else plugin-none)"]), pkg("x"), pkg("plugin-x"), pkg("plugin-none"),
             pkg("lib", ["(impl with fast)"]), pkg("slow", provides=["impl"]), pkg("turbo", provides=["impl", "fast"])]
@@ -211,6 +212,12 @@ def test_rich_if_and_with(tmp_path):
     assert names(["app"]) == ["app", "plugin-none"]
     assert names(["x", "app"]) == ["app", "plugin-x", "x"]
     assert names(["lib"]) == ["lib", "turbo"]
+    # Supplements pull a package in only with weak deps, and only when true.
+    pool.append(pkg("lang-x", supplements=["(x and app)"]))
+    assert names(["app", "x"]) == ["app", "plugin-x", "x"]
+    weak = lambda req: [p.name for p in resolve_packages(pool, "x86_64", req, weak_deps=True)]  # noqa: E731
+    assert weak(["app", "x"]) == ["app", "lang-x", "plugin-x", "x"]
+    assert weak(["app"]) == ["app", "plugin-none"]
     with pytest.raises(ResolveError, match="no package provides"):
         names(["nothing-here"])
 
