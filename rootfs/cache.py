@@ -24,6 +24,7 @@ mtime stays the time of download.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -112,10 +113,38 @@ class Cache:
                     yield Entry(d / name, name, st.st_size, st.st_atime)
 
     def parts(self) -> Iterator[Path]:
-        """Temporary files of downloads; stray unless a run holds the lock."""
+        """Temporary files of downloads, finished or not."""
         for d, name in self._walk():
             if name.endswith(".part"):
                 yield d / name
+
+    def sweep_parts(self, min_age: float = 60.0) -> int:
+        """Remove the .part files whose writer is gone; how many.
+
+        A writer holds an flock on its .part until it has renamed it
+        (rootfs.fetch.Downloader.download), so an unlocked one is debris.
+        min_age covers the instant between the file's creation and its
+        lock."""
+        removed = 0
+        now = time.time()
+        for p in self.parts():
+            try:
+                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if now - os.fstat(fd).st_mtime < min_age:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live download
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
+                    removed += 1
+            finally:
+                os.close(fd)
+        return removed
 
     def _walk(self) -> Iterator[tuple[Path, str]]:
         try:

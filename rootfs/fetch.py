@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import fcntl
 import hashlib
 import http.client
 import os
@@ -415,6 +416,9 @@ class Downloader:
             raise _output_error(dest, exc) from None
         try:
             with os.fdopen(fd, "wb") as f:
+                # Held until the file has its final name: an unlocked .part
+                # is one whose writer died (rootfs.cache.Cache.sweep_parts).
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 for pass_no in range(2):
                     try:
                         self._fill(url, f, dest, size, sha256, progress)
@@ -422,12 +426,13 @@ class Downloader:
                     except _Mismatch as exc:
                         if pass_no == 1:
                             raise VerifyError(str(exc)) from None
+                f.flush()
                 # Cache entries are read by other users' builds too.
-                os.fchmod(f.fileno(), 0o644)
-            # No fsync: after a crash a damaged entry fails its check on
-            # lookup and is fetched again, which is cheaper than syncing
-            # every package of every build.
-            os.rename(tmpname, dest)
+                os.fchmod(fd, 0o644)
+                # No fsync: after a crash a damaged entry fails its check on
+                # lookup and is fetched again, which is cheaper than syncing
+                # every package of every build.
+                os.rename(tmpname, dest)
         except OSError as exc:
             raise _output_error(dest, exc) from None
         finally:
@@ -589,6 +594,9 @@ def fetch_packages(
     paths: dict[str, Path] = {}
     if unique:
         with cache_lock(cache.root, shared=True):
+            # Runs killed mid-download (cron timeouts, OOM) would otherwise
+            # leave their .part files until the next prune.
+            cache.sweep_parts()
             with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(unique)))) as pool:
                 futures = [(p, pool.submit(one, p)) for p in unique]
                 error: BaseException | None = None

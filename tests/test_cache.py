@@ -3,16 +3,19 @@ request, and a full disk ends in one clear OutputError with no debris."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from faulty_server import FaultyServer
+from faulty_server import FaultyServer, Stall
 from test_fetch_faults import assert_clean, blob, fast, package, path_of
 from typer.testing import CliRunner
 
@@ -242,3 +245,57 @@ def test_read_only_cache_serves_hits(server, tmp_path, read_only):
     # A miss still needs a writable cache, and says so.
     with pytest.raises(OutputError, match="cannot create cache directory|cannot write"):
         fetch_packages(pkgs, cache, fast())
+
+
+# -- debris of killed runs ------------------------------------------------------------
+
+KILLED_FETCH = r"""
+import json, sys
+from pathlib import Path
+from rootfs.fetch import Cache, Downloader, fetch_packages
+from rootfs.lock import LockedPackage
+
+p = LockedPackage(**json.loads(sys.argv[2]))
+fetch_packages([p], Cache(Path(sys.argv[1])), Downloader(timeout=60))
+"""
+
+PART_HOLDER = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_parts_of_killed_runs_are_swept_and_live_ones_kept(server, tmp_path):
+    p = package(server, "p", blob(200_000, 7))
+    server.script(path_of(p), Stall(keep=50_000))
+    cache = Cache(tmp_path / "cache")
+    run = subprocess.Popen([sys.executable, "-c", KILLED_FETCH, str(cache.root), json.dumps(dataclasses.asdict(p))])
+    try:
+        deadline = time.monotonic() + 30
+        while not list(cache.parts()) and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.02)
+        [killed] = list(cache.parts())
+    finally:
+        run.kill()
+        run.wait()
+    # A second .part, as old, whose writer is still alive.
+    live = killed.with_name(".live.abc.part")
+    live.write_bytes(b"in progress")
+    fresh = killed.with_name(".fresh.abc.part")
+    fresh.write_bytes(b"just created")
+    old = time.time() - 600
+    for f in (killed, live):
+        os.utime(f, (old, old))
+    holder = subprocess.Popen([sys.executable, "-c", PART_HOLDER, str(live)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        files = fetch_packages([p], cache, fast())
+        assert files[p.key].read_bytes() == blob(200_000, 7)
+        assert sorted(f.name for f in cache.parts()) == [".fresh.abc.part", ".live.abc.part"]
+    finally:
+        holder.stdin.close()
+        holder.wait()
