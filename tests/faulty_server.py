@@ -11,6 +11,7 @@ the client really did. A CountingProxy forwards plain-HTTP proxy requests.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import http.server
 import select
@@ -21,6 +22,10 @@ import threading
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
+
+from rootfs.cache import sha256_file
+from rootfs.fetch import Cache, Downloader
+from rootfs.lock import LockedPackage
 
 
 class Fault:
@@ -427,3 +432,37 @@ class CountingProxy:
     def stop(self) -> None:
         self._srv.shutdown()
         self._srv.server_close()
+
+
+# -- helpers for the fetch and cache tests ------------------------------------
+
+
+def blob(n: int, seed: int) -> bytes:
+    """n bytes that differ by seed, the same on every run."""
+    return (hashlib.sha256(str(seed).encode()).digest() * (n // 32 + 1))[:n]
+
+
+def package(server: FaultyServer, name: str, data: bytes) -> LockedPackage:
+    url = server.add(f"/pool/{name}_1_all.deb", data)
+    return LockedPackage(name, "1", "all", url, len(data), hashlib.sha256(data).hexdigest())
+
+
+def path_of(p: LockedPackage) -> str:
+    return "/" + p.url.split("/", 3)[3]
+
+
+def fast(**kw) -> Downloader:
+    """A Downloader that gives up quickly: tests wait for no real backoff."""
+    kw = {"timeout": 1, "backoff": 0.01, "retries": 3, **kw}
+    return Downloader(**kw)
+
+
+def assert_clean(cache: Cache) -> int:
+    """No .part files, and every entry holds what its name says; the count."""
+    n = 0
+    for f in cache.root.rglob("*"):
+        assert not f.name.endswith(".part"), f"leftover {f}"
+        if f.is_file() and f.parent.parent == cache.objects:
+            assert sha256_file(f) == f.name, f"cache entry {f} has the wrong content"
+            n += 1
+    return n

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from faulty_server import FaultyServer, Stall
-from test_fetch_faults import assert_clean, blob, fast, package, path_of
+from faulty_server import FaultyServer, Stall, assert_clean, blob, fast, package, path_of
 from typer.testing import CliRunner
 
 from rootfs.cache import cache_info, prune
 from rootfs.cli import app
 from rootfs.errors import OutputError, UsageError
-from rootfs.fetch import Cache, Downloader, default_cache_dir, fetch_packages
+from rootfs.fetch import Cache, default_cache_dir, fetch_packages
 from rootfs.lock import Lock, LockedPackage
 
 DAY = 86400
@@ -194,7 +193,7 @@ def test_cli_info_and_prune(tmp_path):
 
     r = runner.invoke(app, ["cache", "info", "--cache-dir", str(cache.root)])
     assert r.exit_code == 0, r.output
-    assert f"5 entries" in r.output and f"({cache_info(cache).bytes} bytes)" in r.output
+    assert "5 entries" in r.output and f"({cache_info(cache).bytes} bytes)" in r.output
     assert "1 unfinished downloads" in r.output
 
     r = runner.invoke(app, ["cache", "prune", "--cache-dir", str(cache.root), "--max-age", "30",

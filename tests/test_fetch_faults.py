@@ -12,7 +12,6 @@ import hashlib
 import os
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 from faulty_server import (
@@ -30,9 +29,13 @@ from faulty_server import (
     Truncate,
     WrongLength,
     WrongRange,
+    assert_clean,
+    blob,
+    fast,
+    package,
+    path_of,
 )
 
-from rootfs.cache import sha256_file
 from rootfs.errors import NetworkError, VerifyError
 from rootfs.fetch import Cache, Downloader, NotFound, fetch_packages
 from rootfs.lock import LockedPackage
@@ -43,35 +46,6 @@ def server():
     s = FaultyServer()
     yield s
     s.stop()
-
-
-def blob(n: int, seed: int) -> bytes:
-    return (hashlib.sha256(str(seed).encode()).digest() * (n // 32 + 1))[:n]
-
-
-def package(server: FaultyServer, name: str, data: bytes) -> LockedPackage:
-    url = server.add(f"/pool/{name}_1_all.deb", data)
-    return LockedPackage(name, "1", "all", url, len(data), hashlib.sha256(data).hexdigest())
-
-
-def path_of(p: LockedPackage) -> str:
-    return "/" + p.url.split("/", 3)[3]
-
-
-def fast(**kw) -> Downloader:
-    kw = {"timeout": 1, "backoff": 0.01, "retries": 3, **kw}
-    return Downloader(**kw)
-
-
-def assert_clean(cache: Cache) -> int:
-    """No .part files, and every entry holds what its name says; the count."""
-    n = 0
-    for f in cache.root.rglob("*"):
-        assert not f.name.endswith(".part"), f"leftover {f}"
-        if f.is_file() and f.parent.parent == cache.objects:
-            assert sha256_file(f) == f.name, f"cache entry {f} has the wrong content"
-            n += 1
-    return n
 
 
 # -- faults that retries get through ----------------------------------------

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_fetch_faults import assert_clean
+from faulty_server import assert_clean
 from typer.testing import CliRunner
 
 from rootfs.cli import app
