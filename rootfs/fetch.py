@@ -302,8 +302,7 @@ class Downloader:
         """Handle one response; the redirect target, or None when done."""
         status = resp.status
         if status in (404, 410) or status in (301, 302, 303, 307, 308):
-            # Small bodies: read them so the connection can be reused.
-            self._read(resp, lambda _chunk: None)
+            self._drain(resp)
             if status in (404, 410):
                 raise NotFound(url)
             location = resp.getheader("Location")
@@ -335,6 +334,19 @@ class Downloader:
             # Ended by closing the connection: as likely a break as the end.
             raise _Retry(f"connection closed after {offset + got} of {size} bytes")
         return None
+
+    @staticmethod
+    def _drain(resp: http.client.HTTPResponse, limit: int = 1 << 16) -> None:
+        """Read a small redirect or 404 body so the connection can be
+        reused; leave a large or broken one (the connection is then closed
+        instead, see _release)."""
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            while limit > 0:
+                chunk = resp.read1(min(limit, CHUNK))
+                if not chunk:
+                    resp.read()
+                    return
+                limit -= len(chunk)
 
     @staticmethod
     def _read(resp: http.client.HTTPResponse, sink: Callable[[bytes], None]) -> int:

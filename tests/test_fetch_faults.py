@@ -173,7 +173,18 @@ def test_404_is_not_retried(server, tmp_path):
     assert d.get_optional(server.url + "/dists/x/InRelease") is None
     assert server.requests("/pool/gone.deb") == 1
     assert server.requests("/dists/x/InRelease") == 1
+    assert server.connections == 1  # a 404 leaves the connection usable
     assert os.listdir(tmp_path) == []
+
+
+def test_endless_404_body_is_not_read_to_the_end(server):
+    server.always("/huge404", Status(404, b"x" * (4 << 20)))
+    server.add("/after", b"next")
+    d = fast()
+    assert d.get_optional(server.url + "/huge404") is None
+    assert d.get_bytes(server.url + "/after") == b"next"
+    # The connection with megabytes left unread was not reused.
+    assert server.connections == 2
 
 
 def test_404_in_a_lock_says_to_resolve_again(server, tmp_path):
