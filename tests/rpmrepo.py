@@ -545,6 +545,27 @@ ln -s sub/numbers $d/link
 /usr/share/%{fx_name}
 """
 
+# Device nodes, as %dev makes them (no mknod at build time).
+DEV_SPEC = r"""Name:      fx-devnodes
+Version:   1.0
+Release:   1
+Summary:   Fixture: device nodes
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+
+%description
+A character and a block device.
+
+%install
+mkdir -p %{buildroot}/dev
+
+%files
+%dir /dev
+%dev(c,1,3) %attr(0666,root,root) /dev/fx-null
+%dev(b,7,0) %attr(0660,root,root) /dev/fx-loop0
+"""
+
 # A shell that runs on this host: the host's dash with its loader and libc,
 # so scriptlets have an interpreter inside a test root.
 HOSTSH_SPEC = r"""Name:      fx-hostsh
@@ -725,6 +746,7 @@ class Built:
     payloads: dict[str, Path] = field(default_factory=dict)  # fx-lzma, fx-plain, ...
     scripted: list[Path] = field(default_factory=list)  # fx-hostsh + fx-scripted
     evil: list[Path] = field(default_factory=list)  # fx-evil-link + fx-evil-file
+    devnodes: Path | None = None  # fx-devnodes
     evil_target: str = ""  # the host directory fx-evil-link points at
 
 
@@ -741,6 +763,8 @@ def build_all(out: Path) -> Built:
         for name, payload in PAYLOAD_BUILDS.items():
             rpmbuild(_PAYLOAD_SPEC, name, payload, "", {"fx_name": name}, pl, work)
         built.payloads = {p.name.split("-1.0-")[0]: p for p in sorted(pl.rglob("*.rpm"))}
+        rpmbuild(DEV_SPEC, "fx-devnodes", "w9.gzdio", "", {}, out / "dev", work)
+        built.devnodes = next((out / "dev").rglob("*.rpm"))
         sc = out / "scripted"
         rpmbuild(HOSTSH_SPEC, "fx-hostsh", "w9.gzdio", "x86_64", {}, sc, work)
         rpmbuild(SCRIPTED_SPEC, "fx-scripted", "w9.gzdio", "x86_64", {}, sc, work)

@@ -445,3 +445,21 @@ def test_make_with_an_rpm_recipe(fx_repo, tmp_path, cache_dir):
         assert "./usr/bin/fx-newtool" in names and "./bin" in names
         assert t.getmember("./usr/bin/fx-oldtool").linkname == "fx-newtool"  # the obsoleting package's
         assert "./etc/passwd" in names
+
+
+def test_device_nodes(built, tmp_path):
+    lock, files = lock_for([built.devnodes])
+    root = tmp_path / "root"
+    root.mkdir()
+    record = AttrRecord()
+    install(lock, files, root, InstallOptions(mode="extract", attrs=record))
+    null = record.get("dev/fx-null")
+    assert null.mode == stat.S_IFCHR | 0o666 and null.rdev == os.makedev(1, 3)
+    assert record.get("dev/fx-loop0").rdev == os.makedev(7, 0)
+    if os.geteuid() == 0:
+        root2 = tmp_path / "root2"
+        root2.mkdir()
+        install(lock, files, root2, InstallOptions(mode="root"))
+        st = (root2 / "dev/fx-null").lstat()
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3) and stat.S_IMODE(st.st_mode) == 0o666
+        assert stat.S_ISBLK((root2 / "dev/fx-loop0").lstat().st_mode)

@@ -109,7 +109,7 @@ def open_payload(rpm: RpmFile) -> BinaryIO:
             return lzma.LZMAFile(f, format=lzma.FORMAT_XZ)  # type: ignore[return-value]
         if head[:4] == b"\x28\xb5\x2f\xfd":
             return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=True)  # type: ignore[return-value]
-        if head[:5] in (NEWC[:5],) or head == STRIPPED:
+        if head[:5] == b"07070":  # newc, crc or stripped cpio: not compressed
             return f
         if comp == "lzma" or head[:1] == b"\x5d":
             return lzma.LZMAFile(f, format=lzma.FORMAT_ALONE)  # type: ignore[return-value]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +77,7 @@ class Unpacker:
     root: Path
     as_root: bool
     attrs: AttrRecord | None
-    log: callable = lambda msg: None  # type: ignore[valid-type]
+    log: Callable[[str], None] = lambda msg: None
     accounts: Accounts = field(init=False)
     # Directories get their final mode and mtime after every package is in:
     # a 0555 /proc must not stop a later package from writing below it.
@@ -221,7 +222,7 @@ class Unpacker:
         host = os.path.join(parent, name)
         self._clear(host)
         if self.as_root:
-            os.mknod(host, e.mode, e.rdev)
+            os.mknod(host, e.mode, _rdev(e.rdev))
         elif stat.S_ISFIFO(e.mode):
             os.mkfifo(host, 0o600)
         else:
@@ -255,7 +256,8 @@ class Unpacker:
         elif not is_link:
             os.chmod(host, perm | 0o600)
         if self.attrs is not None:
-            self.attrs.set(relative_to_root(self.root, host), Attr(e.mode, uid, gid, e.rdev if not is_link else 0, xattrs))
+            rdev = _rdev(e.rdev) if stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode) else 0
+            self.attrs.set(relative_to_root(self.root, host), Attr(e.mode, uid, gid, rdev, xattrs))
         os.utime(host, (e.mtime, e.mtime), follow_symlinks=False)
 
     def finish(self) -> None:
@@ -273,3 +275,8 @@ class Unpacker:
             if self.attrs is not None:
                 self.attrs.set(relative_to_root(self.root, host), Attr(stat.S_IFDIR | perm, uid, gid))
             os.utime(host, (e.mtime, e.mtime), follow_symlinks=False)
+
+
+def _rdev(value: int) -> int:
+    """FILERDEVS holds the old 16-bit device number: major << 8 | minor."""
+    return os.makedev((value >> 8) & 0xFF, value & 0xFF)
