@@ -67,14 +67,13 @@ def variant_request(index: Index, variant: str, include=(), exclude=()) -> Reque
         roots = index.with_field("Priority", "required") + index.with_field("Priority", "important")
     else:
         raise ResolveError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
-    never: set[str] = set()
-    # Where the archive has usr-is-merged (bookworm and later), the root is
-    # set up merged (or flagged as deliberately unmerged) at install time, so
-    # the live-migration package usrmerge (which drags in perl) is never
-    # wanted; debootstrap's work_out_debs does the same.
-    if "usr-is-merged" in index and index.packages("usr-is-merged"):
-        roots.append("usr-is-merged")
-        never.add("usrmerge")
+    # The root is set up merged-/usr (or flagged as deliberately unmerged)
+    # at install time, so the live-migration package usrmerge, which drags in
+    # perl, is never wanted as a dependency (debootstrap's
+    # EXCLUDE_DEPENDENCY). bookworm's "usrmerge | usr-is-merged" then falls
+    # through to usr-is-merged, which debootstrap has to add by name because
+    # it only ever looks at first alternatives.
+    never = {"usrmerge"}
     ex = frozenset(exclude)
     wanted = sorted((set(roots) | set(include)) - ex)
     return Request(tuple(wanted), ex, frozenset(never))
