@@ -457,3 +457,13 @@ def test_debrepo_builds_what_it_is_asked_for(tmp_path):
     info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
     assert "Essential: yes" in info and "Version: 1:2.0-1" in info and "Depends: libc6" in info
     assert "postinst" in info and "conffiles" in info
+
+
+def test_file_url_mirror(tmp_path, signed_repo):
+    recipe = write_recipe(tmp_path, signed_repo)
+    code, out = run(str(recipe), "--mirror", f"file://{signed_repo.path}")
+    assert code == 0, out
+    assert "dash 0.5.12-2 amd64" in out
+    code, out = run(str(recipe), "--mirror", f"file://{tmp_path}/nowhere")
+    assert code == 3, out
+    assert "has no suite stable" in out
