@@ -463,3 +463,23 @@ def test_device_nodes(built, tmp_path):
         st = (root2 / "dev/fx-null").lstat()
         assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3) and stat.S_IMODE(st.st_mode) == 0o666
         assert stat.S_ISBLK((root2 / "dev/fx-loop0").lstat().st_mode)
+
+
+def test_paths_through_the_roots_own_symlinks(built, tmp_path):
+    """fx-oldtool ships /bin/fx-oldtool; fx-filesystem made /bin a symlink
+    to usr/bin, so the file lands in /usr/bin and /bin stays a symlink."""
+    pick = [p for p in built.fx if p.name.startswith(("fx-setup-", "fx-filesystem-", "fx-oldtool-", "fx-bash-"))
+            or p.name.startswith("fx-libc-2.36-9.fx1.x86_64")]
+    lock, files = lock_for(pick)
+    root = tmp_path / "root"
+    root.mkdir()
+    record = AttrRecord()
+    install(lock, files, root, InstallOptions(mode="extract", attrs=record))
+    assert os.readlink(root / "bin") == "usr/bin"
+    assert (root / "usr/bin/fx-oldtool").read_text() == '#!/bin/sh\necho "fx-oldtool 1.0"\n'
+    assert record.get("usr/bin/fx-oldtool").mode == stat.S_IFREG | 0o755
+    assert "bin/fx-oldtool" not in record
+    # Directory modes come out exact in the record, and usable on disk.
+    assert record.get("proc").mode == stat.S_IFDIR | 0o555 and record.get("root").mode == stat.S_IFDIR | 0o550
+    assert record.get("etc/shadow").mode == stat.S_IFREG | 0o000
+    assert os.access(root / "etc/shadow", os.R_OK)
