@@ -467,3 +467,19 @@ def test_file_url_mirror(tmp_path, signed_repo):
     code, out = run(str(recipe), "--mirror", f"file://{tmp_path}/nowhere")
     assert code == 3, out
     assert "has no suite stable" in out
+
+
+def test_resolve_options_keyring_overrides_the_recipe(tmp_path, signed_repo, gpg_key, http_serve):
+    from rootfs.backend import ResolveOptions
+    from rootfs.deb.resolve import resolve
+    from rootfs.errors import UsageError
+    from rootfs.fetch import Downloader
+    from rootfs.recipe import load_recipe
+
+    server = http_serve(signed_repo.path)
+    recipe = load_recipe(str(write_recipe(tmp_path, signed_repo, keyring=tmp_path / "gone.gpg")))
+    recipe = recipe.replace(mirror=server.url)
+    with pytest.raises(UsageError, match="gone.gpg does not exist"):
+        resolve(recipe, ResolveOptions(), Downloader(retries=0))
+    lock = resolve(recipe, ResolveOptions(keyring=str(gpg_key.armored)), Downloader(retries=0))
+    assert sorted(p.name for p in lock.packages) == MINBASE
