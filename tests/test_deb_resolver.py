@@ -370,8 +370,9 @@ def test_index_splits_streams_at_any_chunk_boundary():
 
 
 def test_stanza_without_package_first_and_extra_blank_lines():
-    idx = make_index("Version: 2\nPackage: late\nArchitecture: all\n\n\n\n" + stanza("b"))
+    idx = make_index("\nProvides: v\nVersion: 2\nPackage: late\nArchitecture: all\n\n\n\n" + stanza("b"))
     assert idx.names() == ["b", "late"] and idx.packages("late")[0].version == "2"
+    assert [p.name for p, _ in idx.providers("v")] == ["late"]
 
 
 def test_provides_parsing():

@@ -135,7 +135,7 @@ class Index:
         raw = self._raw
         for st in text.split(b"\n\n"):
             if st.startswith(b"Package: "):
-                # The archive's own layout: Package first. One slice, no decode.
+                # The archive's own layout, Package first: the hot path.
                 end = st.find(b"\n")
                 name = st[9:end] if end >= 0 else st[9:]
             else:
@@ -145,6 +145,9 @@ class Index:
                 name = _stanza_name(st)
                 if not name:
                     raise VerifyError(f"a Packages stanza has no Package field: {st[:60]!r}")
+                # Fields in any order: a leading newline lets the search below
+                # find a Provides on the first line too.
+                st = b"\n" + st
             key = name.decode()
             entry = (st, base_url)
             i = st.find(b"\nProvides:")
@@ -250,9 +253,6 @@ class Index:
 
 
 # -- decompression ------------------------------------------------------------
-
-COMPRESSIONS = (".xz", ".gz", ".bz2", ".zst", "")
-
 
 def _pieces(data: bytes) -> Iterator[bytes]:
     for i in range(0, len(data), CHUNK):
