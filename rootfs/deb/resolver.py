@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from rootfs.deb.index import Index, Package
 from rootfs.deb.relations import Alt, Relation, parse_provides, parse_relations
 from rootfs.deb.version import satisfies
-from rootfs.errors import ResolveError
+from rootfs.errors import ResolveError, UsageError
 
 VARIANTS = ("essential", "minbase", "buildd", "default")
 _PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
@@ -66,7 +66,7 @@ def variant_request(index: Index, variant: str, include=(), exclude=()) -> Reque
     elif variant == "default":
         roots = index.with_field("Priority", "required") + index.with_field("Priority", "important")
     else:
-        raise ResolveError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+        raise UsageError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
     # The root is set up merged-/usr (or flagged as deliberately unmerged)
     # at install time, so the live-migration package usrmerge, which drags in
     # perl, is never wanted as a dependency (debootstrap's
