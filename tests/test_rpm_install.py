@@ -483,3 +483,18 @@ def test_paths_through_the_roots_own_symlinks(built, tmp_path):
     assert record.get("proc").mode == stat.S_IFDIR | 0o555 and record.get("root").mode == stat.S_IFDIR | 0o550
     assert record.get("etc/shadow").mode == stat.S_IFREG | 0o000
     assert os.access(root / "etc/shadow", os.R_OK)
+
+
+@pytest.mark.parametrize("mode", ["root", "extract"])
+def test_builds_are_reproducible(appliance, tmp_path, mode):
+    """One appliance, two builds, the same bytes: the rpm database included
+    (its install times come from the lock's SOURCE_DATE_EPOCH)."""
+    if mode == "root" and os.geteuid() != 0:
+        pytest.skip("needs root")
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    for out in (a, b):
+        p = rootfs("build", appliance, "--format", "tar", "--mode", mode, "-o", out)
+        assert p.returncode == 0, p.stderr
+    assert a.read_bytes() == b.read_bytes()
+    with tarfile.open(a) as t:
+        assert ("./var/lib/rpm/rpmdb.sqlite" in t.getnames()) == (mode == "root")

@@ -139,9 +139,13 @@ def install_order(rpms: list[RpmFile]) -> list[RpmFile]:
 
 # -- the rpm database -------------------------------------------------------------
 
-def register(root: Path, paths: list[Path]) -> str | None:
+def register(root: Path, paths: list[Path], source_date_epoch: int = 0) -> str | None:
     """Record the packages in ROOT/var/lib/rpm with the host's rpm;
-    the reason when that is not possible."""
+    the reason when that is not possible.
+
+    rpm stamps each header with the install time and transaction id; from
+    4.18 on it takes both from SOURCE_DATE_EPOCH when that is set, which
+    makes the database the same bytes on every build of one lock."""
     rpm = shutil.which("rpm")
     if rpm is None:
         return "registering the packages in the rpm database (rpm is not installed on the host)"
@@ -151,7 +155,7 @@ def register(root: Path, paths: list[Path]) -> str | None:
             [rpm, "--root", str(root), "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts",
              "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
              "--replacefiles", "--replacepkgs", *map(str, paths)],
-            capture_output=True, env=dict(os.environ, HOME=home),
+            capture_output=True, env=_register_env(home, source_date_epoch),
         )
     if proc.returncode != 0:
         raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
@@ -163,6 +167,13 @@ def register(root: Path, paths: list[Path]) -> str | None:
         if f.is_file() and (leftover.endswith("-shm") or f.stat().st_size == 0):
             f.unlink()
     return None
+
+
+def _register_env(home: str, source_date_epoch: int) -> dict[str, str]:
+    env = dict(os.environ, HOME=home)
+    if not env.get("SOURCE_DATE_EPOCH") and source_date_epoch:
+        env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+    return env
 
 
 # -- install ------------------------------------------------------------------------
@@ -237,7 +248,7 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     report.packages = total
     report.configured = as_root
     if as_root:
-        why = register(root, [r.path for r in ordered])
+        why = register(root, [r.path for r in ordered], lock.source_date_epoch)
         if why:
             report.skipped.append(why)
     else:
