@@ -85,7 +85,8 @@ class NotFound(NetworkError):
     with a clear message and exit code 5."""
 
     def __init__(self, url: str):
-        super().__init__(f"{url} was not found on the server (HTTP 404)")
+        where = "does not exist" if url.startswith("file:") else "was not found on the server (HTTP 404)"
+        super().__init__(f"{url} {where}")
         self.url = url
 
 
