@@ -350,12 +350,23 @@ def test_signed_packages(signed_rpms, built, tmp_path, gpg_key, other_gpg_key, c
     assert "BEGIN PGP PUBLIC KEY BLOCK" in json.loads((out / "lock.json").read_text())["extra"]["gpgkey"]
     p = rootfs("build", out, "--format", "tar", "--mode", "extract", "-o", tmp_path / "t.tar")
     assert p.returncode == 0, p.stderr
+    # A binary keyring is armoured for rpmkeys by rootfs itself.
+    p = rootfs("prepare", "--repo", repo.as_uri(), "--gpgkey", gpg_key.keyring, "--cache-dir", cache_dir, "fx-libc",
+               "-o", tmp_path / "appl-bin")
+    assert p.returncode == 0, p.stderr
     # A signed repository of unsigned packages: refused once a key is given.
     unsigned = rpmrepo.make_repo(tmp_path / "unsigned", built.fx, key=gpg_key)
     bad_out = tmp_path / "appl-unsigned"
     p = rootfs("prepare", "--repo", unsigned.as_uri(), "--gpgkey", gpg_key.armored, "--cache-dir", cache_dir, "fx-libc", "-o", bad_out)
     assert p.returncode == 4 and "signature check failed" in p.stderr, p.stderr
     assert not bad_out.exists() and not list(tmp_path.glob(".appl-unsigned*"))
+    # `rootfs make` with a recipe naming the key checks the packages too.
+    recipe = tmp_path / "signed.toml"
+    recipe.write_text(f'backend = "rpm"\narchitecture = "x86_64"\nrepos = ["{unsigned.as_uri()}"]\n'
+                      f'packages = ["fx-libc"]\ngpgkey = "{gpg_key.armored}"\n')
+    p = rootfs("make", recipe, "-f", "tar", "--mode", "extract", "--cache-dir", cache_dir, "--no-sbom", "-o", tmp_path / "m.tar")
+    assert p.returncode == 4 and "signature check failed" in p.stderr, p.stderr
+    assert not (tmp_path / "m.tar").exists()
     # Packages signed by another key, metadata by ours.
     other = [tmp_path / "o" / r.name for r in built.fx]
     (tmp_path / "o").mkdir()

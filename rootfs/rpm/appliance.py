@@ -10,8 +10,6 @@ packer's `dir`).
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -33,37 +31,10 @@ PACKAGES = "packages"
 FORMAT_ALIASES = {"chroot": "dir"}
 
 
-def armored_key(path: str) -> str:
-    """The key file as ASCII armour (rpmkeys imports nothing else)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read the gpgkey {path}: {exc.strerror}") from None
-    if b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in data:
-        return data.decode("ascii", "replace")
-    crc = 0xB704CE
-    for byte in data:
-        crc ^= byte << 16
-        for _ in range(8):
-            crc <<= 1
-            if crc & 0x1000000:
-                crc ^= 0x1864CFB
-    body = base64.b64encode(data).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    checksum = base64.b64encode((crc & 0xFFFFFF).to_bytes(3, "big")).decode()
-    return "\n".join(["-----BEGIN PGP PUBLIC KEY BLOCK-----", "", *lines, "=" + checksum,
-                      "-----END PGP PUBLIC KEY BLOCK-----", ""])
-
-
 def prepare(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, output: Path,
             cache: Cache, jobs: int = 4, log=lambda msg: None) -> Lock:
     """Resolve, fetch and verify into the appliance directory output."""
     lock = resolve(recipe, opts, downloader)
-    key_path = (opts.keyring or recipe.gpgkey) if opts.check_gpg else ""
-    if key_path:
-        extra = dict(lock.extra)
-        extra["gpgkey"] = armored_key(key_path)
-        lock = dataclasses.replace(lock, extra=extra)
     log(f"resolved {len(lock.packages)} packages")
     files = fetch_packages(lock.packages, cache, downloader, jobs=jobs)
     with atomic_path(Path(output), directory=True) as tmp:

@@ -9,6 +9,7 @@ from rootfs.errors import ResolveError, UsageError, VerifyError
 from rootfs.fetch import Downloader
 from rootfs.lock import Lock, LockedPackage, LockSource
 from rootfs.recipe import Recipe
+from rootfs.rpm.keys import armored_key
 from rootfs.rpm.primary import Package, parse_primary, scan_filelists
 from rootfs.rpm.repomd import Repomd, fetch_data, fetch_repomd
 from rootfs.rpm.resolver import resolve_packages
@@ -72,6 +73,11 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
     )
     if not chosen:
         raise ResolveError("nothing to install")
+    extra: dict = {"requested": requests_of(recipe), "weak_deps": recipe.weak_deps}
+    key = (opts.keyring or recipe.gpgkey) if opts.check_gpg else ""
+    if key:
+        # install() checks every package's signature against this key.
+        extra["gpgkey"] = armored_key(key)
     revisions = [int(md.revision) for md in repos if md.revision.isdigit()]
     epoch = max(revisions) if revisions else max(p.buildtime for p in chosen)
     return Lock(
@@ -83,5 +89,5 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         ),
         packages=tuple(locked(p, repos) for p in chosen),
         source_date_epoch=epoch,
-        extra={"requested": requests_of(recipe), "weak_deps": recipe.weak_deps},
+        extra=extra,
     )
