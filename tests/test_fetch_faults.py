@@ -14,6 +14,7 @@ import subprocess
 import threading
 
 import pytest
+from conftest import needs_tool
 from faulty_server import (
     OK,
     Barrier,
@@ -380,6 +381,7 @@ def tls_server(certificate):
     s.stop()
 
 
+@needs_tool("openssl")
 def test_https_with_a_trusted_certificate(tls_server, certificate, tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     pkgs = [package(tls_server, f"p{i}", blob(200_000, 90 + i)) for i in range(4)]
@@ -390,6 +392,7 @@ def test_https_with_a_trusted_certificate(tls_server, certificate, tmp_path, mon
     assert tls_server.connections < tls_server.requests()
 
 
+@needs_tool("openssl")
 def test_https_with_an_unknown_certificate_is_not_retried(tls_server, tmp_path, monkeypatch):
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     url = tls_server.add("/InRelease", b"signed")
@@ -399,6 +402,7 @@ def test_https_with_an_unknown_certificate_is_not_retried(tls_server, tmp_path, 
     assert tls_server.requests() == 0
 
 
+@needs_tool("openssl")
 def test_https_through_a_proxy_tunnel(tls_server, certificate, proxy, tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
     monkeypatch.setenv("https_proxy", proxy.url.replace("http://", "http://u:p@"))
