@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -173,22 +172,25 @@ class _Job:
             shutil.rmtree(work, ignore_errors=True)
 
     def _run(self, targets: dict[str, Path | None], work: Path) -> list[Artifact]:
-        from rootfs.pack import archives, fsimage
+        from rootfs.pack import archives, ext, fsimage
 
         opts = self.opts
-        diff = compress.HashSink()
-        sinks: list[compress.Sink] = [compress.Threaded(diff)]
+        sinks: list[compress.Sink] = []
         files: dict[str, compress.HashSink] = {}
         procs: list[fsimage.ProcSink] = []
         fmts = set(targets)
 
+        # The uncompressed stream's digest is the layers' diff_id and the
+        # .tar's own digest: hash it once.
         raw_path: Path | None = None
         if "tar" in targets:
             t = targets["tar"]
-            hs = compress.HashSink(compress.FileSink(t) if t is not None else compress.FileSink(fd=1))
-            files["tar"] = hs
-            sinks.append(compress.Threaded(hs))
+            diff = compress.HashSink(compress.FileSink(t) if t is not None else compress.FileSink(fd=1))
+            files["tar"] = diff
             raw_path = t
+        else:
+            diff = compress.HashSink()
+        sinks.append(compress.Threaded(diff))
         if "docker-archive" in fmts and raw_path is None:
             raw_path = work / "layer.tar"
             sinks.append(compress.Threaded(compress.FileSink(raw_path)))
@@ -207,23 +209,18 @@ class _Job:
             p = fsimage.squashfs_sink(targets["squashfs"], self.sde)
             procs.append(p)
             sinks.append(compress.Threaded(p))
-        extractors: dict[str, fsimage.Extractor] = {}
-        ext_tree = None
-        if fmts & {"ext2", "ext4"}:
-            ext_tree = work / "ext-tree"
-            ext_tree.mkdir()
-            extractors["ext"] = fsimage.Extractor(ext_tree)
+        extractors: dict[str, object] = {}
+        for f in ("ext2", "ext4"):
+            if f in targets:
+                (work / f).mkdir()
+                extractors[f] = ext.ExtScript(work / f)
         if "dir" in targets:
             targets["dir"].mkdir(exist_ok=True)
             extractors["dir"] = fsimage.Extractor(targets["dir"])
 
-        entries: list[fsimage.Meta] | None = [] if ext_tree is not None else None
-
         def seen(e: tree.Entry) -> None:
             if e.mtime > self.newest:
                 self.newest = e.mtime
-            if entries is not None:
-                entries.append(fsimage.Meta.of(e))
             for x in extractors.values():
                 x(e)
 
@@ -242,8 +239,8 @@ class _Job:
                 pass
             raise
         tee.close()
-        for x in extractors.values():
-            x.finish()
+        if "dir" in extractors:
+            extractors["dir"].finish()
 
         created = self.sde if self.sde is not None else self.newest
         arts: list[Artifact] = []
@@ -274,7 +271,7 @@ class _Job:
             arts.append(Artifact("docker-archive", targets["docker-archive"], digest, size))
         for f in ("ext2", "ext4"):
             if f in targets:
-                fsimage.ext_image(f, ext_tree, entries, extractors["ext"].missing, targets[f], created)
+                ext.build(f, extractors[f], targets[f], created)
                 arts.append(_file_artifact(f, targets[f]))
         if "squashfs" in targets:
             arts.append(_file_artifact("squashfs", targets["squashfs"]))
