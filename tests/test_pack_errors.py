@@ -114,12 +114,12 @@ def test_failure_midway_keeps_previous_output(root, tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     (out / "rootfs.tar").write_text("the previous build\n")
-    from rootfs.pack import fsimage
+    from rootfs.pack import ext
 
     def broken(*a, **k):
         raise OutputError("mke2fs failed: simulated")
 
-    monkeypatch.setattr(fsimage, "ext_image", broken)
+    monkeypatch.setattr(ext, "build", broken)
     with pytest.raises(OutputError):
         pack(root, ["tar", "ext4"], out, PackOptions(source_date_epoch=0))
     assert (out / "rootfs.tar").read_text() == "the previous build\n"
