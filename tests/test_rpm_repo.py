@@ -277,3 +277,21 @@ def test_recipe_with_rpm_backend(fx_repo, tmp_path):
     assert example.backend == "rpm"
     lock = resolve(example.replace(repos=(fx_repo.as_uri(),)), ResolveOptions(), Downloader())
     assert {"fx-devtools", "fx-daemon", "fx-docs"} <= {p.name for p in lock.packages}
+
+
+def test_primary_fast_path_agrees_with_general_path(fx_repo):
+    """createrepo_c's layout takes two regular expressions; the general
+    field-by-field path must read the same values from it."""
+    import gzip
+    import io
+
+    from rootfs.rpm import primary as P
+
+    data = gzip.decompress(next((fx_repo / "repodata").glob("*primary.xml.gz")).read_bytes())
+    n = 0
+    for _head, body in P._blocks(io.BytesIO(data), "package", "package", "primary"):
+        m = P._HEAD.match(body)
+        t = P._TAIL.search(body, m.end())
+        assert tuple(x or "" for x in m.groups() + t.groups()) == P._fields_generic(body)
+        n += 1
+    assert n == 16

@@ -208,47 +208,67 @@ def _tag_attrs(body: str, tag: str) -> dict[str, str]:
     return dict(_ATTR.findall(body, i, body.find(">", i)))
 
 
+# createrepo_c's layout of a package's fixed fields, matched in two C calls;
+# anything else goes through _fields_generic.
+_HEAD = re.compile(
+    r'\s*<name>([^<]*)</name>\s*<arch>([^<]*)</arch>\s*<version epoch="([^"]*)" ver="([^"]*)" rel="([^"]*)"/>'
+    r'\s*<checksum type="([^"]*)" pkgid="[^"]*">([^<]*)</checksum>')
+_TAIL = re.compile(
+    r'<time file="[^"]*" build="([^"]*)"/>\s*<size package="([^"]*)"[^>]*/>'
+    r'\s*<location (?:xml:base="([^"]*)" )?href="([^"]*)"')
+
+
+def _fields_generic(body: str) -> tuple[str, ...]:
+    ver = _tag_attrs(body, "<version ")
+    loc = _tag_attrs(body, "<location ")
+    ck_i = body.find("<checksum ")
+    ck_type = dict(_ATTR.findall(body, ck_i, body.find(">", ck_i))).get("type", "") if ck_i >= 0 else ""
+    checksum = _between(body, "<checksum ", "</checksum>").rpartition(">")[2]
+    return (_between(body, "<name>", "</name>"), _between(body, "<arch>", "</arch>"),
+            ver.get("epoch", "0"), ver.get("ver", ""), ver.get("rel", ""), ck_type, checksum,
+            _tag_attrs(body, "<time ").get("build", "0"), _tag_attrs(body, "<size ").get("package", "0"),
+            loc.get("xml:base", ""), loc.get("href", ""))
+
+
 def parse_primary(stream: IO[bytes], repo: int = 0, where: str = "primary.xml") -> Iterator[Package]:
     """Yield each <package type="rpm"> of a primary.xml stream."""
     intern = _intern
+    text = _text
     for head, body in _blocks(stream, "package", "package", where):
         if "type=" in head and 'type="rpm"' not in head:
             continue
-        name = _between(body, "<name>", "</name>")
+        m = _HEAD.match(body)
+        t = _TAIL.search(body, m.end()) if m else None
+        if m and t:
+            name, arch, epoch, ver, rel, ck_type, checksum = m.groups()
+            build, size, base, href = t.groups()
+            fmt = body.find("<format>", t.end())
+        else:
+            name, arch, epoch, ver, rel, ck_type, checksum, build, size, base, href = _fields_generic(body)
+            fmt = body.find("<format>")
         if not name:
             raise VerifyError(f"{where} has a <package> without a <name>")
-        ver = _tag_attrs(body, "<version ")
-        loc = _tag_attrs(body, "<location ")
-        ck_i = body.find("<checksum ")
-        ck_type = dict(_ATTR.findall(body, ck_i, body.find(">", ck_i))).get("type", "") if ck_i >= 0 else ""
-        checksum = _between(body, "<checksum ", "</checksum>").rpartition(">")[2].strip()
         # Dependency sections sit between <format> and the first <file>.
-        fmt = body.find("<format>")
         first_file = body.find("<file", fmt)
         stop = first_file if first_file >= 0 else len(body)
         sections = {}
-        for m in _SECTION_START.finditer(body, fmt, stop):
-            kind = m.group(1)
-            sections[kind] = body[m.end():body.find(f"</rpm:{kind}>", m.end(), stop)]
+        for sm in _SECTION_START.finditer(body, fmt, stop):
+            kind = sm.group(1)
+            sections[kind] = body[sm.end():body.find(f"</rpm:{kind}>", sm.end(), stop)]
         provides = sections.pop("provides", "")
         names = _PROVIDE_NAME.findall(provides)
         if "&" in provides:
-            names = [_text(n) for n in names]
+            names = [text(n) for n in names]
         files = _FILE.findall(body, first_file) if first_file >= 0 else []
-        if first_file >= 0 and "&" in body[first_file:]:
-            files = [_text(f) for f in files]
+        if first_file >= 0 and body.find("&", first_file) >= 0:
+            files = [text(f) for f in files]
+        checksum = checksum.strip()
         yield Package(
-            name=intern(_text(name)),
-            epoch=ver.get("epoch", "0") or "0", version=_text(ver.get("ver", "")), release=_text(ver.get("rel", "")),
-            arch=intern(_between(body, "<arch>", "</arch>")),
-            location=_text(loc.get("href", "")), base=_text(loc.get("xml:base", "")),
-            checksum_type=ck_type, checksum=checksum,
-            size=int(_tag_attrs(body, "<size ").get("package", "0") or 0),
-            sourcerpm=_text(_between(body, "<rpm:sourcerpm>", "</rpm:sourcerpm>")),
-            buildtime=int(_tag_attrs(body, "<time ").get("build", "0") or 0),
-            provide_names=tuple(map(intern, names)),
-            files=tuple(files), repo=repo, pkgid=checksum,
-            raw_deps={"provides": provides, **sections},
+            name=intern(text(name)), epoch=epoch or "0", version=text(ver), release=text(rel), arch=intern(arch),
+            location=text(href), base=text(base or ""), checksum_type=ck_type, checksum=checksum,
+            size=int(size or 0), sourcerpm=text(_between(body[fmt:stop], "<rpm:sourcerpm>", "</rpm:sourcerpm>")),
+            buildtime=int(build or 0), provide_names=tuple(map(intern, names)), files=tuple(files), repo=repo,
+            pkgid=checksum, raw_deps={"provides": provides, **sections},
         )
 
 
