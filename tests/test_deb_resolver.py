@@ -27,8 +27,8 @@ def stanza(name, version="1.0", arch="amd64", **fields) -> str:
 
 
 def make_index(*stanzas: str, arch: str = "amd64") -> Index:
-    idx = Index(arch)
-    idx.add_text("\n".join(stanzas), "http://mirror.invalid/")
+    idx = Index(arch, "http://mirror.invalid/")
+    idx.add_text("\n".join(stanzas))
     return idx
 
 

@@ -82,7 +82,7 @@ def load_index(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, mir
             ui.detail("apt's Acquire::Check-Valid-Until is false here; not checking Valid-Until")
     check_release(rel, recipe.suite, check_valid_until=check_valid_until)
 
-    index = Index(recipe.architecture)
+    index = Index(recipe.architecture, mirror)
     arches = [recipe.architecture]
     # binary-all carries the Architecture: all packages only when the archive
     # does not also put them into every binary-ARCH index.
@@ -91,7 +91,7 @@ def load_index(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, mir
     for component in recipe.components:
         for arch in arches:
             data, ext = fetch_index(downloader, fetched, component, arch)
-            index.add(decompress_chunks(data, ext, f"{component}/binary-{arch}/Packages{ext}"), mirror)
+            index.add(decompress_chunks(data, ext, f"{component}/binary-{arch}/Packages{ext}"))
     ui.detail(f"{index.stanzas} stanzas in {recipe.suite} {' '.join(recipe.components)} ({' '.join(arches)})")
     return fetched, index
 
