@@ -113,10 +113,13 @@ class Extractor:
         elif e.kind == FIFO:
             os.mkfifo(path, 0o600)
         else:
-            if not self.root:
+            if self.root:
+                os.mknod(path, _TYPE_BITS[e.kind] | 0o600, e.rdev)
+            else:
+                # An empty placeholder, as rootless extraction leaves: the
+                # record says what it is.
+                open(path, "wb").close()
                 self.missing.append(e)
-                return
-            os.mknod(path, _TYPE_BITS[e.kind] | 0o600, e.rdev)
         self._own(path, e)
         if e.kind != SYMLINK:
             os.chmod(path, e.mode)
