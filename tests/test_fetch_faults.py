@@ -139,6 +139,20 @@ def test_persistent_faults_fail_cleanly(server, tmp_path, fault, error, words):
     assert not cache.path(bad.sha256).exists()
 
 
+def test_retries_back_off_exponentially(server, monkeypatch):
+    import rootfs.fetch
+
+    slept = []
+    monkeypatch.setattr(rootfs.fetch.time, "sleep", slept.append)
+    url = server.add("/x", b"x")
+    server.script("/x", Status(503), Reset(), Truncate(0), Status(500))
+    assert Downloader(backoff=0.2, retries=4).get_bytes(url) == b"x"
+    # backoff * 2**n, with +-50% jitter so that parallel clients spread out.
+    assert len(slept) == 4
+    for n, s in enumerate(slept):
+        assert 0.1 * 2**n <= s <= 0.3 * 2**n, slept
+
+
 def test_flipped_byte_is_fetched_once_more_then_refused(server, tmp_path):
     p = package(server, "p", blob(100_000, 4))
     server.always(path_of(p), Flip(99))
