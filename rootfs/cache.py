@@ -118,14 +118,15 @@ class Cache:
             if name.endswith(".part"):
                 yield d / name
 
-    def sweep_parts(self, min_age: float = 60.0) -> int:
-        """Remove the .part files whose writer is gone; how many.
+    def sweep_parts(self, min_age: float = 60.0) -> tuple[int, int]:
+        """Remove the .part files whose writer is gone; how many, and their
+        bytes.
 
         A writer holds an flock on its .part until it has renamed it
         (rootfs.fetch.Downloader.download), so an unlocked one is debris.
         min_age covers the instant between the file's creation and its
         lock."""
-        removed = 0
+        removed = freed = 0
         now = time.time()
         for p in self.parts():
             try:
@@ -133,7 +134,8 @@ class Cache:
             except OSError:
                 continue
             try:
-                if now - os.fstat(fd).st_mtime < min_age:
+                st = os.fstat(fd)
+                if now - st.st_mtime < min_age:
                     continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,9 +144,10 @@ class Cache:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(p)
                     removed += 1
+                    freed += st.st_size
             finally:
                 os.close(fd)
-        return removed
+        return removed, freed
 
     def _walk(self) -> Iterator[tuple[Path, str]]:
         try:
@@ -222,7 +225,7 @@ def prune(
     keep_set = None if keep is None else frozenset(keep)
     now = time.time() if now is None else now
     cutoff = None if max_age_days is None else now - max_age_days * 86400
-    removed = freed = kept = parts = 0
+    removed = freed = kept = 0
     if not cache.objects.is_dir():
         return PruneReport(0, 0, 0, 0)
     with cache_lock(cache.root, shared=False, timeout=wait):
@@ -235,14 +238,11 @@ def prune(
                 freed += e.size
             else:
                 kept += 1
-        for p in list(cache.parts()):
-            try:
-                size = p.stat().st_size
-            except FileNotFoundError:
-                continue
-            if _remove(p):
-                parts += 1
-                freed += size
+        # No build holds the shared lock now, but a caller of
+        # Downloader.download outside fetch_packages might still be writing:
+        # its .part is locked and stays.
+        parts, part_bytes = cache.sweep_parts(min_age=0)
+        freed += part_bytes
         for d in list(cache.objects.iterdir()):
             with contextlib.suppress(OSError):
                 d.rmdir()  # only succeeds when empty

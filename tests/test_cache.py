@@ -170,9 +170,19 @@ def test_prune_everything_and_stray_parts(tmp_path):
     digests = fill(cache, 4)
     part = cache.path(digests[0]).parent / f".{digests[0]}.abc123.part"
     part.write_bytes(b"half a download")
-    report = prune(cache, everything=True)
+    live = cache.path(digests[1]).parent / f".{digests[1]}.def456.part"
+    live.write_bytes(b"being written")
+    holder = subprocess.Popen([sys.executable, "-c", PART_HOLDER, str(live)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        report = prune(cache, everything=True)
+    finally:
+        holder.stdin.close()
+        holder.wait()
     assert (report.removed, report.parts, report.kept) == (4, 1, 0)
-    assert list(cache.objects.iterdir()) == []
+    assert report.freed == 4 * 1000 + len(b"half a download")
+    assert [p.name for p in cache.parts()] == [live.name]
 
 
 def test_prune_needs_a_criterion(tmp_path):
