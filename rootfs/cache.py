@@ -1,11 +1,12 @@
 """The package cache: files by sha256, verified on every use.
 
 Layout: CACHE/sha256/ab/abcdef... and nothing else under sha256/ except
-`.NAME.*.part` files of downloads in progress. Entries are written under a
-temporary name and renamed into place (rootfs.fetch.Downloader.download), so
-concurrent runs sharing a cache never see half a file, and two writers of the
-same entry write the same bytes. Pruning takes the cache's exclusive lock
-(rootfs.locking.cache_lock); builds hold it shared.
+`.NAME.*.part` files of downloads in progress, each flock-ed by its writer.
+Entries are written under a temporary name and renamed into place
+(rootfs.fetch.Downloader.download), so concurrent runs sharing a cache never
+see half a file, and two writers of the same entry write the same bytes.
+Pruning takes the cache's exclusive lock (rootfs.locking.cache_lock, an flock
+on CACHE itself); builds hold it shared.
 
 Why an entry is re-hashed on every lookup instead of trusting a sidecar of
 (size, mtime_ns, inode) from an earlier check: sha256 runs at 0.5-1 GB/s on
