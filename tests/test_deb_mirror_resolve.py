@@ -42,11 +42,14 @@ def debootstrap_runs(mirror, tmp_path_factory):
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed")
     base = tmp_path_factory.mktemp("debootstrap")
+    runs = [(ours, theirs, mirror) for ours, theirs in VARIANTS.items()]
+    if https_mirror(mirror):
+        runs.append(("minbase-https", "minbase", https_mirror(mirror)))
     procs = {}
-    for ours, theirs in VARIANTS.items():
+    for ours, theirs, url in runs:
         args = [] if theirs == "-" else [f"--variant={theirs}"]
         procs[ours] = subprocess.Popen(
-            ["debootstrap", "--print-debs", *args, "bookworm", str(base / ours), mirror],
+            ["debootstrap", "--print-debs", *args, "bookworm", str(base / ours), url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
     yield procs
@@ -56,7 +59,23 @@ def debootstrap_runs(mirror, tmp_path_factory):
         p.communicate()
 
 
+def https_mirror(mirror: str) -> str | None:
+    """The same mirror over https, when it answers there."""
+    from rootfs.fetch import Downloader
+
+    if not mirror.startswith("http://"):
+        return None
+    url = "https://" + mirror[len("http://"):]
+    try:
+        Downloader(retries=0, timeout=15).get_bytes(url + "dists/bookworm/Release")
+    except Exception:  # noqa: BLE001 - any failure means "not over https"
+        return None
+    return url
+
+
 def debootstrap_set(runs, variant: str) -> set[str]:
+    if variant not in runs:
+        pytest.skip(f"no debootstrap run for {variant}")
     out, err = runs[variant].communicate(timeout=900)
     if runs[variant].returncode != 0:
         pytest.fail(f"debootstrap failed: {err[-500:]}")
@@ -88,4 +107,16 @@ def test_other_variants_equal_debootstrap(tmp_path, mirror, debootstrap_runs, va
     lock = rootfs_lock(tmp_path, "--variant", variant, "--mirror", mirror)
     ours = {p["name"] for p in lock["packages"]}
     theirs = debootstrap_set(debootstrap_runs, variant)
+    assert ours == theirs, f"only rootfs: {sorted(ours - theirs)}; only debootstrap: {sorted(theirs - ours)}"
+
+
+def test_https_mirror_equals_debootstrap(tmp_path, mirror, debootstrap_runs):
+    # debootstrap adds ca-certificates for an https mirror; so does rootfs.
+    url = https_mirror(mirror)
+    if url is None:
+        pytest.skip("the mirror does not answer over https")
+    lock = rootfs_lock(tmp_path, "--variant", "minbase", "--mirror", url)
+    ours = {p["name"] for p in lock["packages"]}
+    theirs = debootstrap_set(debootstrap_runs, "minbase-https")
+    assert "ca-certificates" in ours
     assert ours == theirs, f"only rootfs: {sorted(ours - theirs)}; only debootstrap: {sorted(theirs - ours)}"

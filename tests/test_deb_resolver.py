@@ -427,3 +427,21 @@ def test_truncated_gzip_index_is_a_verify_error():
     blob = gzip.compress(b"Package: a\nVersion: 1\n" * 100)
     with pytest.raises(VerifyError, match="ends early"):
         b"".join(decompress_chunks(blob[: len(blob) // 2], ".gz", "Packages.gz"))
+
+
+def test_https_mirror_adds_what_apt_needs_for_it():
+    new_apt = make_index(
+        stanza("apt", priority="important", provides="apt-transport-https (= 2.6.1)"),
+        stanza("apt-transport-https", priority="optional", depends="apt"),
+        stanza("ca-certificates", priority="optional"),
+    )
+    assert names(new_apt, *variant_request(new_apt, "minbase").roots) == ["apt"]
+    assert names(new_apt, *variant_request(new_apt, "minbase", https=True).roots) == ["apt", "ca-certificates"]
+    old_apt = make_index(
+        stanza("apt", priority="important"),
+        stanza("apt-transport-https", priority="optional", depends="apt"),
+        stanza("ca-certificates", priority="optional"),
+    )
+    assert names(old_apt, *variant_request(old_apt, "minbase", https=True).roots) == [
+        "apt", "apt-transport-https", "ca-certificates"
+    ]

@@ -100,7 +100,8 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
     mirror = choose_mirror(None, recipe.mirror, recipe.distribution, recipe.origin)
     fetched, index = load_index(recipe, opts, downloader, mirror)
     rel = fetched.release
-    request = variant_request(index, recipe.variant, recipe.include, recipe.exclude)
+    request = variant_request(index, recipe.variant, recipe.include, recipe.exclude,
+                              https=mirror.startswith("https://"))
     result = resolve_set(index, request)
     for w in result.warnings:
         ui.warn(w)

@@ -54,9 +54,9 @@ class Resolution:
     parents: dict[str, str] = field(default_factory=dict)  # why each package is in
 
 
-def variant_request(index: Index, variant: str, include=(), exclude=()) -> Request:
+def variant_request(index: Index, variant: str, include=(), exclude=(), https: bool = False) -> Request:
     """The roots debootstrap starts from for a variant, plus the recipe's
-    include, minus its exclude."""
+    include, minus its exclude. `https`: the mirror is an https:// URL."""
     if variant == "essential":
         roots = index.with_field("Essential", "yes")
     elif variant in ("minbase", "buildd"):
@@ -67,6 +67,14 @@ def variant_request(index: Index, variant: str, include=(), exclude=()) -> Reque
         roots = index.with_field("Priority", "required") + index.with_field("Priority", "important")
     else:
         raise UsageError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+    if https and variant != "essential":
+        # As debootstrap does: the image's apt must be able to talk to the
+        # https mirror it was built from; an apt older than 1.5 (one that
+        # does not provide apt-transport-https itself) needs the transport.
+        roots.append("ca-certificates")
+        apt = index.packages("apt")
+        if apt and "apt-transport-https" not in apt[0].provides and index.packages("apt-transport-https"):
+            roots.append("apt-transport-https")
     # The root is set up merged-/usr (or flagged as deliberately unmerged)
     # at install time, so the live-migration package usrmerge, which drags in
     # perl, is never wanted as a dependency (debootstrap's
