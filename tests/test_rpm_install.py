@@ -509,3 +509,30 @@ def test_builds_are_reproducible(appliance, tmp_path, mode):
     assert a.read_bytes() == b.read_bytes()
     with tarfile.open(a) as t:
         assert ("./var/lib/rpm/rpmdb.sqlite" in t.getnames()) == (mode == "root")
+
+
+@needs_root()
+@needs_tool("rpm")
+def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
+    """A root that has rpm runs Lua scriptlets with it. The root here is
+    the host's rpm with its libraries, the minimum that runs `rpm --eval`."""
+    from rootfs.rpm.scriptlets import Runner, Scriptlet, ScriptletError
+
+    root = tmp_path / "root"
+    ldd = subprocess.run(["ldd", shutil.which("rpm")], capture_output=True, text=True, check=True).stdout
+    for f in [shutil.which("rpm"), "/usr/lib/rpm/rpmrc", "/usr/lib/rpm/macros",
+              *(w for w in ldd.split() if w.startswith("/"))]:
+        dest = root / ("usr/bin/rpm" if f == shutil.which("rpm") else f.lstrip("/"))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest)
+    (root / "var/tmp").mkdir(parents=True)
+    runner = Runner(str(root))
+    body = 'local f = io.open("/var/tmp/trace", "w") f:write("lua post " .. arg[2]) f:close()'
+    s = Scriptlet("fx-lua-1-1.noarch", "post", ("<lua>",), body)
+    assert runner.can_run(s) is None
+    runner.run(s, ["1"])
+    assert (root / "var/tmp/trace").read_text() == "lua post 1"
+    assert list((root / "var/tmp").iterdir()) == [root / "var/tmp/trace"]  # the script file is gone
+    with pytest.raises(ScriptletError, match="failed"):
+        runner.run(Scriptlet("fx-lua-1-1.noarch", "post", ("<lua>",), 'error("boom")'), ["1"])
+    assert "needs rpm inside the root" in Runner(str(tmp_path / "empty")).can_run(s)

@@ -7,8 +7,9 @@ the mounts belong to that namespace alone, so they vanish with the child
 however it ends, and never show on the host. The command line is rpm's:
 `interpreter [args] SCRIPTFILE $1 [$2]`.
 
-Lua scriptlets (`-p <lua>`) run inside rpm itself; without an rpm that can
-execute them in the root they are reported as skipped.
+Lua scriptlets (`-p <lua>`) run inside rpm itself, so they run with the
+root's own rpm (`rpm --eval` of a `dofile`, chrooted like the others, with
+rpm's `arg` table); a root without rpm reports them as skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
 
 TRIGGERIN = 1 << 16
+LUA_RPM = "/usr/bin/rpm"
 
 _BODY_PROG = {
     "pretrans": (H.PRETRANS, H.PRETRANSPROG),
@@ -130,7 +132,10 @@ class Runner:
     def can_run(self, s: Scriptlet) -> str | None:
         """Why s cannot run in this root, or None."""
         if s.prog[0] == "<lua>":
-            return "a Lua scriptlet needs rpm's embedded interpreter"
+            rpm = resolve_in_root(self.root, LUA_RPM)
+            if not (os.path.isfile(rpm) and os.access(rpm, os.X_OK)):
+                return "a Lua scriptlet needs rpm inside the root"
+            return None
         interp = resolve_in_root(self.root, s.prog[0])
         if not os.path.isfile(interp) or not os.access(interp, os.X_OK):
             return f"its interpreter {s.prog[0]} is not in the root"
@@ -138,7 +143,10 @@ class Runner:
 
     def run(self, s: Scriptlet, args: list[str]) -> None:
         """Run s; ScriptletError with the reason when it fails."""
-        argv = list(s.prog)
+        lua = s.prog[0] == "<lua>"
+        if lua and not s.body:
+            return
+        argv = [] if lua else list(s.prog)
         # Directories the root lacks (mount points, a place for the script)
         # are made for the run and removed after, so the tree stays what the
         # packages made it.
@@ -159,9 +167,14 @@ class Runner:
                 made.append(tmpdir)
             fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=tmpdir)
             with os.fdopen(fd, "w") as f:
+                if lua:
+                    # rpm hands a Lua scriptlet its arguments as `arg`.
+                    f.write("local arg = {" + ", ".join(f'"{a}"' for a in ("<lua>", *args)) + "}\n")
                 f.write(s.body)
-            argv.append("/" + os.path.relpath(script_host, self.root))
-        argv.extend(args)
+            script = "/" + os.path.relpath(script_host, self.root)
+            argv.extend([LUA_RPM, "--eval", f'%{{lua: dofile("{script}")}}'] if lua else [script])
+        if not lua:
+            argv.extend(args)
         try:
             proc = subprocess.run(argv, preexec_fn=lambda: _enter(self.root), env=ENV, capture_output=True,
                                   stdin=subprocess.DEVNULL)
