@@ -483,3 +483,10 @@ def test_resolve_options_keyring_overrides_the_recipe(tmp_path, signed_repo, gpg
         resolve(recipe, ResolveOptions(), Downloader(retries=0))
     lock = resolve(recipe, ResolveOptions(keyring=str(gpg_key.armored)), Downloader(retries=0))
     assert sorted(p.name for p in lock.packages) == MINBASE
+
+
+def test_unknown_architecture(tmp_path, signed_repo, http_serve):
+    server = http_serve(signed_repo.path)
+    code, out = run(str(write_recipe(tmp_path, signed_repo)), "--mirror", server.url, "--arch", "sparc64")
+    assert code == 3, out
+    assert "the suite stable has no architecture sparc64 (it has amd64)" in out

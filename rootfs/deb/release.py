@@ -184,10 +184,12 @@ def fetch_index(downloader: Downloader, fetched: FetchedRelease, component: str,
                 f"the suite {rel.codename or rel.suite} has no component {component} "
                 f"(it has {', '.join(rel.components)})"
             )
-        raise ResolveError(
-            f"the Release lists no Packages index for {component}/binary-{arch}; "
-            f"is {arch} an architecture of this suite?"
-        )
+        if rel.architectures and arch not in rel.architectures:
+            raise ResolveError(
+                f"the suite {rel.codename or rel.suite} has no architecture {arch} "
+                f"(it has {', '.join(a for a in rel.architectures if a != 'all')})"
+            )
+        raise ResolveError(f"the Release lists no Packages index for {component}/binary-{arch}")
     for f in candidates:
         ext = f.path[len(f"{component}/binary-{arch}/Packages"):]
         urls = []
