@@ -566,6 +566,30 @@ mkdir -p %{buildroot}/dev
 %dev(b,7,0) %attr(0660,root,root) /dev/fx-loop0
 """
 
+# Two packages that own the same paths: identical files may be shared (as
+# rpm allows), a file with other contents may not.
+CLASH_SPEC = r"""Name:      %{fx_name}
+Version:   1.0
+Release:   1
+Summary:   Fixture: shares one file with its twin and clashes on another
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+
+%description
+/usr/share/fx-clash/same is identical in both twins; differs is not.
+
+%install
+mkdir -p %{buildroot}/usr/share/fx-clash
+echo 'shared' > %{buildroot}/usr/share/fx-clash/same
+echo '%{fx_name}' > %{buildroot}/usr/share/fx-clash/differs
+
+%files
+%dir /usr/share/fx-clash
+/usr/share/fx-clash/same
+/usr/share/fx-clash/differs
+"""
+
 # A shell that runs on this host: the host's dash with its loader and libc,
 # so scriptlets have an interpreter inside a test root.
 HOSTSH_SPEC = r"""Name:      fx-hostsh
@@ -747,6 +771,7 @@ class Built:
     scripted: list[Path] = field(default_factory=list)  # fx-hostsh + fx-scripted
     evil: list[Path] = field(default_factory=list)  # fx-evil-link + fx-evil-file
     devnodes: Path | None = None  # fx-devnodes
+    clash: list[Path] = field(default_factory=list)  # fx-clash-a, fx-clash-b
     evil_target: str = ""  # the host directory fx-evil-link points at
 
 
@@ -764,6 +789,9 @@ def build_all(out: Path) -> Built:
             rpmbuild(_PAYLOAD_SPEC, name, payload, "", {"fx_name": name}, pl, work)
         built.payloads = {p.name.split("-1.0-")[0]: p for p in sorted(pl.rglob("*.rpm"))}
         rpmbuild(DEV_SPEC, "fx-devnodes", "w9.gzdio", "", {}, out / "dev", work)
+        for twin in ("fx-clash-a", "fx-clash-b"):
+            rpmbuild(CLASH_SPEC, twin, "w9.gzdio", "", {"fx_name": twin}, out / "clash", work)
+        built.clash = sorted((out / "clash").rglob("*.rpm"))
         built.devnodes = next((out / "dev").rglob("*.rpm"))
         sc = out / "scripted"
         rpmbuild(HOSTSH_SPEC, "fx-hostsh", "w9.gzdio", "x86_64", {}, sc, work)

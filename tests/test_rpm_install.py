@@ -536,3 +536,22 @@ def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
     with pytest.raises(ScriptletError, match="failed"):
         runner.run(Scriptlet("fx-lua-1-1.noarch", "post", ("<lua>",), 'error("boom")'), ["1"])
     assert "needs rpm inside the root" in Runner(str(tmp_path / "empty")).can_run(s)
+
+
+def test_file_conflicts(built, tmp_path):
+    """Identical files may be shared; a path with two different contents is
+    refused before anything is written, as rpm's transaction check does."""
+    from rootfs.rpm.install import check_file_conflicts
+
+    a, b = (open_rpm(p) for p in built.clash)
+    with pytest.raises(InstallError, match="file /usr/share/fx-clash/differs of fx-clash-b-1.0-1.noarch conflicts"):
+        check_file_conflicts([a, b])
+    lock, files = lock_for(built.clash)
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(InstallError):
+        install(lock, files, root, InstallOptions(mode="extract", attrs=AttrRecord()))
+    assert list(root.iterdir()) == []
+    # The real package sets share directories and identical files only.
+    check_file_conflicts([open_rpm(p) for p in built.fx if "fx-libc-2.35" not in p.name and "aarch64" not in p.name
+                          and "coreutils-single" not in p.name and "oldtool" not in p.name and "nano" not in p.name])

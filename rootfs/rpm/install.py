@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -67,6 +68,23 @@ def check_package(rpm: RpmFile, locked: LockedPackage) -> None:
     if h.str(H.NAME) != locked.name or evr != locked.version or h.str(H.ARCH) != locked.architecture:
         raise VerifyError(f"{rpm.path.name} is {rpm.nevra}, not the locked {locked.name} {locked.version} {locked.architecture}")
     rpm.check_digests()
+
+
+def check_file_conflicts(rpms: list[RpmFile]) -> None:
+    """Two packages may own one path only as rpm allows: directories, or
+    files identical in type, mode, owner, link target and digest (%ghost
+    entries never clash). Anything else would make the tree depend on the
+    install order, so it is refused as rpm's transaction check does."""
+    seen: dict[str, tuple[RpmFile, tuple]] = {}
+    for r in rpms:
+        digests = r.header.list(H.FILEDIGESTS)
+        for e in file_entries(r):
+            if e.ghost or stat.S_ISDIR(e.mode):
+                continue
+            ident = (e.mode, e.user, e.group, e.linkto, digests[e.index] if e.index < len(digests) else "")
+            prior = seen.setdefault(e.path, (r, ident))
+            if prior[1] != ident:
+                raise InstallError(f"file {e.path} of {r.nevra} conflicts with the file from {prior[0].nevra}")
 
 
 # -- ordering ---------------------------------------------------------------------
@@ -193,6 +211,7 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     key = lock.extra.get("gpgkey", "") if isinstance(lock.extra, dict) else ""
     if key:
         check_signatures([r.path for r in rpms], key)
+    check_file_conflicts(rpms)
     ordered = install_order(rpms)
     total = len(ordered)
     progress = opts.progress or (lambda stage, done, n: None)
