@@ -8,14 +8,16 @@ interests, and a status entry "install ok unpacked" whose Conffiles field
 carries the hashes of the shipped conffiles.
 
 Stage 2 (root) runs the target's own dpkg chrooted (never `dpkg --root`, see
-DESIGN.md), in debootstrap's order: first the core packages one by one
-(base-passwd, base-files, dpkg, libc, perl-base, mawk, debconf), then the
-essential set and what it depends on, then `dpkg --configure -a` for the
-rest. dpkg would run a package's preinst before unpacking it, once what it
-pre-depends on is configured; since the files are already in place, stage 2
-runs each preinst (`preinst install`) just before the package is registered,
-in that order. debootstrap and mmdebstrap unpack every package a second time
-in stage 2 (`dpkg --install`/`--unpack`); skipping that is where the time goes.
+DESIGN.md). First the essential set and everything it depends on, as
+mmdebstrap does with `dpkg --install --force-depends`: all their preinsts
+(base-passwd's writes /etc/passwd before any postinst needs it), then one
+dpkg run configures them in dependency order. Then the rest, the way dpkg
+and apt treat a package: its preinst runs once what it pre-depends on is
+configured, and `dpkg --configure --pending` finishes. debootstrap and
+mmdebstrap unpack every package a second time in this stage (`dpkg
+--install`/`--unpack`); not doing so is where the time goes. Compared with
+mmdebstrap's bookworm minbase the finished tree has the same files, dpkg
+database and debconf database.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rootfs.attrs import AttrRecord
 from rootfs.backend import InstallOptions, InstallReport
 from rootfs.deb.debfile import ControlInfo, DebFile
 from rootfs.errors import InstallError, PrivilegeError, UsageError
@@ -54,10 +57,6 @@ MERGED_USR_EXTRA = {
     "sparc64": ("lib32", "lib64"),
     "x32": ("lib32", "lib64", "libx32"),
 }
-
-# debootstrap's x_core_install sequence (scripts/debian-common).
-LIBC_NAMES = ("libc6", "libc6.1", "libc0.1", "libc0.3")
-CORE = ("base-passwd", "base-files", "dpkg", "@libc", "perl-base", "mawk", "debconf")
 
 # Status fields in the order dpkg writes them (lib/dpkg/parse.c fieldinfos);
 # any other control field follows in the package's own order.
@@ -93,6 +92,7 @@ class Unpacked:
     paths: list[str]
     md5sums: dict[str, str]
     claims: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    dir_mtimes: list[tuple[str, int]] = field(default_factory=list)
     conffile_hashes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -122,9 +122,11 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     missing = [p.key for p in lock.packages if p.key not in files]
     if missing:
         raise InstallError(f"no package file for {', '.join(sorted(missing))}")
+    if opts.mode != "root" and opts.attrs is None:
+        opts.attrs = AttrRecord()
     report = InstallReport(packages=len(lock.packages))
     root = Path(root)
-    stage2 = opts.mode == "root"
+    stage2 = opts.mode in ("root", "rootless")
     with Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex:
         unpacked = stage_one(lock, files, ex, opts, register_all=not stage2)
         if stage2:
@@ -163,8 +165,10 @@ def _extract_one(pkg: LockedPackage, path: Path, ex: Extractor) -> Unpacked:
         shipped = control.md5sums
         computed: dict[str, str] | None = {} if shipped is None else None
         claims: dict[str, tuple[int, int, int]] = {}
-        paths = ex.extract(deb.data_stream(), md5sums=computed, claims=claims, what=what, format_name="tar")
-    return Unpacked(pkg, control, paths, shipped if shipped is not None else computed or {}, claims)
+        dir_mtimes: list[tuple[str, int]] = []
+        paths = ex.extract(deb.data_stream(), md5sums=computed, claims=claims, what=what, format_name="tar",
+                           dir_mtimes=dir_mtimes)
+    return Unpacked(pkg, control, paths, shipped if shipped is not None else computed or {}, claims, dir_mtimes)
 
 
 def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: InstallOptions) -> list[Unpacked]:
@@ -215,6 +219,12 @@ def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Pat
         u = results[i]
         with DebFile(files[u.pkg.key], u.pkg.filename) as deb:
             ex.extract(deb.data_stream(), what=u.pkg.filename, format_name="tar")
+    # Two extractions in parallel race on the mtime of a directory they both
+    # write into; give every directory what a one-by-one extraction in lock
+    # order leaves (each package's directories stamped at its end).
+    for u in results:
+        for key, mtime in reversed(u.dir_mtimes):
+            ex.set_dir_mtime(key, mtime)
 
 
 def _conffile_hashes(u: Unpacked, ex: Extractor) -> list[tuple[str, str]]:
@@ -409,14 +419,14 @@ class _Stage2:
             if line.strip():
                 self.opts.log("  " + line)
 
-    def preinst(self, u: Unpacked) -> None:
+    def preinst(self, u: Unpacked, configure_predeps: bool = True) -> None:
         """Run `preinst install` as dpkg would before unpacking: once what
         the package pre-depends on is configured. Then register the package
         as unpacked."""
         if u.name in self.registered:
             return
         need = [d for d in self.graph.deps(u, ("Pre-Depends",)) if d not in self.configured and d != u.name]
-        if need and u.name not in self.busy:
+        if need and configure_predeps and u.name not in self.busy:
             self.busy.add(u.name)
             try:
                 # What the pre-dependencies need configured with them; a
@@ -485,26 +495,17 @@ class _Stage2:
             if self.ex.read_file(ldconfig) is not None:
                 self.ch.run(["/" + ldconfig], self.env)
                 break
-        # Some postinsts call awk before mawk's postinst registers the
-        # alternative; debootstrap links it by hand for the core packages.
-        awk = "mawk" in by_name and self.ex.read_file("usr/bin/awk") is None
-        if awk:
-            self.ex.make_symlink("usr/bin/awk", "mawk")
-        libc = next((n for n in LIBC_NAMES if n in by_name), None)
-        try:
-            for name in CORE:
-                name = libc if name == "@libc" else name
-                if name not in by_name:
-                    continue
-                if name == "mawk" and awk:
-                    self.ex.remove("usr/bin/awk")
-                    awk = False
-                self.configure([name], force_depends=True)
-        finally:
-            if awk:
-                self.ex.remove("usr/bin/awk")
-        essential = [u.name for u in self.unpacked if u.control.fields.get("Essential", "").lower() == "yes"]
-        self.configure(self.graph.closure(essential), force_depends=False)
+        # The essential set and everything it depends on, at once, as
+        # mmdebstrap does (`dpkg --install --force-depends`): every preinst
+        # first (base-passwd's makes /etc/passwd before any postinst needs
+        # it), then one dpkg run configures them in dependency order.
+        essential = self.graph.closure(
+            u.name for u in self.unpacked if u.control.fields.get("Essential", "").lower() == "yes")
+        for n in self.graph.predepends_order(essential):
+            self.preinst(by_name[n], configure_predeps=False)
+        self.dpkg("--configure", "--force-depends", *essential)
+        self.configured.update(essential)
+        self.tick(len(essential))
         rest = sorted(n for n in by_name if n not in self.configured)
         for n in self.graph.predepends_order(rest):
             self.preinst(by_name[n])
@@ -519,9 +520,15 @@ class _Stage2:
 
 def stage_two(lock: Lock, unpacked: list[Unpacked], ex: Extractor, opts: InstallOptions) -> None:
     from rootfs.chroot import Chroot
+    from rootfs.userns import UserChroot
 
     started = time.monotonic()
-    with Chroot(ex.root, log=opts.log) as ch:
+    if opts.mode == "rootless":
+        # Ownership changes the scripts make are recorded into opts.attrs.
+        session = UserChroot(ex.root, log=opts.log, attrs=opts.attrs)
+    else:
+        session = Chroot(ex.root, log=opts.log)
+    with session as ch:
         _Stage2(lock, unpacked, ex, opts, ch).run()
     opts.log(f"stage 2: configured in {time.monotonic() - started:.1f}s")
 
