@@ -4,7 +4,8 @@ Every call runs in a private mount namespace with a tmpfs over /run and
 private directories over /var/tmp and /var/lib, with storage, runroot,
 configuration and cgroup parent all under one temporary directory, so a test
 leaves nothing behind on the host: runc (crun refuses hybrid cgroups here),
-cgroupfs, file locks and events, explicit nofile/nproc ulimits (root lacks
+cgroupfs, the overlay driver (a run does not copy the image, unlike vfs),
+file locks and events, explicit nofile/nproc ulimits (root lacks
 CAP_SYS_RESOURCE here), no network.
 """
 
@@ -26,7 +27,7 @@ class Containers:
             (work / d).mkdir(parents=True, exist_ok=True)
         self.cgroup = f"rootfs-pack-test-{os.getpid()}-{work.name}"
         (work / "storage.conf").write_text(
-            f'[storage]\ndriver = "vfs"\ngraphroot = "{work}/root"\nrunroot = "{work}/runroot"\n')
+            f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/root"\nrunroot = "{work}/runroot"\n')
         (work / "containers.conf").write_text(f"""[containers]
 netns = "none"
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
