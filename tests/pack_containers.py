@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 _WRAP = ('mount -t tmpfs tmpfs /run && mount --bind "$1" /var/tmp && mount --bind "$2" /var/lib '
@@ -65,20 +66,30 @@ network_config_dir = "{work}/net"
         return r.stdout
 
     def close(self) -> None:
-        # podman leaves its cgroup parent directories behind: remove ours only
-        for ctrl in Path("/sys/fs/cgroup").iterdir():
-            base = ctrl / self.cgroup
-            if base.is_dir():
-                for d in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                    try:
-                        d.rmdir()
-                    except OSError:
-                        pass
-                try:
-                    base.rmdir()
-                except OSError:
-                    pass
+        # podman leaves its cgroup parent behind, and conmon leaves its child
+        # a moment after the container is gone: remove ours, retrying briefly.
+        for _ in range(50):
+            left = remove_cgroups(self.cgroup)
+            if not left:
+                break
+            time.sleep(0.1)
         shutil.rmtree(self.w, ignore_errors=True)
+
+
+def remove_cgroups(name: str) -> int:
+    """rmdir /sys/fs/cgroup/*/NAME and its children, deepest first; returns
+    how many directories remain."""
+    left = 0
+    for ctrl in Path("/sys/fs/cgroup").iterdir():
+        base = ctrl / name
+        if ctrl.is_symlink() or not base.is_dir():
+            continue
+        for d in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [base]:
+            try:
+                d.rmdir()
+            except OSError:
+                left += 1
+    return left
 
 
 def available() -> str | None:
