@@ -85,6 +85,10 @@ class AttrRecord:
         if old is not None:
             self._entries[key] = Attr(old.mode, uid, gid, old.rdev, old.xattrs)
 
+    def replace_with(self, other: "AttrRecord") -> None:
+        """Take over other's entries (callers keep holding this object)."""
+        self._entries = dict(other._entries)
+
     def __contains__(self, path: str) -> bool:
         return relpath(path) in self._entries
 

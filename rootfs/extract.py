@@ -108,6 +108,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.dirs: list[tuple[str, int]] = []  # (root-relative real path, mtime ns)
+        self.members: list[tuple[str, int]] = []  # every directory member, created here or not
 
 
 class _Parents:
@@ -342,6 +343,17 @@ class Extractor:
         except (FileNotFoundError, NotADirectoryError, HostileArchive):
             pass
 
+    def set_dir_mtime(self, key: str, mtime: int) -> None:
+        """Put a directory's mtime (ns) back, if the directory is still there."""
+        try:
+            fd, _ = self.open_dir(key.split("/") if key else [], create=False)
+        except (_Refused, FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
+
     def set_owner_mode(self, key: str, st_mode: int, uid: int, gid: int) -> None:
         """Give the existing path `key` (real, root-relative) this owner and
         mode: how overlaps between parallel extractions are settled."""
@@ -359,7 +371,7 @@ class Extractor:
 
     def extract(self, archive, *, md5sums: dict[str, str] | None = None,
                 claims: dict[str, tuple[int, int, int]] | None = None, what: str = "",
-                format_name: str = "all") -> list[str]:
+                format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None) -> list[str]:
         """Extract `archive` (a path or a binary stream with readinto) and
         return its member paths as dpkg lists them ("/.", "/usr", ...).
 
@@ -369,7 +381,9 @@ class Extractor:
         itself (a directory merged into an existing one included, one kept
         as a symlink to a directory excluded), its real root-relative path
         -> (st_mode, uid, gid): what a caller extracting several archives in
-        parallel needs to settle overlaps deterministically afterwards."""
+        parallel needs to settle overlaps deterministically afterwards.
+        When dir_mtimes is a list, it receives (real root-relative path, mtime
+        in ns) of every directory member, for the same reason."""
         what = what or str(archive)
         paths: list[str] = []
         regular: set[str] = set()  # hard links may only point at these
@@ -385,6 +399,8 @@ class Extractor:
                         raise HostileArchive(f"{what}: member {name!r} refused: {exc}") from None
                     if listed is not None:
                         paths.append(listed)
+            if dir_mtimes is not None:
+                dir_mtimes.extend(pending.members)
             for key, mtime in reversed(pending.dirs):
                 try:
                     fd, _ = self.open_dir(key.split("/") if key else [], create=False)
@@ -477,6 +493,7 @@ class Extractor:
 
     def _directory(self, dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending: _Pending) -> bool:
         """False when an existing symlink to a directory was kept."""
+        pending.members.append((key, mtime))
         try:
             st = os.lstat(leaf, dir_fd=dfd)
         except FileNotFoundError:

@@ -113,6 +113,7 @@ class UserChroot(Chroot):
     attrs: AttrRecord = field(default_factory=AttrRecord)
     _faked: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _key: str = field(default="", init=False, repr=False)
+    _mount_points: dict = field(default_factory=dict, init=False, repr=False)
 
     def __enter__(self) -> "UserChroot":
         check_user_namespaces()
@@ -125,11 +126,21 @@ class UserChroot(Chroot):
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
+        listing = None
         try:
             if exc_type is None:
-                self.attrs = self.listing()
+                listing = self.listing()
         finally:
             self._teardown()
+        if listing is not None:
+            # The session's own helpers (policy-rc.d, resolv.conf) are gone
+            # again; keep only what is still in the tree.
+            kept = AttrRecord({k: a for k, a in listing.items()
+                               if k == "." or os.path.lexists(os.path.join(self.root, k))})
+            for d, attr in self._mount_points.items():
+                if d in kept:
+                    kept.set(d, attr)
+            self.attrs.replace_with(kept)
 
     def _setup(self) -> None:
         tools = os.path.join(self.root, TOOLS_DIR)
@@ -140,7 +151,12 @@ class UserChroot(Chroot):
             p = os.path.join(self.root, d)
             if not os.path.isdir(p):
                 os.makedirs(p, 0o755)
-                self.attrs.set(d, Attr(stat.S_IFDIR | 0o755))
+                self._undo.append(lambda p=p: os.rmdir(p))
+            # The listing sees the filesystems mounted there, not these
+            # directories: remember what they are.
+            st = os.lstat(p)
+            rec = self.attrs.get(d)
+            self._mount_points[d] = rec if rec is not None else Attr(st.st_mode)
         faked = subprocess.Popen([_host_tool(FAKED), "--foreground", "--load"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
         self._faked = faked
