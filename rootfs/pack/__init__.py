@@ -188,9 +188,10 @@ class _Job:
             diff = compress.HashSink(compress.FileSink(t) if t is not None else compress.FileSink(fd=1))
             files["tar"] = diff
             raw_path = t
-        else:
+            sinks.append(compress.Threaded(diff))
+        elif fmts & {"oci", "oci-archive", "docker-archive"}:
             diff = compress.HashSink()
-        sinks.append(compress.Threaded(diff))
+            sinks.append(compress.Threaded(diff))
         if "docker-archive" in fmts and raw_path is None:
             raw_path = work / "layer.tar"
             sinks.append(compress.Threaded(compress.FileSink(raw_path)))

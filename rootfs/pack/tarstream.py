@@ -14,6 +14,7 @@ write them); directories end in "/".
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Iterable
 
 from rootfs.errors import OutputError
@@ -39,26 +40,18 @@ def _fits(value: int, width: int) -> bool:
     return 0 <= value < 8 ** (width - 1)
 
 
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s167x")
+
+
 def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: bytes,
            linkname: bytes, uname: bytes, gname: bytes, major: int = 0, minor: int = 0) -> bytes:
-    h = bytearray(BLOCK)
-    h[0:len(name)] = name
-    h[100:108] = _octal(mode, 8)
-    h[108:116] = _octal(uid, 8)
-    h[116:124] = _octal(gid, 8)
-    h[124:136] = _octal(size, 12)
-    h[136:148] = _octal(mtime, 12)
-    h[148:156] = b"        "
-    h[156:157] = kind
-    h[157:157 + len(linkname)] = linkname
-    h[257:265] = b"ustar\x0000"
-    h[265:265 + len(uname)] = uname
-    h[297:297 + len(gname)] = gname
-    if kind in (CHR, BLK):
-        h[329:337] = _octal(major, 8)
-        h[337:345] = _octal(minor, 8)
-    h[148:156] = b"%06o\0 " % sum(h)
-    return bytes(h)
+    dev = kind in (CHR, BLK)
+    fields = [name, b"%07o\0" % mode, b"%07o\0" % uid, b"%07o\0" % gid, b"%011o\0" % size,
+              b"%011o\0" % mtime, b"        ", kind, linkname, b"ustar\x0000", uname, gname,
+              b"%07o\0" % major if dev else b"", b"%07o\0" % minor if dev else b""]
+    h = _USTAR.pack(*fields)
+    # the checksum counts its own field as spaces
+    return h[:148] + b"%06o\0 " % sum(h) + h[156:]
 
 
 def _pad(n: int) -> bytes:
