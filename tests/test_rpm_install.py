@@ -555,3 +555,27 @@ def test_file_conflicts(built, tmp_path):
     # The real package sets share directories and identical files only.
     check_file_conflicts([open_rpm(p) for p in built.fx if "fx-libc-2.35" not in p.name and "aarch64" not in p.name
                           and "coreutils-single" not in p.name and "oldtool" not in p.name and "nano" not in p.name])
+
+
+@needs_root()
+@needs_tool("rpm")
+def test_rpmdb_goes_where_the_roots_rpm_looks(built, tmp_path):
+    """A root whose rpm keeps its database in /usr/lib/sysimage/rpm (newer
+    Fedora, with /var/lib/rpm a symlink to it) gets it there."""
+    from rootfs.rpm.install import register, target_macro
+
+    root = tmp_path / "root"
+    (root / "usr/lib/rpm/macros.d").mkdir(parents=True)
+    (root / "usr/lib/rpm/macros").write_text("%_dbpath\t\t/var/lib/rpm\n%_db_backend sqlite\n")
+    (root / "usr/lib/rpm/macros.d/macros.sysimage").write_text("%_dbpath\t%{_usr}/lib/sysimage/rpm\n")
+    (root / "var/lib").mkdir(parents=True)
+    (root / "var/lib/rpm").symlink_to("../../usr/lib/sysimage/rpm")
+    assert target_macro(root, "_dbpath") == "/usr/lib/sysimage/rpm"
+    assert register(root, [built.payloads["fx-gzip"]], rpmrepo.SOURCE_DATE_EPOCH) is None
+    assert (root / "usr/lib/sysimage/rpm/rpmdb.sqlite").is_file()
+    q = subprocess.run(["rpm", "--root", str(root), "--dbpath", "/usr/lib/sysimage/rpm", "-qa"],
+                       capture_output=True, text=True, check=True)
+    assert q.stdout.strip() == "fx-gzip-1.0-1.noarch"
+    # A root set up for Berkeley DB is told, not given a database it cannot read.
+    (root / "usr/lib/rpm/macros.d/macros.bdb").write_text("%_db_backend bdb\n")
+    assert "bdb backend" in register(root, [built.payloads["fx-gzip"]])

@@ -7,7 +7,7 @@
    requires goes in before it, Requires(pre) first of all.
 3. As root: all %pretrans, then per package %pre, unpack, %post and the
    %triggerin scripts it fires, then all %posttrans; finally the packages
-   are registered in the root's rpm database (/var/lib/rpm).
+   are registered in the root's rpm database (its %_dbpath).
    Otherwise: unpack only, with owners/modes/xattrs in opts.attrs, and the
    skipped steps said in the report.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -32,6 +33,7 @@ from rootfs.rpm.payload import file_entries
 from rootfs.rpm.scriptlets import Runner, ScriptletError, Trigger, scriptlet, triggers_in
 from rootfs.rpm.unpack import Unpacker
 from rootfs.rpm.version import EQUAL, parse_evr, ranges_overlap
+from rootfs.safepath import resolve_in_root
 
 PREREQ_BITS = 64 | (1 << 9) | (1 << 10)  # PREREQ, SCRIPT_PRE, SCRIPT_POST
 RPMLIB = 1 << 24
@@ -157,9 +159,44 @@ def install_order(rpms: list[RpmFile]) -> list[RpmFile]:
 
 # -- the rpm database -------------------------------------------------------------
 
+DEFAULT_DBPATH = "/var/lib/rpm"
+_SIMPLE_MACROS = {"_usr": "/usr", "_prefix": "/usr", "_var": "/var", "_localstatedir": "/var",
+                  "_sharedstatedir": "/var/lib"}
+
+
+def target_macro(root: Path, name: str) -> str | None:
+    """The root's own definition of an rpm macro (the last one read wins,
+    as rpm reads them), with the few path macros it is built from
+    expanded; None when the root does not define it plainly."""
+    files = [resolve_in_root(root, "usr/lib/rpm/macros")]
+    for d in ("usr/lib/rpm/macros.d", "etc/rpm"):
+        host = resolve_in_root(root, d)
+        if os.path.isdir(host):
+            files += sorted(os.path.join(host, f) for f in os.listdir(host) if f.startswith("macros"))
+    value = None
+    pattern = re.compile(rf"^%{re.escape(name)}\s+(.+?)\s*$", re.M)
+    for f in files:
+        try:
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                for m in pattern.finditer(fh.read()):
+                    value = m.group(1)
+        except OSError:
+            continue
+    if value is None:
+        return None
+    for k, v in _SIMPLE_MACROS.items():
+        value = value.replace(f"%{{{k}}}", v)
+    return None if "%" in value else value
+
+
 def register(root: Path, paths: list[Path], source_date_epoch: int = 0) -> str | None:
-    """Record the packages in ROOT/var/lib/rpm with the host's rpm;
+    """Record the packages in the root's rpm database with the host's rpm;
     the reason when that is not possible.
+
+    The database goes where the root's own rpm looks (its %_dbpath:
+    /var/lib/rpm, or /usr/lib/sysimage/rpm on newer Fedora), in sqlite,
+    which is what rpm >= 4.16 targets use; a root configured for another
+    backend is left without a database and told so.
 
     rpm stamps each header with the install time and transaction id; from
     4.18 on it takes both from SOURCE_DATE_EPOCH when that is set, which
@@ -167,10 +204,18 @@ def register(root: Path, paths: list[Path], source_date_epoch: int = 0) -> str |
     rpm = shutil.which("rpm")
     if rpm is None:
         return "registering the packages in the rpm database (rpm is not installed on the host)"
-    (root / "var" / "lib" / "rpm").mkdir(parents=True, exist_ok=True)
+    backend = target_macro(root, "_db_backend")
+    if backend not in (None, "sqlite"):
+        return f"registering the packages in the rpm database (the root's rpm uses the {backend} backend)"
+    dbpath = target_macro(root, "_dbpath") or DEFAULT_DBPATH
+    if not dbpath.startswith("/"):
+        dbpath = DEFAULT_DBPATH
+    db = Path(resolve_in_root(root, dbpath))
+    db.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
         proc = subprocess.run(
-            [rpm, "--root", str(root), "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts",
+            [rpm, "--root", str(root), "--dbpath", dbpath, "--define", "_db_backend sqlite",
+             "-i", "--justdb", "--nodeps", "--noscripts",
              "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
              "--replacefiles", "--replacepkgs", *map(str, paths)],
             capture_output=True, env=_register_env(home, source_date_epoch),
@@ -179,7 +224,6 @@ def register(root: Path, paths: list[Path], source_date_epoch: int = 0) -> str |
         raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
     # rpm has closed the database, so sqlite's shared-memory index and an
     # empty write-ahead log are leftovers of this run, not data.
-    db = root / "var" / "lib" / "rpm"
     for leftover in ("rpmdb.sqlite-shm", "rpmdb.sqlite-wal"):
         f = db / leftover
         if f.is_file() and (leftover.endswith("-shm") or f.stat().st_size == 0):
