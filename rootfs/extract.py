@@ -437,7 +437,7 @@ class Extractor:
             # "./": the root itself. Take its mode and owner, as tar does, so
             # that a root made by mkdtemp (0700) becomes a proper `/`.
             if ftype == stat.S_IFDIR:
-                self._apply(self.root_fd, None, uid, gid, perm, xattrs)
+                self._apply(self.root_fd, uid, gid, perm, xattrs)
                 self._record(".", Attr(stat.S_IFDIR | perm, uid, gid, 0, xattrs))
                 pending.dirs.append(("", mtime))
             return listed
@@ -480,8 +480,7 @@ class Extractor:
             claims[key] = (ftype | perm, uid, gid)
         return listed
 
-    def _apply(self, fd: int, name: str | None, uid: int, gid: int, perm: int,
-               xattrs: tuple[tuple[str, bytes], ...], dir_fd: int | None = None) -> None:
+    def _apply(self, fd: int, uid: int, gid: int, perm: int, xattrs: tuple[tuple[str, bytes], ...]) -> None:
         """Owner, then mode (chown clears setuid/setgid), then xattrs (chown
         also drops security.capability). fd is an open descriptor."""
         if self.privileged:
@@ -519,7 +518,7 @@ class Extractor:
             return True  # created meanwhile by a parallel extraction: keep it
         fd = os.open(leaf, _DIR_FLAGS, dir_fd=dfd)
         try:
-            self._apply(fd, None, uid, gid, perm, xattrs)
+            self._apply(fd, uid, gid, perm, xattrs)
         finally:
             os.close(fd)
         self._record(key, Attr(stat.S_IFDIR | perm, uid, gid, 0, xattrs))
@@ -539,7 +538,7 @@ class Extractor:
         try:
             digest = hashlib.md5() if md5sums is not None else None
             _copy_data(entry._archive_p, fd, entry.size or 0, digest)
-            self._apply(fd, None, uid, gid, perm, xattrs)
+            self._apply(fd, uid, gid, perm, xattrs)
             os.utime(fd, ns=(mtime, mtime))
         finally:
             os.close(fd)
