@@ -212,6 +212,13 @@ def test_rich_if_and_with(tmp_path):
     assert names(["app"]) == ["app", "plugin-none"]
     assert names(["x", "app"]) == ["app", "plugin-x", "x"]
     assert names(["lib"]) == ["lib", "turbo"]
+    # A provider whose own requirements fail is undone; the next one is used.
+    pool += [pkg("needs-virt", ["virt"]), pkg("a-broken", ["missing-lib"], provides=["virt"]),
+             pkg("b-good", provides=["virt"]), pkg("uses-or", ["(a-broken or b-good)"])]
+    assert names(["needs-virt"]) == ["b-good", "needs-virt"]
+    assert names(["uses-or"]) == ["b-good", "uses-or"]
+    with pytest.raises(ResolveError, match=r"nothing provides missing-lib \(needed by a-broken-1-1.noarch \(requested\)\)"):
+        names(["a-broken"])
     # Supplements pull a package in only with weak deps, and only when true.
     pool.append(pkg("lang-x", supplements=["(x and app)"]))
     assert names(["app", "x"]) == ["app", "plugin-x", "x"]

@@ -259,14 +259,37 @@ class Resolver:
         if dep.is_rich:
             self.satisfy(_rich_cache(dep.name), dep, parent)
             return
-        reasons = []
+        viable, reasons = [], []
         for cand in self.candidates(dep):
             why = self.conflict(cand)
             if why is None:
-                self.select(cand, parent, str(dep))
+                viable.append(cand)
+            else:
+                reasons.append(why)
+        if not viable:
+            self.fail(dep, parent, reasons)
+        self.choose(viable, parent, str(dep))
+
+    def choose(self, viable: list[Package], parent: str, because: str) -> None:
+        """Select the first of viable whose own requirements can be met.
+        With one candidate there is nothing to choose; with several, each
+        is tried with its whole closure and undone if that fails, so a
+        broken provider does not hide a working one."""
+        if len(viable) == 1:
+            self.select(viable[0], parent, because)
+            return
+        first_error: ResolveError | None = None
+        for cand in viable:
+            snap = self._snapshot()
+            try:
+                self.select(cand, parent, because)
+                self.drain()
                 return
-            reasons.append(why)
-        self.fail(dep, parent, reasons)
+            except ResolveError as exc:
+                self._restore(snap)
+                first_error = first_error or exc
+        assert first_error is not None
+        raise first_error
 
     def fail(self, dep: Dep | str, parent: str, reasons: list[str]) -> None:
         where = f"needed by {self.chain(parent)}" if parent else "requested"
@@ -284,13 +307,18 @@ class Resolver:
             for c in node[1]:
                 self.satisfy(c, dep, parent)
         elif op == "or":
+            first_error: ResolveError | None = None
             for c in node[1]:
                 snap = self._snapshot()
                 try:
                     self.satisfy(c, dep, parent)
+                    self.drain()
                     return
-                except ResolveError:
+                except ResolveError as exc:
                     self._restore(snap)
+                    first_error = first_error or exc
+            if first_error is not None:
+                raise first_error
             self.fail(dep, parent, [])
         elif op in ("if", "unless"):
             cond = self.eval(node[2])
@@ -299,14 +327,16 @@ class Resolver:
             elif node[3] is not None:
                 self.satisfy(node[3], dep, parent)
         elif op in ("with", "without"):
-            reasons = []
+            viable, reasons = [], []
             for cand in sorted(self._with(node), key=cmp_to_key(_pkg_cmp)):
                 why = self.conflict(cand)
                 if why is None:
-                    self.select(cand, parent, str(dep))
-                    return
-                reasons.append(why)
-            self.fail(dep, parent, reasons)
+                    viable.append(cand)
+                else:
+                    reasons.append(why)
+            if not viable:
+                self.fail(dep, parent, reasons)
+            self.choose(viable, parent, str(dep))
 
     def drain(self) -> None:
         while self.queue:
