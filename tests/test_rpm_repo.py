@@ -6,6 +6,7 @@ The repositories are built here with rpmbuild and createrepo_c
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -302,3 +303,51 @@ def test_primary_fast_path_agrees_with_general_path(fx_repo):
         assert tuple(x or "" for x in m.groups() + t.groups()) == P._fields_generic(body)
         n += 1
     assert n == 16
+
+
+MODULES_YAML = """---
+document: modulemd
+version: 2
+data:
+  name: fx-libc
+  stream: "new"
+  version: 1
+  context: abcdef01
+  summary: the newer C library
+  description: fx-libc 2.36 as a module stream
+  license:
+    module: [MIT]
+  artifacts:
+    rpms:
+    - fx-libc-0:2.36-9.fx1.x86_64
+    - fx-libc-0:2.36-9.fx1.aarch64
+...
+"""
+
+DEFAULTS_YAML = """---
+document: modulemd-defaults
+version: 1
+data:
+  module: fx-libc
+  stream: "new"
+...
+"""
+
+
+@pytest.mark.parametrize("default", [False, True], ids=["no-default-stream", "default-stream"])
+def test_modular_packages_follow_default_streams(built, tmp_path, default):
+    """A package of a module stream is offered only when that stream is the
+    default, and then it hides the non-modular package of the same name."""
+    repo = rpmrepo.make_repo(tmp_path / "repo", built.fx)
+    yml = tmp_path / "modules.yaml"
+    yml.write_text(MODULES_YAML + (DEFAULTS_YAML if default else ""))
+    subprocess.run(["modifyrepo_c", "--mdtype=modules", str(yml), str(repo / "repodata")], check=True, capture_output=True)
+    lines = resolved("--repo", repo.as_uri(), "fx-libc")
+    want = "fx-libc 0:2.36-9.fx1 x86_64" if default else "fx-libc 0:2.35-1.fx1 x86_64"
+    assert want in lines, lines
+    if shutil.which("dnf"):  # dnf 4 filters modular packages the same way
+        assert dnf_set(repo, ["fx-libc"], tmp_path, True) == sorted(lines)
+    if not default:
+        # fx-bash needs fx-libc >= 2.36, which only the hidden stream has.
+        p = rootfs("resolve", "--repo", repo.as_uri(), "fx-bash")
+        assert p.returncode == 3 and "fx-libc(x86-64) >= 2.36" in p.stderr, p.stderr

@@ -10,6 +10,8 @@ from rootfs.fetch import Downloader
 from rootfs.lock import Lock, LockedPackage, LockSource
 from rootfs.recipe import Recipe
 from rootfs.rpm.keys import armored_key
+from rootfs.rpm.modules import ModularFilter, parse_modules
+from rootfs.rpm.modules import apply as modules_apply
 from rootfs.rpm.primary import Package, parse_primary, scan_filelists
 from rootfs.rpm.repomd import Repomd, fetch_data, fetch_repomd
 from rootfs.rpm.resolver import resolve_packages
@@ -21,6 +23,7 @@ def load_repos(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> 
     keyring = (opts.keyring or recipe.gpgkey) if opts.check_gpg else ""
     repos: list[Repomd] = []
     packages: list[Package] = []
+    modular_filter, modular = ModularFilter(), set()
     for i, url in enumerate(recipe.repos):
         md = fetch_repomd(downloader, url, keyring or None)
         repos.append(md)
@@ -28,6 +31,14 @@ def load_repos(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> 
         assert stream is not None  # parse_repomd insists on primary
         with stream:
             packages.extend(parse_primary(stream, repo=i, where=f"{md.url} primary"))
+        modules = fetch_data(downloader, md, "modules")
+        if modules is not None:
+            with modules:
+                f, m = parse_modules(modules, f"{md.url} modules")
+            modular_filter.merge(f)
+            modular |= m
+    if modular:
+        packages = modules_apply(packages, modular_filter, modular)
     return repos, packages
 
 

@@ -104,7 +104,7 @@ class EVR(NamedTuple):
     release: str  # "" when not given
 
     def __str__(self) -> str:
-        s = f"{self.epoch}:" if self.epoch else ""
+        s = f"{self.epoch}:" if self.epoch not in ("", "0") else ""  # as rpm and dnf print them
         s += self.version
         if self.release:
             s += f"-{self.release}"
