@@ -54,7 +54,6 @@ class MakeRequest:
     push: str | None = None
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
-    command: str = ""  # for the image history: how the layer was made
 
 
 def artifact_name(fmt: str) -> str:
@@ -216,6 +215,16 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     atomic_write_text(staging / "build.json", report.to_json())
 
 
+def created_by(recipe: Recipe, lock: Lock) -> str:
+    """The image history's account of the layer: what was built, from which
+    lock. Never the command line: paths and flags differ between two builds
+    that must give the same bytes."""
+    what = f"{lock.distribution} {lock.suite}".strip() or recipe.name
+    variant = f" {lock.variant}" if lock.variant else ""
+    return (f"rootfs {__version__} make {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} packages, "
+            f"lock sha256:{lock.digest()}")
+
+
 def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
     from rootfs.pack import PackOptions
 
@@ -229,7 +238,7 @@ def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
         image=image,
         architecture=lock.architecture,
         layer_compression=req.layer_compression,
-        created_by=req.command or f"rootfs {__version__} make {req.recipe.name}",
+        created_by=created_by(req.recipe, lock),
     )
 
 

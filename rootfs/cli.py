@@ -234,7 +234,6 @@ def make(
         push=push,
         registry=registry,
         sbom=not no_sbom,
-        command="rootfs make " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     _run_with_report(req, run_make, report, json_out)
 

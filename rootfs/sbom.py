@@ -39,12 +39,11 @@ class SbomOptions:
 
 
 def _tool_version() -> str:
-    try:
-        from importlib.metadata import version
+    # The package's own version, not the installed distribution's metadata:
+    # a build from a source checkout must write the same document.
+    from rootfs import __version__
 
-        return version("rootfs")
-    except Exception:  # not installed as a distribution: a source checkout
-        return "0"
+    return __version__
 
 
 def _created(opts: SbomOptions, lock: Lock | None) -> str:

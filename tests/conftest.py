@@ -107,3 +107,43 @@ def needs_root():
 def needs_tool(*names: str):
     missing = [n for n in names if shutil.which(n) is None]
     return pytest.mark.skipif(bool(missing), reason=f"missing tool(s): {', '.join(missing)}")
+
+
+@dataclass
+class RealBuild:
+    """One root-mode `rootfs make` of a real Debian release (see bookworm_build)."""
+
+    mirror: str
+    args: list  # the make arguments after the recipe, minus -o and --cache-dir
+    out: Path  # holds rootfs/ (the tree), rootfs.tar, oci/, lock.json, build.json, sbom.spdx.json
+    cache: Path
+
+    @property
+    def root(self) -> Path:
+        return self.out / "rootfs"
+
+
+BOOKWORM_ARGS = ["--variant", "minbase", "--include", "iputils-ping,libcap2-bin", "-f", "dir", "-f", "tar", "-f", "oci"]
+
+
+@pytest.fixture(scope="session")
+def bookworm_build(tmp_path_factory) -> RealBuild:
+    """bookworm minbase plus ping (for a file capability), built once per
+    session by `rootfs make` as root from the mirror apt is configured with;
+    skipped when there is none."""
+    import sys
+
+    from rootfs.mirror import host_mirror
+
+    mirror = host_mirror("debian", "Debian")
+    if not mirror:
+        pytest.skip("no Debian mirror configured for apt on this machine")
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    base = tmp_path_factory.mktemp("bookworm")
+    build = RealBuild(mirror, BOOKWORM_ARGS, base / "out", base / "cache")
+    p = subprocess.run([sys.executable, "-m", "rootfs.cli", "make", "bookworm", *BOOKWORM_ARGS,
+                        "-o", str(build.out), "--cache-dir", str(build.cache)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, f"rootfs make bookworm failed: {p.stderr[-2000:]}"
+    return build
