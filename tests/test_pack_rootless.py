@@ -115,6 +115,8 @@ def test_dir_output_without_root_carries_a_record(tmp_path, monkeypatch):
     monkeypatch.undo()
     rec = load_for_root(tmp_path / "copy")
     assert rec is not None and rec.get("devs/null").is_device
+    # whole: a path missing from a record would be taken to be root's
+    assert rec.get("odd/owned").uid == 1000 and rec.get("links/hard") is not None and rec.get(".") is not None
     assert not stat.S_ISCHR(os.lstat(tmp_path / "copy/devs/null").st_mode)
     # packing the copy (its record found beside it) gives the original bytes
     pack(tmp_path / "copy", ["tar"], tmp_path / "again.tar", PackOptions(source_date_epoch=SDE))

@@ -280,7 +280,7 @@ class _Job:
             if extractors["dir"].missing:
                 # Not root: the copy cannot hold other owners or devices, so
                 # it carries the record the next pack reads them from.
-                self.dir_record = fsimage.record_of(extractors["dir"].missing)
+                self.dir_record = fsimage.record_of(extractors["dir"].every)
             arts.append(Artifact("dir", targets["dir"]))
         order = {f: i for i, f in enumerate(self.formats)}
         return sorted(arts, key=lambda a: order[a.format])

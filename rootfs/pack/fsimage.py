@@ -90,9 +90,14 @@ class Extractor:
         self.root = os.geteuid() == 0
         self.dirs: list[tuple[bytes, Entry]] = []
         self.missing: list[Entry] = []  # what the tree on disk could not hold
+        # Without root the copy needs a record, and a record must be whole: a
+        # path it does not know is taken to be root's (tree.walk).
+        self.every: list[Entry] = []
 
     def __call__(self, e: Entry) -> None:
         path = self.dest + b"/" + e.name if e.name else self.dest
+        if not self.root:
+            self.every.append(Entry(e.name, e.kind, e.mode, e.uid, e.gid, e.mtime, rdev=e.rdev, xattrs=e.xattrs))
         if e.kind == DIR:
             if e.name:
                 os.mkdir(path, 0o700)
@@ -158,9 +163,9 @@ class Extractor:
 
 
 def record_of(entries: list[Entry]) -> AttrRecord:
-    """An attrs record of what a copy made without root could not hold."""
+    """The attrs record of a copy made without root."""
     rec = AttrRecord()
     for e in entries:
         rec.set(os.fsdecode(e.name) if e.name else ".",
-                Attr(_TYPE_BITS[e.kind] | e.mode, e.uid, e.gid, e.rdev, e.xattrs))
+                Attr(_TYPE_BITS.get(e.kind, stat.S_IFREG) | e.mode, e.uid, e.gid, e.rdev, e.xattrs))
     return rec

@@ -96,14 +96,16 @@ def walk(
                 kind = rkind
         if kind is None:
             return None
-        src = rec if rec is not None else None
-        mode = stat.S_IMODE(src.mode if src else st.st_mode)
-        # With a record (a rootless tree), a path it does not know was made by
-        # the build itself, which a root build would have made as root.
-        uid = src.uid if src else (0 if attrs is not None else st.st_uid)
-        gid = src.gid if src else (0 if attrs is not None else st.st_gid)
-        rdev = (src.rdev if src else st.st_rdev) if kind in (CHR, BLK) else 0
-        xattrs = src.xattrs if src else _disk_xattrs(full)
+        # The record is the whole truth for the paths it knows, xattrs included.
+        if rec is not None:
+            mode, uid, gid, rdev, xattrs = stat.S_IMODE(rec.mode), rec.uid, rec.gid, rec.rdev, rec.xattrs
+        else:
+            mode, rdev, xattrs = stat.S_IMODE(st.st_mode), st.st_rdev, _disk_xattrs(full)
+            # With a record (a rootless tree), a path it does not know was made
+            # by the build itself, which a root build would have made as root.
+            uid, gid = (0, 0) if attrs is not None else (st.st_uid, st.st_gid)
+        if kind not in (CHR, BLK):
+            rdev = 0
         mtime = int(st.st_mtime)
         if clamp is not None and mtime > clamp:
             mtime = clamp
