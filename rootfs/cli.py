@@ -562,7 +562,7 @@ def pack(
     tag: Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's, else localhost/rootfs:latest).")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Take the image config (cmd, env, labels, tag) from this recipe.")] = None,
     layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
-    source_date_epoch: Annotated[Optional[int], typer.Option("--source-date-epoch", min=0, help="Clamp mtimes and set `created` (env SOURCE_DATE_EPOCH overrides).")] = None,
+    source_date_epoch: Annotated[Optional[int], typer.Option("--source-date-epoch", min=0, help="Clamp mtimes and set `created` (default: the lock's beside ROOT; env SOURCE_DATE_EPOCH overrides).")] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="The root's architecture (default: from its /bin/sh).")] = None,
     keep_dev: Annotated[bool, typer.Option("--keep-dev", help="Pack the contents of /dev too.")] = False,
     no_clean: Annotated[bool, typer.Option("--no-clean", help="Pack logs, apt lists, machine-id... as they are.")] = False,
@@ -575,6 +575,20 @@ def pack(
     if output == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
     image = load_recipe(recipe).image if recipe else None
+    # A root that `rootfs make` wrote has its lock beside it (OUT.lock.json,
+    # or lock.json next to OUT/rootfs): its SOURCE_DATE_EPOCH and
+    # architecture are the build's.
+    lock = None
+    for candidate in (root.parent / f"{root.name}.lock.json", root.parent / "lock.json"):
+        if candidate.is_file() and (candidate.name != "lock.json" or root.name == "rootfs"):
+            from rootfs.lock import read_lock
+
+            lock = read_lock(candidate)
+            break
+    if source_date_epoch is None and lock is not None and lock.source_date_epoch:
+        source_date_epoch = lock.source_date_epoch
+    if arch is None and lock is not None:
+        arch = lock.architecture
     opts = PackOptions(
         source_date_epoch=source_date_epoch,
         tag=tag or "",

@@ -381,3 +381,33 @@ def test_extract_mode_as_nobody_records_owners(host_repo, tmp_path):
                 assert rel in rec, rel
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unmerged_trusty_shape_extracts(tmp_path, http_serve, gpg_key):
+    """An old-style archive (Release.gpg only, Packages.gz, gzip members)
+    into a root without merged /usr: /bin stays a real directory."""
+    from debrepo import build_trusty_repo
+
+    repo = build_trusty_repo(tmp_path / "repo", [
+        Pkg("base-files", "7.2", priority="required", essential=True,
+            files={"bin/true-ish": File(b"#!/bin/sh\n", 0o755), "etc/issue": b"Ubuntu 14.04\n"},
+            conffiles=["/etc/issue"]),
+        Pkg("libfoo1", "1.0", priority="required", multi_arch="same", depends="base-files",
+            files={"lib/x86_64-linux-gnu/libfoo.so.1": b"\x7fELF"}),
+    ], key=gpg_key)
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, variant="essential", include=("libfoo1",), merged_usr=False,
+                          distribution="ubuntu")
+    out = tmp_path / "out"
+    proc = rootfs("make", str(recipe), "--mirror", server.url + "/", "-o", str(out), "--mode", "extract",
+                  "--cache-dir", str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "bin").is_dir() and not (out / "bin").is_symlink()
+    assert (out / "bin/true-ish").read_bytes() == b"#!/bin/sh\n"
+    assert (out / "lib/x86_64-linux-gnu/libfoo.so.1").is_file()
+    assert (out / "var/lib/dpkg/info/libfoo1:amd64.list").read_text().splitlines()[-1] == \
+        "/lib/x86_64-linux-gnu/libfoo.so.1"
+    status = (out / "var/lib/dpkg/status").read_text()
+    issue_md5 = hashlib.md5(b"Ubuntu 14.04\n").hexdigest()
+    assert f"Conffiles:\n /etc/issue {issue_md5}\n" in status
+    assert (out / "etc/apt/sources.list").read_text() == f"deb {server.url}/ trusty main\n"

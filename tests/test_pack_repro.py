@@ -96,3 +96,27 @@ def test_artifact_names(tmp_path):
     assert oct((tmp_path / "single.tar").stat().st_mode & 0o777) == "0o644"
     # nothing temporary is left beside the outputs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "root", "single.tar"]
+
+
+def test_cli_takes_epoch_and_arch_from_the_lock_beside_the_root(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from rootfs.lock import Lock
+
+    root = tmp_path / "bw"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/motd").write_text("hi\n")
+    Lock(backend="deb", recipe="bw", distribution="debian", suite="bookworm", architecture="armhf",
+         source_date_epoch=1_234_567_890).write(tmp_path / "bw.lock.json")
+    r = subprocess.run([sys.executable, "-m", "rootfs.cli", "-q", "pack", str(root), "-f", "oci", "-o",
+                        str(tmp_path / "oci")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from pack_helpers import oci_layer, tar_model
+
+    _, config, layer = oci_layer(tmp_path / "oci")
+    assert (config["architecture"], config["variant"], config["created"]) == ("arm", "v7", "2009-02-13T23:31:30Z")
+    assert tar_model(layer).nodes[b"etc/motd"].mtime == 1_234_567_890
+    index = json.loads((tmp_path / "oci/index.json").read_text())
+    assert index["manifests"][0]["platform"] == {"architecture": "arm", "os": "linux", "variant": "v7"}
