@@ -10,7 +10,6 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from rootfs.attrs import Attr, AttrRecord, load_for_root, sidecar_path
 from rootfs.pack import PackOptions, pack
