@@ -26,6 +26,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -97,7 +98,8 @@ def mounts_under(root: str | os.PathLike) -> list[str]:
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")
+            # mountinfo escapes space, tab, newline and backslash as \ooo
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
             if point == prefix or point.startswith(prefix + "/"):
                 out.append(point)
     return out
@@ -167,6 +169,9 @@ class Chroot:
 
     def _mount_at(self, path: str, fstype: str, source: str, flags: int = 0, data: str = "") -> str:
         host = self._mkdir(path)
+        if host == self.root:
+            # a package made /proc (or /sys, /dev) a link to `/`
+            raise InstallError(f"cannot prepare the root: /{path} leads to the root itself")
         _mount(source, host, fstype, flags, data)
         self._undo.append(lambda: _umount(host))
         return host

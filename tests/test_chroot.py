@@ -146,3 +146,22 @@ def test_busy_mount_is_detached(tmp_path):
     finally:
         os.kill(pid, signal.SIGKILL)
     assert not (root / "dev").exists() or not os.listdir(root / "dev")
+
+
+def test_proc_linked_to_the_root_is_refused(tmp_path):
+    from rootfs.errors import InstallError
+
+    root = tiny_root(tmp_path / "root")
+    os.symlink("/", root / "proc")
+    with pytest.raises(InstallError, match="/proc leads to the root itself"):
+        with Chroot(root):
+            pass
+    assert mounts_under(root) == []
+    assert os.readlink(root / "proc") == "/"
+
+
+def test_mount_points_with_spaces_are_seen(tmp_path):
+    root = tiny_root(tmp_path / "a root")
+    with Chroot(root):
+        assert str(root / "proc") in mounts_under(root)
+    assert mounts_under(root) == []
