@@ -99,6 +99,9 @@ def member_components(name: str) -> list[str]:
     comps = [c for c in name.split("/") if c not in ("", ".")]
     if ".." in comps:
         raise _Refused("its name contains '..'")
+    if "\n" in name or "\0" in name:
+        # dpkg's .list files hold one path per line
+        raise _Refused("its name contains a newline or NUL")
     return comps
 
 

@@ -349,3 +349,9 @@ def ar_archive(members: list[tuple[str, bytes]]) -> bytes:
         out.append(f"{name:<16}{0:<12}{0:<6}{0:<6}{0o100644:<8o}{len(data):<10}`\n".encode())
         out.append(data + (b"\n" if len(data) % 2 else b""))
     return b"".join(out)
+
+
+@pytest.mark.parametrize("as_user", USERS)
+def test_newline_in_a_name_is_refused(arena, as_user):
+    # it would forge extra lines in dpkg's PKG.list
+    check(arena, [member("etc/ok\n/etc/shadow", data=b"x")], as_user, expect_error=True)
