@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_root
+from conftest import needs_root, serve_directory
 from debrepo import File, Pkg, Symlink, build_repo, write_recipe
 
 ROOTFS = [sys.executable, "-m", "rootfs.cli"]
@@ -226,3 +226,50 @@ def test_full_disk_gives_a_clear_message_and_no_half_written_artifact(repo_env, 
         assert [p for p in mnt.iterdir() if p.name.startswith(".img.tar.") and not p.name.endswith(".lock")] == []
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.fixture(scope="module")
+def configured_repo(tmp_path_factory, gpg_key):
+    """A repository whose packages really configure (dpkg and maintainer
+    scripts run in the root), plus a large package so that kills also land
+    in the download."""
+    from test_deb_install import host_packages
+
+    tmp = tmp_path_factory.mktemp("kill-repo")
+    big = Pkg("bigdata", priority="required", files={"usr/share/big": random.Random(3).randbytes(4 << 20)})
+    repo = build_repo(tmp / "repo", host_packages(tmp) + [big], key=gpg_key, suite="stable")
+    server = serve_directory(repo.path)
+    recipe = write_recipe(tmp, repo, variant="essential", include=("marker", "owners", "bigdata"))
+    yield server.url + "/", recipe
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@needs_root()
+@pytest.mark.slow
+def test_sigkill_during_configuration_and_packing_as_root(configured_repo, tmp_path):
+    url, recipe = configured_repo
+    out = tmp_path / "img"
+    cache = tmp_path / "cache"
+    args = ["make", recipe, "--mirror", url, "--cache-dir", cache, "-f", "tar", "-f", "oci", "-o", out]
+    t = time.monotonic()
+    rootfs(*args, check=True)
+    undisturbed = time.monotonic() - t
+    good = sha256(out / "rootfs.tar")
+    rng = random.Random(1128)
+    for i in range(22):
+        if i % 4 == 0:
+            subprocess.run(["rm", "-rf", str(cache)], check=True)
+        delay = rng.uniform(0.05, undisturbed)
+        p = subprocess.Popen([*ROOTFS, *map(str, args), "--force"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert sha256(out / "rootfs.tar") == good, f"kill {i} after {delay:.2f}s broke the tar"
+        with open("/proc/self/mountinfo") as f:
+            assert str(tmp_path) not in f.read(), f"kill {i} after {delay:.2f}s left a mount"
+    r = rootfs(*args, "--force")
+    assert r.returncode == 0, r.stderr
+    assert sha256(out / "rootfs.tar") == good
+    assert _settle(out) == []
