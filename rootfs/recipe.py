@@ -110,8 +110,15 @@ _IMAGE_KEYS = {
 }
 
 
+def recipe_dirs() -> list[Path]:
+    """$ROOTFS_RECIPES (colon-separated directories) first, then the
+    recipes/ directory of this checkout."""
+    extra = [Path(d) for d in os.environ.get("ROOTFS_RECIPES", "").split(":") if d]
+    return extra + [RECIPES_DIR]
+
+
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    return sorted({p.stem for d in recipe_dirs() for p in d.glob("*.toml")})
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -121,11 +128,12 @@ def find_recipe(name_or_path: str) -> Path:
         if not candidate.is_file():
             raise UsageError(f"recipe file {name_or_path} does not exist")
         return candidate
-    path = RECIPES_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        known = ", ".join(recipe_names()) or "none"
-        raise UsageError(f"unknown recipe {name_or_path!r}; known recipes: {known}")
-    return path
+    for d in recipe_dirs():
+        path = d / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    known = ", ".join(recipe_names()) or "none"
+    raise UsageError(f"unknown recipe {name_or_path!r}; known recipes: {known}")
 
 
 def _check_types(table: dict, schema: dict, where: str) -> None:

@@ -83,6 +83,7 @@ def make_unpriv(base: Path) -> Unpriv:
     copy = Path(tempfile.mkdtemp(prefix="rootfs-unpriv-py.", dir="/tmp"))
     os.chmod(copy, 0o755)
     shutil.copytree(PROJECT / "rootfs", copy / "rootfs", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT / "recipes", copy / "recipes")
     shutil.copytree(site, copy / "site", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__", "pip", "_pytest", "pytest*", "rootfs*", "__editable__*"))
     subprocess.run(["chmod", "-R", "a+rX", str(copy)], check=True)
