@@ -286,11 +286,25 @@ class Chroot:
             os.chroot(root)
             os.chdir("/")
 
-        proc = subprocess.run(
-            list(cmd), env=self.environment(env), preexec_fn=enter, input=input,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds),
-            stdin=None if input is not None else subprocess.DEVNULL, check=False,
-        )
+        try:
+            # A session of its own, so that an interruption takes down the
+            # whole tree (dpkg, a maintainer script, what it started), not
+            # just the first process.
+            child = subprocess.Popen(
+                list(cmd), env=self.environment(env), preexec_fn=enter, start_new_session=True,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds),
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            raise InstallError(f"cannot run {cmd[0]} inside the root: {exc.strerror or exc}") from None
+        try:
+            out, _ = child.communicate(input)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise
+        proc = subprocess.CompletedProcess(list(cmd), child.returncode, out, None)
         if check and proc.returncode != 0:
             out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
             tail = out[-1] if out else "no output"

@@ -165,3 +165,52 @@ def test_mount_points_with_spaces_are_seen(tmp_path):
     with Chroot(root):
         assert str(root / "proc") in mounts_under(root)
     assert mounts_under(root) == []
+
+
+def test_missing_command_is_an_install_error(tmp_path):
+    from rootfs.errors import InstallError
+
+    root = tiny_root(tmp_path / "root")
+    with Chroot(root) as ch:
+        with pytest.raises(InstallError, match="cannot run /usr/bin/nonexistent inside the root"):
+            ch.run(["/usr/bin/nonexistent"])
+    assert mounts_under(root) == []
+
+
+def test_interruption_kills_what_runs_inside(tmp_path):
+    root = tiny_root(tmp_path / "root")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            with Chroot(root) as ch:
+                os.write(w, b"ready")
+                ch.run(["/bin/sh", "-c", "echo $$ > /shell; /usr/bin/sleep 60 & echo $! > /sleeper; wait"])
+        except KeyboardInterrupt:
+            code = 143
+        finally:
+            os._exit(code)
+    os.close(w)
+    assert os.read(r, 5) == b"ready"
+    os.close(r)
+    for _ in range(600):  # until the shell inside has started its child
+        if (root / "sleeper").exists() and (root / "sleeper").read_text().strip():
+            break
+        time.sleep(0.05)
+    sleeper = int((root / "sleeper").read_text())
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 143
+    for _ in range(100):  # SIGKILLed; the zombie is reaped by init shortly
+        try:
+            os.kill(sleeper, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{sleeper}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the process started inside survived")
+    assert mounts_under(root) == []

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from rootfs.attrs import AttrRecord
 from rootfs.backend import InstallOptions, InstallReport
+from rootfs.chroot import sigterm_raises
 from rootfs.deb.debfile import ControlInfo, DebFile
 from rootfs.errors import InstallError, PrivilegeError, UsageError
 from rootfs.extract import Extractor
@@ -127,7 +128,9 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     report = InstallReport(packages=len(lock.packages))
     root = Path(root)
     stage2 = opts.mode in ("root", "rootless")
-    with Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex:
+    # SIGTERM unwinds like Ctrl-C, so the caller's cleanup of a half-built
+    # root runs (and stage 2's mounts are undone).
+    with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex:
         unpacked = stage_one(lock, files, ex, opts, register_all=not stage2)
         if stage2:
             stage_two(lock, unpacked, ex, opts)
