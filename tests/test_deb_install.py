@@ -133,7 +133,9 @@ def host_packages(tmp: Path) -> list[Pkg]:
 def host_repo(tmp_path_factory, gpg_key):
     tmp = tmp_path_factory.mktemp("hostrepo")
     broken = Pkg("broken", "1.0", scripts={"postinst": "#!/bin/sh\necho 'about to fail' >&2\nexit 3\n"})
-    return build_repo(tmp / "repo", host_packages(tmp) + [broken], key=gpg_key, suite="testing")
+    slow = Pkg("slow", "1.0", depends="coreutils", scripts={
+        "postinst": "#!/bin/sh\nsleep 120 &\necho $! > /slow-started\nwait\n"})
+    return build_repo(tmp / "repo", host_packages(tmp) + [broken, slow], key=gpg_key, suite="testing")
 
 
 def rootfs(*args: str, env=None) -> subprocess.CompletedProcess:
@@ -411,3 +413,34 @@ def test_unmerged_trusty_shape_extracts(tmp_path, http_serve, gpg_key):
     issue_md5 = hashlib.md5(b"Ubuntu 14.04\n").hexdigest()
     assert f"Conffiles:\n /etc/issue {issue_md5}\n" in status
     assert (out / "etc/apt/sources.list").read_text() == f"deb {server.url}/ trusty main\n"
+
+
+def test_sigterm_during_stage_two_leaves_nothing(host_repo, tmp_path, http_serve):
+    import signal
+    import time
+
+    server = http_serve(host_repo.path)
+    recipe = write_recipe(tmp_path, host_repo, variant="essential", include=("slow",))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "rootfs.cli", "make", str(recipe), "--mirror", server.url + "/",
+                             "-o", str(out), "--cache-dir", str(tmp_path / "cache")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sleeper = None
+    for _ in range(1200):  # until the slow postinst runs inside the root being built
+        found = [p for p in tmp_path.glob(".out.*/*/slow-started") if p.read_text().strip()]
+        if found:
+            sleeper = int(found[0].read_text())
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert sleeper is not None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists()
+    assert list(tmp_path.glob(".out.*")) == []
+    assert mounts_under(tmp_path) == []
+    stat_file = Path(f"/proc/{sleeper}/stat")
+    assert not stat_file.exists() or stat_file.read_text().split()[2] == "Z"
