@@ -64,6 +64,9 @@ class PackOptions:
     layer_compression: str = "gzip"  # OCI layers: gzip or zstd
     cleanup: bool = True  # leave out logs, caches, machine-id... (clean.py)
     keep_dev: bool = False  # pack /dev's contents too
+    # The caller gives the root up: the `dir` format (alone) then cleans the
+    # tree in place and renames it to OUTPUT instead of copying it.
+    move_root: bool = False
     created_by: str = "rootfs pack"  # the config history entry
     log: Callable[[str], None] = lambda msg: None
 
@@ -125,6 +128,10 @@ def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: 
 
     output = Path(output)
     _refuse_inside(root, output)
+    if opts.move_root and formats == ["dir"]:
+        moved = _move_root(root, output, sde, attrs, opts)
+        if moved is not None:
+            return moved
     if len(formats) == 1:
         fmt = formats[0]
         with atomic_path(output, directory=fmt in DIRECTORY_FORMATS) as tmp:
@@ -140,6 +147,48 @@ def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: 
         if job.dir_record is not None:
             job.dir_record.save(sidecar_path(tmp / ARTIFACT_NAMES["dir"]))
     return [_renamed(a, tmp, output) for a in arts]
+
+
+def _move_root(root: Path, output: Path, sde: int | None, attrs: AttrRecord | None,
+               opts: PackOptions) -> list[Artifact] | None:
+    """The `dir` output by cleaning the root in place and renaming it; None
+    when OUTPUT is on another filesystem (the caller then copies)."""
+    import errno
+
+    from rootfs.pack.inplace import clean_in_place
+
+    if os.stat(root).st_dev != os.stat(_existing_parent(output)).st_dev:
+        return None
+    clean_in_place(root, clamp=sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup, attrs=attrs)
+    try:
+        with atomic_path(output, directory=True) as tmp:
+            os.rmdir(tmp)
+            try:
+                os.rename(root, tmp)
+            except OSError as exc:
+                os.mkdir(tmp)  # for atomic_path to remove
+                if exc.errno == errno.EXDEV:
+                    raise _CrossDevice() from None
+                raise
+    except _CrossDevice:
+        return None
+    old_sidecar = sidecar_path(root)
+    if attrs is not None and len(attrs):
+        attrs.save(sidecar_path(output))
+    if old_sidecar.exists():
+        old_sidecar.unlink()
+    return [Artifact("dir", output)]
+
+
+class _CrossDevice(Exception):
+    pass
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def _renamed(a: Artifact, tmp: Path, final: Path) -> Artifact:
