@@ -115,6 +115,7 @@ def build_every_entry_tree(root: Path) -> None:
     os.chown(p("devs/loop0"), 0, 6)
     os.mkfifo(p("devs/fifo"), 0o600)
     Path(root, "names/with space").write_text("space\n")
+    Path(root, 'names/q"uote\'s and back\\slash').write_text("quotes\n")  # debugfs quoting
     Path(root, "names/ünïcödé").write_text("utf-8\n")
     Path(os.fsdecode(p(b"names/" + NON_UTF8))).write_text("not utf-8\n")
     long_dir = "names/" + "d" * 90
