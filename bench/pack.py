@@ -8,7 +8,8 @@ Run as root, on demand (not part of the tests):
 Without --root a bookworm minbase root is built with mmdebstrap from the
 mirror apt is configured with. On that tree, alternately and --runs times:
 GNU tar piped into zstd -3, `rootfs pack --format tar.zst`, `--format oci`
-(gzip layer) and `--format oci --layer-compression zstd`. Medians of the
+(gzip layer), `--format oci --layer-compression zstd`, plain tar against
+GNU tar, four formats from one walk, ext4, squashfs and dir. Medians of the
 wall time and the peak resident memory of each (the largest process of the
 pipeline for tar|zstd) are printed with the ratios. Then the same root is
 doubled (two copies side by side in one tree) and packed again: the packer's
@@ -110,6 +111,9 @@ def main() -> None:
             "tar": ["sh", "-c", 'tar --sort=name --numeric-owner -C "$1" -cf "$2" .', "sh", str(root), str(out)],
             "pack tar": packer(root, out, "tar"),
             "pack 4 formats": packer(root, out, "tar", "tar.zst", "oci", "docker-archive"),
+            "pack ext4": packer(root, out, "ext4"),
+            "pack squashfs": packer(root, out, "squashfs"),
+            "pack dir (copy)": packer(root, out, "dir"),
             "rootfs pack (CLI)": [sys.executable, "-m", "rootfs.cli", "-q", "pack", str(root), "--source-date-epoch",
                                   SDE, "--format", "tar.zst", "-o", str(out)],
         }
