@@ -179,7 +179,9 @@ def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: Install
     without the GIL, so on two cores this is ~1.5x faster than one by one.
     Overlaps are settled afterwards as a one-by-one extraction in lock order
     would have left them."""
-    pkgs = list(lock.packages)
+    # By name, as a lock file lists them: a freshly resolved lock and the
+    # same lock read back must settle overlaps the same way.
+    pkgs = sorted(lock.packages, key=lambda p: (p.name, p.architecture))
     total = len(pkgs)
     jobs = max(1, min(2, os.cpu_count() or 1))
     results: list[Unpacked] = []
