@@ -444,3 +444,26 @@ def test_sigterm_during_stage_two_leaves_nothing(host_repo, tmp_path, http_serve
     assert mounts_under(tmp_path) == []
     stat_file = Path(f"/proc/{sleeper}/stat")
     assert not stat_file.exists() or stat_file.read_text().split()[2] == "Z"
+
+
+def test_overlaps_settle_like_one_by_one_extraction(tmp_path):
+    """Parallel extraction, sequential result: a file two packages ship is
+    the later one's (by name), a directory keeps the first one's mode."""
+    from debrepo import build_deb
+
+    from rootfs.backend import InstallOptions
+    from rootfs.deb.install import install
+    from rootfs.lock import Lock, LockedPackage
+
+    debs = [build_deb(Pkg("aaa", files={"usr/share/x/file": b"A\n", "var/spool/q": Dir(0o700)}), tmp_path),
+            build_deb(Pkg("bbb", files={"usr/share/x/file": b"B\n", "var/spool/q": Dir(0o755)}), tmp_path)]
+    pkgs = [LockedPackage(n, "1.0", "amd64", f"http://x/{d.name}", d.stat().st_size, "0" * 64)
+            for n, d in zip(("aaa", "bbb"), debs)]
+    # the lock lists them in the "wrong" order on purpose
+    lock = Lock("deb", "t", "debian", "t", "amd64", packages=(pkgs[1], pkgs[0]), merged_usr=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    install(lock, {p.key: d for p, d in zip(pkgs, debs)}, root, InstallOptions(mode="extract"))
+    assert (root / "usr/share/x/file").read_bytes() == b"B\n"
+    assert stat.S_IMODE(os.stat(root / "var/spool/q").st_mode) == 0o700
+    assert "/usr/share/x/file" in (root / "var/lib/dpkg/info/aaa.list").read_text().splitlines()
