@@ -151,15 +151,25 @@ def bookworm_root(tmp_path_factory):
 @pytest.mark.mirror
 @pytest.mark.slow
 @needs_tool("mmdebstrap")
-def test_real_bookworm_root_runs_everywhere(bookworm_root, containers, tmp_path):
+def test_real_bookworm_root_runs_everywhere(bookworm_root, containers, tmp_path_factory, tmp_path):
     out = tmp_path / "out"
-    arts = {a.format: a for a in pack(bookworm_root, ["tar", "oci", "docker-archive"], out,
+    formats = ["tar", "oci", "oci-archive", "docker-archive", "ext4"]
+    arts = {a.format: a for a in pack(bookworm_root, formats, out,
                                       PackOptions(source_date_epoch=SDE, tag="localhost/bookworm:test"))}
-    assert set(arts) == {"tar", "oci", "docker-archive"}
+    assert set(arts) == set(formats)
+    r = subprocess.run(["e2fsck", "-fn", str(out / "rootfs.ext4")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
     containers.podman("import", "-q", str(out / "rootfs.tar"), "localhost/bw-imported:1")
     assert containers.run("localhost/bw-imported:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
     containers.podman("load", "-i", str(out / "image.docker.tar"))
     assert containers.run("localhost/bookworm:test", "/bin/sh", "-c", "echo ok").strip() == "ok"
+    # a fresh store, so that no blob is skipped as already present
+    fresh = Containers(tmp_path_factory.mktemp("ctr-fresh"))
+    try:
+        fresh.podman("load", "-i", str(out / "image.oci.tar"))
+        assert fresh.run("localhost/bookworm:test", "/bin/sh", "-c", "echo ok").strip() == "ok"
+    finally:
+        fresh.close()
     # every blob re-read and verified, the layout converted
     containers.skopeo("copy", "-q", f"oci:{out}/oci:localhost/bookworm:test", f"oci:{tmp_path}/copy:x")
     # ping's file capability made it into the image
