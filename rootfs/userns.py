@@ -25,6 +25,7 @@ import signal
 import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class UserChroot(Chroot):
     attrs: AttrRecord = field(default_factory=AttrRecord)
     _faked: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _key: str = field(default="", init=False, repr=False)
+    _state: str = field(default="", init=False, repr=False)
     _mount_points: dict = field(default_factory=dict, init=False, repr=False)
 
     def __enter__(self) -> "UserChroot":
@@ -127,20 +129,42 @@ class UserChroot(Chroot):
 
     def __exit__(self, exc_type, *exc) -> None:
         listing = None
+        known: set[tuple[int, int]] = set()
         try:
             if exc_type is None:
                 listing = self.listing()
+                self._stop_faked()  # it writes the inodes it tracked to its save file
+                known = _tracked_inodes(self._state)
         finally:
             self._teardown()
         if listing is not None:
-            # The session's own helpers (policy-rc.d, resolv.conf) are gone
-            # again; keep only what is still in the tree.
-            kept = AttrRecord({k: a for k, a in listing.items()
-                               if k == "." or os.path.lexists(os.path.join(self.root, k))})
-            for d, attr in self._mount_points.items():
-                if d in kept:
-                    kept.set(d, attr)
-            self.attrs.replace_with(kept)
+            self.attrs.replace_with(self._merge(listing, known))
+
+    def _merge(self, listing: AttrRecord, known: set[tuple[int, int]]) -> AttrRecord:
+        """The record of the finished tree. For an inode faked tracked (a
+        script chowned, chmodded or made it, or stage 1 seeded it) the
+        session's view is the truth. Any other path the record already knew
+        keeps that entry: it was unpacked while faked ran (rpm unpacks
+        between scriptlets) and faked never saw its owner. What is left was
+        made by the scripts as (fake) root. The session's own helpers
+        (policy-rc.d, resolv.conf) are gone again and dropped."""
+        merged = AttrRecord()
+        for key, seen in listing.items():
+            host = self.root if key == "." else os.path.join(self.root, key)
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                continue
+            prior = self.attrs.get(key)
+            tracked = (st.st_dev, st.st_ino) in known
+            if prior is None or tracked or stat.S_IFMT(prior.mode) != stat.S_IFMT(seen.mode):
+                merged.set(key, seen)
+            else:
+                merged.set(key, prior)
+        for d, attr in self._mount_points.items():
+            if d in merged:
+                merged.set(d, attr)
+        return merged
 
     def _setup(self) -> None:
         tools = os.path.join(self.root, TOOLS_DIR)
@@ -157,8 +181,11 @@ class UserChroot(Chroot):
             st = os.lstat(p)
             rec = self.attrs.get(d)
             self._mount_points[d] = rec if rec is not None else Attr(st.st_mode)
-        faked = subprocess.Popen([_host_tool(FAKED), "--foreground", "--load"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
+        fd, self._state = tempfile.mkstemp(prefix="rootfs-faked.", suffix=".state")
+        os.close(fd)
+        self._undo.append(lambda: _unlink_quiet(self._state))
+        faked = subprocess.Popen([_host_tool(FAKED), "--foreground", "--load", "--save-file", self._state],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self._faked = faked
         self._undo.append(self._stop_faked)
         faked.stdin.write(seed_state(self.root, self.attrs))
@@ -241,6 +268,25 @@ class UserChroot(Chroot):
         if proc.returncode not in (0, 1) or len(record) == 0:
             raise InstallError(f"listing the tree inside the root failed: {err.strip()[-300:]}")
         return record
+
+
+def _tracked_inodes(state_file: str) -> set[tuple[int, int]]:
+    """(dev, ino) of every entry in a faked save file."""
+    found = set()
+    try:
+        with open(state_file) as f:
+            for line in f:
+                fields = dict(part.split("=", 1) for part in line.strip().split(",") if "=" in part)
+                if "dev" in fields and "ino" in fields:
+                    found.add((int(fields["dev"], 16), int(fields["ino"])))
+    except OSError:
+        pass
+    return found
+
+
+def _unlink_quiet(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 _TYPES = {
