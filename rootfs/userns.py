@@ -51,7 +51,7 @@ root=$1; shift
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
-exec chroot "$root" "$@"
+exec "$@"
 """
 
 
@@ -219,7 +219,9 @@ class UserChroot(Chroot):
         env = super().environment(extra)
         env.update({
             "FAKEROOTKEY": self._key,
-            "LD_LIBRARY_PATH": "/" + TOOLS_DIR,
+            # The host's env and chroot start the command and load the
+            # library too: the second directory is where the host has it.
+            "LD_LIBRARY_PATH": f"/{TOOLS_DIR}:{os.path.dirname(_host_lib())}",
             "LD_PRELOAD": "libfakeroot-sysv.so",
             # In a user namespace chown to an unmapped id fails with EINVAL,
             # which libfakeroot would pass on; it must not try at all.
@@ -231,7 +233,7 @@ class UserChroot(Chroot):
     def _argv(self, cmd: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
         envv = [f"{k}={v}" for k, v in sorted(self.environment(env).items())]
         return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
-                "sh", "-c", _ENTER, "sh", str(self.root), "/usr/bin/env", "-i", *envv, *cmd]
+                "sh", "-c", _ENTER, "sh", str(self.root), "env", "-i", *envv, "chroot", str(self.root), *cmd]
 
     def run(self, cmd: Sequence[str], env: Mapping[str, str] | None = None, *, check: bool = False,
             input: bytes | None = None, pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess:
@@ -247,12 +249,20 @@ class UserChroot(Chroot):
         return proc
 
     def listing(self) -> AttrRecord:
-        """Every path of the tree as the faked session sees it, read through
-        the target's own tar (owners, modes, devices, xattrs)."""
-        argv = self._argv(["tar", "--create", "--file=-", "--directory=/", "--one-file-system", "--numeric-owner",
-                           "--xattrs", "--xattrs-include=*", f"--exclude=./{TOOLS_DIR}", "."], None)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        """Every path of the tree as the faked session sees it (owners,
+        modes, devices, xattrs). faked keys its records by inode, so the
+        host's own tar, preloaded with the host's libfakeroot and attached
+        to the same daemon, reads the session's view without entering the
+        root: the target needs no tar of its own."""
+        tar = shutil.which("tar")
+        if tar is None:
+            raise PrivilegeError("building without root needs GNU tar on the host")
+        argv = [tar, "--create", "--file=-", f"--directory={self.root}", "--numeric-owner", "--xattrs",
+                "--xattrs-include=*", f"--exclude=./{TOOLS_DIR}", "--exclude=./proc/*", "--exclude=./sys/*",
+                "--exclude=./dev/*", "."]
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "FAKEROOTKEY": self._key, "LD_PRELOAD": _host_lib(),
+               "FAKEROOTDONTTRYCHOWN": "1", "FAKED_MODE": "unknown-is-root"}
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         record = AttrRecord()
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:

@@ -247,3 +247,45 @@ def test_real_bookworm_rootless_equals_root_and_runs_in_podman(bookworm_build, u
         assert "cap_net_raw=ep" in lines[2]
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+# -- rpm: scriptlets and the rpm database without root -------------------------
+
+@pytest.fixture(scope="session")
+def rpm_appliance(tmp_path_factory):
+    """An appliance of packages whose scriptlets run with a shell of the
+    host's, prepared as root into a directory nobody can read."""
+    import rpmrepo
+
+    if shutil.which("rpmbuild") is None or shutil.which("createrepo_c") is None:
+        pytest.skip("needs rpmbuild and createrepo_c")
+    built = rpmrepo.built_once(tmp_path_factory)
+    base = Path(tempfile_dir())
+    repo = rpmrepo.make_repo(tmp_path_factory.mktemp("rootless-rpm") / "repo", built.scripted)
+    appl = base / "appl"
+    p = subprocess.run([sys.executable, "-m", "rootfs.cli", "prepare", "--repo", repo.as_uri(), "--cache-dir",
+                        str(base / "cache"), "fx-scripted", "-o", str(appl)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+    yield appl
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_rpm_build_as_nobody_runs_scriptlets_and_equals_the_root_build(rpm_appliance, unpriv, tmp_path):
+    root_tar = tmp_path / "root.tar"
+    p = subprocess.run([sys.executable, "-m", "rootfs.cli", "build", str(rpm_appliance), "-f", "tar",
+                        "-o", str(root_tar)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    home = unpriv.sandbox()
+    try:
+        q = unpriv.rootfs(home, "build", rpm_appliance, "-f", "tar", "-o", home / "user.tar")
+        assert q.returncode == 0, q.stderr
+        assert "rpm database" not in q.stderr  # registered, not skipped
+        assert sha256(home / "user.tar") == sha256(root_tar)
+        with tarfile.open(home / "user.tar") as t:
+            trace = t.extractfile("./var/lib/fx/trace").read().decode().splitlines()
+            names = t.getnames()
+        assert trace == ["pre 1 empty", "post 1 data", "proc mounted", "triggerin 1 1", "posttrans"], trace
+        assert any(n.startswith("./var/lib/rpm/rpmdb.sqlite") for n in names), "packages registered"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

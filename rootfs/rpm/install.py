@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from rootfs.attrs import AttrRecord
 from rootfs.backend import InstallOptions, InstallReport
 from rootfs.errors import InstallError, PrivilegeError, VerifyError
 from rootfs.lock import Lock, LockedPackage
@@ -30,7 +32,7 @@ from rootfs.rpm import header as H
 from rootfs.rpm.deps import Dep, atoms, parse_rich
 from rootfs.rpm.header import RpmFile, open_rpm
 from rootfs.rpm.payload import file_entries
-from rootfs.rpm.scriptlets import Runner, ScriptletError, Trigger, scriptlet, triggers_in
+from rootfs.rpm.scriptlets import Runner, ScriptletError, SessionRunner, Trigger, scriptlet, triggers_in
 from rootfs.rpm.unpack import Unpacker
 from rootfs.rpm.version import EQUAL, parse_evr, ranges_overlap
 from rootfs.safepath import resolve_in_root
@@ -189,7 +191,7 @@ def target_macro(root: Path, name: str) -> str | None:
     return None if "%" in value else value
 
 
-def register(root: Path, paths: list[Path], source_date_epoch: int = 0) -> str | None:
+def register(root: Path, paths: list[Path], source_date_epoch: int = 0, wrap: list[str] | None = None) -> str | None:
     """Record the packages in the root's rpm database with the host's rpm;
     the reason when that is not possible.
 
@@ -214,7 +216,7 @@ def register(root: Path, paths: list[Path], source_date_epoch: int = 0) -> str |
     db.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
         proc = subprocess.run(
-            [rpm, "--root", str(root), "--dbpath", dbpath, "--define", "_db_backend sqlite",
+            [*(wrap or []), rpm, "--root", str(root), "--dbpath", dbpath, "--define", "_db_backend sqlite",
              "-i", "--justdb", "--nodeps", "--noscripts",
              "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
              "--replacefiles", "--replacepkgs", *map(str, paths)],
@@ -256,11 +258,26 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     if key:
         check_signatures([r.path for r in rpms], key)
     check_file_conflicts(rpms)
+    if not as_root and opts.attrs is None:
+        opts.attrs = AttrRecord()
+    unpacker = Unpacker(root, as_root, None if as_root else opts.attrs, opts.log)
+    with contextlib.ExitStack() as stack:
+        runner: Runner | None = None
+        if as_root:
+            runner = Runner(str(root), opts.log)
+        elif opts.mode == "rootless":
+            from rootfs.userns import UserChroot
+
+            session = stack.enter_context(UserChroot(str(root), log=opts.log, attrs=opts.attrs))
+            runner = SessionRunner(str(root), session, opts.log)
+        return _transaction(lock, rpms, root, opts, unpacker, runner, report)
+
+
+def _transaction(lock, rpms, root, opts, unpacker, runner, report) -> InstallReport:
+    as_root = opts.mode == "root"
     ordered = install_order(rpms)
     total = len(ordered)
     progress = opts.progress or (lambda stage, done, n: None)
-    unpacker = Unpacker(root, as_root, None if as_root else opts.attrs, opts.log)
-    runner = Runner(str(root), opts.log) if as_root else None
     failed: list[str] = []
     skipped_scripts: list[str] = []
 
@@ -309,13 +326,15 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
         run(scriptlet(r, "posttrans"), [], False)
     progress("installing", total, total)
     report.packages = total
-    report.configured = as_root
-    if as_root:
-        why = register(root, [r.path for r in ordered], lock.source_date_epoch)
+    report.configured = runner is not None
+    if runner is not None:
+        # Without root, rpm gets root's powers (chroot) in a user namespace.
+        wrap = [] if as_root else ["unshare", "--user", "--map-root-user"]
+        why = register(root, [r.path for r in ordered], lock.source_date_epoch, wrap)
         if why:
             report.skipped.append(why)
     else:
-        report.skipped.append("registering the packages in the rpm database (needs --mode root)")
+        report.skipped.append("registering the packages in the rpm database (needs --mode root or rootless)")
     if skipped_scripts:
         report.skipped.append("scriptlets: " + "; ".join(skipped_scripts))
     report.skipped.extend(failed)

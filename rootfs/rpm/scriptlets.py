@@ -176,8 +176,7 @@ class Runner:
         if not lua:
             argv.extend(args)
         try:
-            proc = subprocess.run(argv, preexec_fn=lambda: _enter(self.root), env=ENV, capture_output=True,
-                                  stdin=subprocess.DEVNULL)
+            returncode, output = self._exec(argv)
         except (OSError, subprocess.SubprocessError) as exc:
             raise ScriptletError(f"{s.label} could not start: {exc}") from None
         finally:
@@ -188,7 +187,25 @@ class Runner:
                     os.rmdir(where)
                 except OSError:
                     pass  # the scriptlet put something there: it stays
-        for line in (proc.stdout + proc.stderr).decode(errors="replace").splitlines():
+        for line in output.decode(errors="replace").splitlines():
             self.log(f"{s.label}: {line}")
-        if proc.returncode != 0:
-            raise ScriptletError(f"{s.label} failed with exit status {proc.returncode}")
+        if returncode != 0:
+            raise ScriptletError(f"{s.label} failed with exit status {returncode}")
+
+    def _exec(self, argv: list[str]) -> tuple[int, bytes]:
+        proc = subprocess.run(argv, preexec_fn=lambda: _enter(self.root), env=ENV, capture_output=True,
+                              stdin=subprocess.DEVNULL)
+        return proc.returncode, proc.stdout + proc.stderr
+
+
+class SessionRunner(Runner):
+    """Scriptlets without root: run through a rootfs.userns.UserChroot
+    session, which records the ownership changes they make."""
+
+    def __init__(self, root: str, session, log=lambda msg: None):
+        super().__init__(root, log)
+        self.session = session
+
+    def _exec(self, argv: list[str]) -> tuple[int, bytes]:
+        proc = self.session.run(argv, env={k: v for k, v in ENV.items() if k != "PATH"})
+        return proc.returncode, proc.stdout
