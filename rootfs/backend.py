@@ -14,7 +14,6 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rootfs.attrs import AttrRecord
 

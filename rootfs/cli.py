@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from rootfs import ui
-from rootfs.backend import InstallOptions, ResolveOptions, default_mode
+from rootfs.backend import ResolveOptions, default_mode
 from rootfs.errors import RootfsError, UsageError
 from rootfs.fetch import Cache, Downloader, default_cache_dir, default_jobs
 from rootfs.recipe import load_recipe, recipe_names, split_list

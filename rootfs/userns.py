@@ -28,7 +28,6 @@ import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rootfs.attrs import Attr, AttrRecord, relpath
 from rootfs.chroot import Chroot

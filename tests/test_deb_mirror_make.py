@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 from conftest import needs_root
@@ -27,19 +26,9 @@ def mirror():
 
 
 @pytest.fixture(scope="module")
-def minbase(mirror, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bookworm")
-    out = tmp / "root"
-    proc = subprocess.run(
-        # no --mirror: rootfs finds the same mirror in the host's apt setup
-        [sys.executable, "-m", "rootfs.cli", "make", "bookworm", "--variant", "minbase",
-         "-o", str(out), "--cache-dir", str(tmp / "cache")],
-        capture_output=True, text=True, timeout=900,
-    )
-    if proc.returncode == 5:
-        pytest.skip(f"mirror unreachable: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr
-    return out
+def minbase(bookworm_build):
+    """The session's `rootfs make bookworm --variant minbase` (conftest)."""
+    return bookworm_build.root
 
 
 def chroot(root, *cmd):

@@ -641,20 +641,9 @@ def test_rpm_db_read_from_an_image_layer(rpm_root, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def debian_root(tmp_path_factory) -> Path:
-    from rootfs.mirror import host_mirror
-
-    if os.geteuid() != 0 or not shutil.which("mmdebstrap"):
-        pytest.skip("needs root and mmdebstrap")
-    mirror = host_mirror("debian", "Debian")
-    if not mirror:
-        pytest.skip("no Debian mirror configured for apt on this machine")
-    root = tmp_path_factory.mktemp("mmdebstrap") / "root"
-    proc = subprocess.run(["mmdebstrap", "--quiet", "--variant=essential", "bookworm", str(root), mirror],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"mmdebstrap could not build from the host's mirror: {proc.stderr.strip().splitlines()[-1:]}")
-    return root
+def debian_root(bookworm_build) -> Path:
+    """The session's real bookworm minbase root, built by rootfs (conftest)."""
+    return bookworm_build.root
 
 
 @pytest.mark.mirror
