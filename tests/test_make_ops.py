@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_root, serve_directory
+from conftest import needs_root, needs_tool, serve_directory
 from debrepo import File, Pkg, Symlink, build_repo, write_recipe
 
 ROOTFS = [sys.executable, "-m", "rootfs.cli"]
@@ -273,3 +273,39 @@ def test_sigkill_during_configuration_and_packing_as_root(configured_repo, tmp_p
     assert r.returncode == 0, r.stderr
     assert sha256(out / "rootfs.tar") == good
     assert _settle(out) == []
+
+
+def test_the_image_carries_the_digest_of_its_sbom(repo_env, tmp_path):
+    out = tmp_path / "img"
+    rootfs(*repo_env["base"], "-f", "oci", "-f", "tar", "-o", out, check=True)
+    sbom = out / "sbom.spdx.json"
+    doc = json.loads(sbom.read_text())
+    assert doc["spdxVersion"] == "SPDX-2.3"
+    assert sorted(p["name"] for p in doc["packages"] if p["SPDXID"] != "SPDXRef-Subject") == \
+        ["apt", "base-files", "libthing", "linkpkg"]
+    index = json.loads((out / "oci" / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((out / "oci" / "blobs" / "sha256" / digest).read_text())
+    assert manifest["annotations"]["org.rootfs.sbom.digest"] == "sha256:" + sha256(sbom)
+
+
+@needs_tool("docker-registry", "skopeo")
+def test_make_push_publishes_what_it_built(repo_env, tmp_path):
+    from registry_server import start_registry
+
+    reg = start_registry(tmp_path / "registry", "plain")
+    try:
+        out = tmp_path / "img"
+        r = rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--push", f"{reg.host}/base:nightly", "--insecure",
+                   "--json", env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        pushed = report["artifacts"][f"pushed:{reg.host}/base:nightly"]
+        local = json.loads((out / "oci" / "index.json").read_text())["manifests"][0]["digest"]
+        assert pushed == local
+        p = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{reg.host}/base:nightly"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["Digest"] == local
+    finally:
+        reg.stop()
