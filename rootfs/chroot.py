@@ -197,6 +197,10 @@ class Chroot:
             self._undo.append(lambda: _umount(pts))
         except OSError as exc:
             raise PrivilegeError(f"cannot prepare {self.root} for running commands: {exc.strerror or exc}") from None
+        self._prepare_files()
+
+    def _prepare_files(self) -> None:
+        """The files, not the mounts: resolv.conf and the service stubs."""
         if self.resolv_conf:
             self._resolv_conf()
         if self.fake_services:

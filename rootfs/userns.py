@@ -193,16 +193,7 @@ class UserChroot(Chroot):
         if ":" not in line:
             raise InstallError("fakeroot's faked did not start")
         self._key = line.split(":", 1)[0]
-        if self.resolv_conf:
-            self._resolv_conf()
-        if self.fake_services:
-            from rootfs.chroot import FAKE_SSD, POLICY_RC_D, START_STOP_DAEMON
-
-            self._replace("usr/sbin/policy-rc.d", POLICY_RC_D, always=True)
-            for path in START_STOP_DAEMON:
-                if os.path.isfile(self._host(path)) and not os.path.islink(self._host(path)):
-                    self._replace(path, FAKE_SSD, always=False)
-                    break
+        self._prepare_files()
 
     def _stop_faked(self) -> None:
         if self._faked is not None and self._faked.poll() is None:
