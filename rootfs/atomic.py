@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import os
 import shutil
@@ -49,13 +51,7 @@ def atomic_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
         raise _output_error(dest, exc) from None
     try:
         yield tmp
-        if directory and dest.exists() and not dest.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=parent))
-            os.rename(dest, old / "x")
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
+        replace_dir(tmp, dest) if directory else os.rename(tmp, dest)
         _fsync_dir(parent)
     except OSError as exc:
         _remove(tmp)
@@ -63,6 +59,44 @@ def atomic_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE); False where
+    the kernel or filesystem cannot."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    """Put directory src at dest. rename() cannot replace a non-empty
+    directory, and moving the old one aside first leaves a moment with no
+    dest at all, which a kill can make permanent; so the two are exchanged
+    atomically and the old one, now at src, is removed afterwards."""
+    if dest.is_dir() and not dest.is_symlink():
+        if _exchange(src, dest):
+            shutil.rmtree(src, ignore_errors=True)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        os.rename(dest, old / "x")
+        os.rename(src, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if dest.is_symlink() or dest.exists():
+            dest.unlink()
+        os.rename(src, dest)
 
 
 def _remove(path: Path) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs.atomic import _fsync_dir, _output_error
+from rootfs.atomic import _fsync_dir, _output_error, replace_dir
 
 LATEST = "latest"
 META_FILES = ("lock.json", "sbom.spdx.json", "build.json")  # build.json last: it marks a complete build
@@ -72,18 +72,6 @@ def staging_dir(plan: OutputPlan) -> Path:
         raise _output_error(plan.out, exc) from None
 
 
-def _replace_dir(src: Path, dest: Path) -> None:
-    if dest.is_dir() and not dest.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-        os.rename(dest, old / "x")
-        os.rename(src, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if dest.exists() or dest.is_symlink():
-            dest.unlink()
-        os.rename(src, dest)
-
-
 def publish(plan: OutputPlan, staging: Path, build_id: str) -> Path:
     """Move a complete staging dir into place; return the build's directory
     (or the artifact for a single-artifact build)."""
@@ -100,13 +88,13 @@ def publish(plan: OutputPlan, staging: Path, build_id: str) -> Path:
             prune_builds(plan.out, plan.keep, current=build_id)
             return final
         if plan.directory:
-            _replace_dir(staging, plan.out)
+            replace_dir(staging, plan.out)
             _fsync_dir(plan.out.parent)
             return plan.out
         name = plan.names[0]
         src = staging / name
         if src.is_dir() and not src.is_symlink():
-            _replace_dir(src, plan.out)
+            replace_dir(src, plan.out)
         else:
             os.rename(src, plan.out)
         attrs = staging / f"{name}.attrs.json"  # a rootless dir's owners (rootfs.attrs)
