@@ -21,6 +21,13 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def default_dir_mode() -> int:
+    """0777 less the umask: what mkdir would have given the output."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -43,6 +50,7 @@ def atomic_path(dest: Path, *, directory: bool = False) -> Iterator[Path]:
         parent.mkdir(parents=True, exist_ok=True)
         if directory:
             tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent))
+            os.chmod(tmp, default_dir_mode())  # mkdtemp's 0700 must not reach the output
         else:
             fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
             os.close(fd)

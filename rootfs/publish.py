@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs.atomic import _fsync_dir, _output_error, replace_dir
+from rootfs.atomic import _fsync_dir, _output_error, default_dir_mode, replace_dir
 
 LATEST = "latest"
 META_FILES = ("lock.json", "sbom.spdx.json", "build.json")  # build.json last: it marks a complete build
@@ -67,7 +67,9 @@ def staging_dir(plan: OutputPlan) -> Path:
     parent = plan.out if plan.keep else plan.out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{plan.out.name}.", suffix=".staging", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{plan.out.name}.", suffix=".staging", dir=parent))
+        os.chmod(staging, default_dir_mode())  # it becomes the output directory
+        return staging
     except OSError as exc:
         raise _output_error(plan.out, exc) from None
 

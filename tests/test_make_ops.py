@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -102,6 +103,10 @@ def test_changed_package_set_rebuilds_and_reports_the_change(repo_env):
     assert json.loads((out / "build.json").read_text())["packages_digest"] == report["packages_digest"]
     assert (out / "rootfs.tar").exists() and (out / "oci" / "index.json").exists()
     assert (out / "lock.json").exists() and (out / "sbom.spdx.json").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    for d in (out, out / "oci"):  # staging directories must not stay mkdtemp's 0700
+        assert stat.S_IMODE(d.stat().st_mode) == 0o777 & ~umask, d
 
 
 def test_keep_rotates_builds_and_latest_points_at_the_newest(repo_env):
