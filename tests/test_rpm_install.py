@@ -5,6 +5,7 @@ the same packages as the oracle for the tree, and the outputs read back
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -579,3 +580,20 @@ def test_rpmdb_goes_where_the_roots_rpm_looks(built, tmp_path):
     # A root set up for Berkeley DB is told, not given a database it cannot read.
     (root / "usr/lib/rpm/macros.d/macros.bdb").write_text("%_db_backend bdb\n")
     assert "bdb backend" in register(root, [built.payloads["fx-gzip"]])
+
+
+def test_build_writes_an_sbom_the_image_names(appliance, tmp_path):
+    out = tmp_path / "img"
+    p = rootfs("build", appliance, "--format", "oci", "--mode", "extract", "-o", out)
+    assert p.returncode == 0, p.stderr
+    sbom = tmp_path / "img.spdx.json"
+    doc = json.loads(sbom.read_text())
+    names = sorted(x["name"] for x in doc["packages"] if x["SPDXID"] != "SPDXRef-Subject")
+    lock = json.loads((appliance / "lock.json").read_text())
+    assert names == sorted(pk["name"] for pk in lock["packages"])
+    assert all(any(r["referenceType"] == "purl" and r["referenceLocator"].startswith("pkg:rpm/")
+                   for r in x.get("externalRefs", [])) for x in doc["packages"] if x["SPDXID"] != "SPDXRef-Subject")
+    index = json.loads((out / "index.json").read_text())
+    manifest = json.loads((out / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    assert manifest["annotations"]["org.rootfs.sbom.digest"] == \
+        "sha256:" + hashlib.sha256(sbom.read_bytes()).hexdigest()

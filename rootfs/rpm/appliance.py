@@ -79,7 +79,10 @@ def load_appliance(appliance: Path) -> tuple[Lock, dict[str, Path]]:
 def build(appliance: Path, fmt: str, output: Path, mode: str, log=lambda msg: None) -> InstallReport:
     """Install the appliance offline and pack the root as fmt at output."""
     from rootfs import pack as packer
+    from rootfs.atomic import atomic_write_bytes
     from rootfs.pipeline import work_dir
+    from rootfs.recipe import ImageConfig
+    from rootfs.sbom import SbomOptions, sbom_bytes
 
     lock, files = load_appliance(appliance)
     formats = [FORMAT_ALIASES.get(f, f) for f in fmt.replace(",", " ").split()]
@@ -94,10 +97,16 @@ def build(appliance: Path, fmt: str, output: Path, mode: str, log=lambda msg: No
         report = install(lock, files, root, InstallOptions(mode=mode, attrs=record, log=log))
         if record is not None:
             record.set(".", record.get(".") or _root_attr())
+        # Every build has its SBOM beside the artifacts, and the image names it.
+        sde = packer.source_date_epoch(lock.source_date_epoch or None)
+        sbom, digest = sbom_bytes(root, lock, SbomOptions(name=lock.recipe or Path(appliance).name,
+                                                          source_date_epoch=sde))
+        image = ImageConfig(annotations=(("org.rootfs.sbom.digest", "sha256:" + digest),))
         packer.pack(root, formats, output, packer.PackOptions(
-            source_date_epoch=lock.source_date_epoch or None, attrs=record,
+            source_date_epoch=lock.source_date_epoch or None, attrs=record, image=image,
             architecture=lock.architecture, log=log, created_by="rootfs build",
         ))
+        atomic_write_bytes(output.parent / f"{output.name}.spdx.json", sbom)
     return report
 
 
