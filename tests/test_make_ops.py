@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import stat
+import tempfile
 import subprocess
 import sys
 import time
@@ -314,3 +315,17 @@ def test_make_push_publishes_what_it_built(repo_env, tmp_path):
         assert json.loads(p.stdout)["Digest"] == local
     finally:
         reg.stop()
+
+
+def test_tar_on_standard_output_is_the_same_image(repo_env, tmp_path):
+    """`rootfs make RECIPE -f tar -o - | docker import -`: the stream is the
+    artifact a file build writes, and nothing is left behind."""
+    file_tar = tmp_path / "file.tar"
+    rootfs(*repo_env["base"], "-f", "tar", "-o", file_tar, check=True)
+    streamed = tmp_path / "streamed.tar"
+    with open(streamed, "wb") as sink:
+        p = subprocess.run([*ROOTFS, *map(str, repo_env["base"]), "-f", "tar", "-o", "-"], stdout=sink,
+                           stderr=subprocess.PIPE, text=False, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()
+    assert sha256(streamed) == sha256(file_tar)
+    assert not [x for x in os.listdir(tempfile.gettempdir()) if x.startswith("rootfs-stream.")]
