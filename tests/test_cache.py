@@ -197,7 +197,7 @@ def test_cli_info_and_prune(tmp_path):
     (cache.objects / "ff").mkdir(exist_ok=True)
     (cache.objects / "ff" / ".x.part").write_bytes(b"12345")
     lock = Lock("deb", "t", "debian", "s", "amd64", packages=tuple(
-        LockedPackage(f"k{i}", "1", "all", f"http://h/k{i}.deb", 1, d) for i, d in enumerate(keep)))
+        LockedPackage(f"k{i}", "1", "all", f"http://cache.invalid/k{i}.deb", 1, d) for i, d in enumerate(keep)))
     lock.write(tmp_path / "t.lock")
     runner = CliRunner()
 

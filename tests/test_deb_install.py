@@ -457,7 +457,7 @@ def test_overlaps_settle_like_one_by_one_extraction(tmp_path):
 
     debs = [build_deb(Pkg("aaa", files={"usr/share/x/file": b"A\n", "var/spool/q": Dir(0o700)}), tmp_path),
             build_deb(Pkg("bbb", files={"usr/share/x/file": b"B\n", "var/spool/q": Dir(0o755)}), tmp_path)]
-    pkgs = [LockedPackage(n, "1.0", "amd64", f"http://x/{d.name}", d.stat().st_size, "0" * 64)
+    pkgs = [LockedPackage(n, "1.0", "amd64", f"http://mirror.invalid/{d.name}", d.stat().st_size, "0" * 64)
             for n, d in zip(("aaa", "bbb"), debs)]
     # the lock lists them in the "wrong" order on purpose
     lock = Lock("deb", "t", "debian", "t", "amd64", packages=(pkgs[1], pkgs[0]), merged_usr=False)

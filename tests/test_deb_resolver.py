@@ -351,11 +351,11 @@ def test_parse_stanza_fields_and_continuations():
         b"Package: foo\nVersion: 1:2.0-1\nArchitecture: amd64\nEssential: yes\nPriority: required\n"
         b"Depends: a,\n b (>= 1)\nSource: foo-src (2.0-1)\nSize: 42\nSHA256: cd\nFilename: pool/f.deb\n"
         b"Description: x\n long text\n",
-        "http://m/",
+        "http://mirror.invalid/",
     )
     assert (p.name, p.version, p.essential, p.priority, p.size) == ("foo", "1:2.0-1", True, "required", 42)
     assert p.depends == "a, b (>= 1)"
-    assert p.source_name == "foo-src" and p.url == "http://m/pool/f.deb"
+    assert p.source_name == "foo-src" and p.url == "http://mirror.invalid/pool/f.deb"
 
 
 def test_index_splits_streams_at_any_chunk_boundary():

@@ -334,7 +334,7 @@ def test_hostile_deb_through_the_installer(arena, tmp_path):
     deb = tmp_path / "evil_1_all.deb"
     deb.write_bytes(ar_archive([("debian-binary", b"2.0\n"), ("control.tar", control.read_bytes()),
                                 ("data.tar", data.read_bytes())]))
-    pkg = LockedPackage("evil", "1", "all", "http://x/evil_1_all.deb", deb.stat().st_size, "0" * 64)
+    pkg = LockedPackage("evil", "1", "all", "http://mirror.invalid/evil_1_all.deb", deb.stat().st_size, "0" * 64)
     lock = Lock("deb", "t", "debian", "t", "amd64", packages=(pkg,), merged_usr=False)
     before = snapshot(arena.base, arena.root)
     with pytest.raises(InstallError, match="evil_1_all.deb: member '\\./\\.\\./beside' refused"):

@@ -30,11 +30,11 @@ def write(path, auths: dict) -> None:
 
 def test_challenges():
     assert parse_challenge('Basic realm="test-realm"') == ("basic", {"realm": "test-realm"})
-    scheme, p = parse_challenge('Bearer realm="https://auth.example/token",service="reg",'
+    scheme, p = parse_challenge('Bearer realm="https://auth.invalid/token",service="reg",'
                                 'scope="repository:a/b:pull,push"')
     assert scheme == "bearer"
-    assert p == {"realm": "https://auth.example/token", "service": "reg", "scope": "repository:a/b:pull,push"}
-    assert parse_challenge('Bearer realm=http://x/t, service="a \\"q\\" b"')[1] == {"realm": "http://x/t", "service": 'a "q" b'}
+    assert p == {"realm": "https://auth.invalid/token", "service": "reg", "scope": "repository:a/b:pull,push"}
+    assert parse_challenge('Bearer realm=http://auth.invalid/t, service="a \\"q\\" b"')[1] == {"realm": "http://auth.invalid/t", "service": 'a "q" b'}
 
 
 def test_creds_option():

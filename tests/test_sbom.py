@@ -294,7 +294,7 @@ def test_sbom_is_reproducible(dpkg_root, tmp_path, monkeypatch):
 def test_lock_adds_checksums_and_urls(dpkg_root, tmp_path):
     def lp(name, version, arch):
         return LockedPackage(name=name, version=version, architecture=arch,
-                             url=f"http://deb.example.org/pool/{name}_{version}_{arch}.deb", size=10,
+                             url=f"http://example.org/pool/{name}_{version}_{arch}.deb", size=10,
                              sha256=(name.encode().hex() + "0" * 64)[:64])
 
     lock = Lock(backend="deb", recipe="tiny", distribution="debian", suite="bookworm", architecture="amd64",

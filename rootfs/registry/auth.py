@@ -5,7 +5,7 @@ file (`REGISTRY_AUTH_FILE`, else `${XDG_RUNTIME_DIR}/containers/auth.json`,
 else `~/.config/containers/auth.json`); docker's `config.json`
 (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). Within a file the
 most specific key wins: `host/ns/name`, `host/ns`, then `host` (also written
-`https://host` or `https://host/v1/` by older docker logins). Credential
+`https://<host>` or `https://<host>/v1/` by older docker logins). Credential
 helpers (`credHelpers`, `credsStore`) are not run: rootfs never executes
 programs named in a config file.
 """
@@ -98,7 +98,7 @@ def find_credentials(host: str, name: str, explicit: Credentials | None = None) 
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """`Bearer realm="https://a/token",service="reg",scope="x:y:pull,push"`
+    """`Bearer realm="https://auth.invalid/token",service="reg",scope="x:y:pull,push"`
     -> ("bearer", {...}); quoted values may hold commas."""
     header = header.strip()
     scheme, _, rest = header.partition(" ")
