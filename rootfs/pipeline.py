@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs import ui
@@ -108,11 +108,3 @@ def work_dir(near: Path) -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
-
-
-@dataclass
-class BuildResult:
-    lock: Lock
-    root: Path | None
-    report: InstallReport
-    artifacts: list = field(default_factory=list)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
 
@@ -75,21 +74,8 @@ def parent_in_root(root: str | os.PathLike, path: str) -> tuple[str, str]:
     return parent, comps[-1]
 
 
-def is_inside(root: str | os.PathLike, host_path: str) -> bool:
-    root = os.path.realpath(os.fspath(root))
-    real = os.path.realpath(host_path)
-    return real == root or real.startswith(root.rstrip("/") + "/")
-
-
 def relative_to_root(root: str | os.PathLike, host_path: str) -> str:
     """The root-relative key ("etc/passwd") of a host path under root."""
     root = os.fspath(root).rstrip("/")
     rel = host_path[len(root):].lstrip("/") if host_path.startswith(root) else host_path
     return rel or "."
-
-
-def ensure_dirs(root: str | os.PathLike, path: str, mode: int = 0o755) -> str:
-    """mkdir -p inside the root; returns the resolved host path."""
-    host = resolve_in_root(root, path)
-    Path(host).mkdir(parents=True, exist_ok=True, mode=mode)
-    return host

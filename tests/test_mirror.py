@@ -53,3 +53,4 @@ def test_no_mirror_anywhere_is_a_usage_error(monkeypatch):
     monkeypatch.delenv("ROOTFS_MIRROR", raising=False)
     with pytest.raises(UsageError, match="no mirror"):
         choose_mirror(None, "", "no-such-distribution", "NoSuchOrigin")
+

@@ -209,8 +209,6 @@ def lock_for(paths: list[Path]) -> tuple[Lock, dict[str, Path]]:
         r = open_rpm(path)
         h = r.header
         e = h.list(H.EPOCH)
-        import hashlib
-
         lp = LockedPackage(name=r.name, version=f"{e[0] if e else 0}:{h.str(H.VERSION)}-{h.str(H.RELEASE)}",
                            architecture=h.str(H.ARCH), url=path.as_uri(), size=path.stat().st_size,
                            sha256=hashlib.sha256(path.read_bytes()).hexdigest())

@@ -32,10 +32,6 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     return str(n).encode() + body
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\0" % (width - 1, value)
-
-
 def _fits(value: int, width: int) -> bool:
     return 0 <= value < 8 ** (width - 1)
 

@@ -67,7 +67,6 @@ class Pool:
             versions.sort(key=cmp_to_key(_pkg_cmp))
         self._filelists = filelists
         self._filelists_loaded = filelists is None
-        self._by_pkgid: dict[str, list[Package]] | None = None
 
     def best(self, name: str) -> list[Package]:
         """All packages called name, best first."""

@@ -9,7 +9,6 @@ letters; a longer number (leading zeros stripped) is bigger.
 
 from __future__ import annotations
 
-from functools import cmp_to_key
 from typing import NamedTuple
 
 # Dependency sense flags as rpm stores them (rpmds.h).
@@ -140,14 +139,6 @@ def evrcmp(a: EVR, b: EVR) -> int:
     if a.release and b.release:
         return vercmp(a.release, b.release)
     return 0
-
-
-def package_cmp(a: EVR, b: EVR) -> int:
-    """Order of two packages' own EVRs (both releases are always present)."""
-    return evrcmp(a, b)
-
-
-evr_key = cmp_to_key(evrcmp)
 
 
 def ranges_overlap(a_flags: int, a_evr: EVR | None, b_flags: int, b_evr: EVR | None) -> bool:
