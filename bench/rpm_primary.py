@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n<metadata xmlns="http://linux.duke.edu/metadata/common" '
-        'xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="{n}">\n')
+# rootfs reads primary.xml by element names, so the namespace declarations
+# createrepo_c writes on <metadata> are left out here.
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<metadata packages="{n}">\n'
 
 PKG = """<package type="rpm">
   <name>{name}</name>

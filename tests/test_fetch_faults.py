@@ -324,7 +324,7 @@ def test_http_proxy_is_used(server, proxy, tmp_path):
 
 
 def test_proxy_credentials_are_sent(server, proxy, monkeypatch):
-    monkeypatch.setenv("http_proxy", proxy.url.replace("http://", "http://cron%40ci:s3cret@"))
+    monkeypatch.setenv("http_proxy", proxy.url.replace("://", "://cron%40ci:s3cret@"))
     url = server.add("/x", b"via proxy")
     assert fast().get_bytes(url) == b"via proxy"
     assert proxy.auth == ["Basic " + base64.b64encode(b"cron@ci:s3cret").decode()]
@@ -419,7 +419,7 @@ def test_https_with_an_unknown_certificate_is_not_retried(tls_server, tmp_path, 
 @needs_tool("openssl")
 def test_https_through_a_proxy_tunnel(tls_server, certificate, proxy, tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", certificate[0])
-    monkeypatch.setenv("https_proxy", proxy.url.replace("http://", "http://u:p@"))
+    monkeypatch.setenv("https_proxy", proxy.url.replace("://", "://u:p@"))
     pkgs = [package(tls_server, f"p{i}", blob(30_000, 95 + i)) for i in range(3)]
     files = fetch_packages(pkgs, Cache(tmp_path / "cache"), fast(), jobs=1)
     assert all(files[p.key].read_bytes() == blob(30_000, 95 + i) for i, p in enumerate(pkgs))

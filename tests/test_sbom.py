@@ -105,7 +105,7 @@ Multi-Arch: same
 Source: glibc
 Version: 2.36-9+deb12u4
 Depends: libgcc-s1
-Homepage: https://www.gnu.org/software/libc/libc.html
+Homepage: https://example.org/software/libc/libc.html
 Description: GNU C Library: Shared libraries
 
 Package: libc6
@@ -152,7 +152,7 @@ Description: removed, only its conffiles remain
 """
 
 MAWK_COPYRIGHT = """\
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Format: https://example.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: mawk
 
 Files: *
@@ -170,7 +170,7 @@ License: Artistic
 """
 
 GCC_COPYRIGHT = """\
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Format: https://example.org/doc/packaging-manuals/copyright-format/1.0/
 
 Files: *
 Copyright: Free Software Foundation
@@ -187,7 +187,7 @@ It is not in the machine-readable format: no license is claimed from it.
 """
 
 SED_COPYRIGHT = """\
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Format: https://example.org/doc/packaging-manuals/copyright-format/1.0/
 
 Files: *
 Copyright: FSF
@@ -260,7 +260,7 @@ def test_hermetic_root_sbom_fields(dpkg_root, tmp_path):
     assert pkgs[("mawk", "amd64")]["licenseDeclared"] == "GPL-2.0-only AND (GPL-2.0-or-later OR LicenseRef-artistic)"
     assert pkgs[("libc6", "amd64")]["licenseDeclared"] == "NOASSERTION"  # free-form copyright file
     assert pkgs[("base-files", "amd64")]["licenseDeclared"] == "NOASSERTION"  # the link out of the root is not followed
-    assert pkgs[("libc6", "amd64")]["homepage"] == "https://www.gnu.org/software/libc/libc.html"
+    assert pkgs[("libc6", "amd64")]["homepage"] == "https://example.org/software/libc/libc.html"
     refs = {e["licenseId"]: e for e in doc["hasExtractedLicensingInfos"]}
     assert set(refs) == {"LicenseRef-artistic", "LicenseRef-gpl-3-plus-with-gcc-exception-3.1"}
     assert refs["LicenseRef-artistic"]["extractedText"] == "This is the Artistic license text.\n\nA second paragraph."

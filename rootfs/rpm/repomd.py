@@ -17,7 +17,9 @@ from typing import IO
 from rootfs.errors import NetworkError, UsageError, VerifyError
 from rootfs.fetch import Downloader, NotFound
 
-REPO = "{http://linux.duke.edu/metadata/repo}"
+# Any namespace: createrepo_c and older tools disagree on nothing but the
+# namespace URI, and the element names are what matter.
+REPO = "{*}"
 
 
 @dataclass(frozen=True)
