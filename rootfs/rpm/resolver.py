@@ -258,8 +258,13 @@ class Resolver:
         if dep.is_rich:
             self.satisfy(_rich_cache(dep.name), dep, parent)
             return
+        self.choose_among(self.candidates(dep), dep, parent)
+
+    def choose_among(self, candidates, dep, parent: str) -> None:
+        """Choose one of the candidates that conflicts with nothing chosen;
+        fail with every conflict as the reason when none is left."""
         viable, reasons = [], []
-        for cand in self.candidates(dep):
+        for cand in candidates:
             why = self.conflict(cand)
             if why is None:
                 viable.append(cand)
@@ -326,16 +331,7 @@ class Resolver:
             elif node[3] is not None:
                 self.satisfy(node[3], dep, parent)
         elif op in ("with", "without"):
-            viable, reasons = [], []
-            for cand in sorted(self._with(node), key=cmp_to_key(_pkg_cmp)):
-                why = self.conflict(cand)
-                if why is None:
-                    viable.append(cand)
-                else:
-                    reasons.append(why)
-            if not viable:
-                self.fail(dep, parent, reasons)
-            self.choose(viable, parent, str(dep))
+            self.choose_among(sorted(self._with(node), key=cmp_to_key(_pkg_cmp)), dep, parent)
 
     def drain(self) -> None:
         while self.queue:
