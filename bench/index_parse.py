@@ -32,12 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rootfs.deb.index import Index, decompress_chunks  # noqa: E402
-from rootfs.deb.release import fetch_index, fetch_release  # noqa: E402
-from rootfs.deb.resolver import resolve_set, variant_request  # noqa: E402
-from rootfs.fetch import Downloader  # noqa: E402
-from rootfs.mirror import host_mirror  # noqa: E402
-from rootfs.recipe import host_architecture  # noqa: E402
+from rootfs.backends.deb.index import Index, decompress_chunks  # noqa: E402
+from rootfs.backends.deb.release import fetch_index, fetch_release  # noqa: E402
+from rootfs.backends.deb.resolver import resolve_set, variant_request  # noqa: E402
+from rootfs.net.fetch import Downloader  # noqa: E402
+from rootfs.backends.deb.mirror import host_mirror  # noqa: E402
+from rootfs.model.recipe import host_architecture  # noqa: E402
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 

@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
-from rootfs.mirror import host_mirror  # noqa: E402
+from rootfs.backends.deb.mirror import host_mirror  # noqa: E402
 
 SDE = "1700000000"
 

@@ -4,7 +4,7 @@ CentOS Stream 9's BaseOS and AppStream together list about 20,000
 packages; this writes a synthetic primary.xml of 30,000 packages shaped
 like theirs (a summary and description, ~8 provides, ~15 requires, a few
 conflicts/obsoletes/recommends, a dozen primary file entries), compresses
-it as repositories do, and times rootfs.rpm.primary.parse_primary on it
+it as repositories do, and times rootfs.backends.rpm.primary.parse_primary on it
 (decompression included), plus building the resolver's index over it.
 
     python bench/rpm_primary.py [PACKAGES] [gz|xz|zst]
@@ -108,9 +108,9 @@ def _rss_kib() -> int:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 30_000
     kind = sys.argv[2] if len(sys.argv) > 2 else "gz"
-    from rootfs.rpm.primary import parse_primary
-    from rootfs.rpm.repomd import decompress
-    from rootfs.rpm.resolver import Pool
+    from rootfs.backends.rpm.primary import parse_primary
+    from rootfs.backends.rpm.repomd import decompress
+    from rootfs.backends.rpm.resolver import Pool
 
     t = time.perf_counter()
     xml = generate(n)

@@ -134,7 +134,7 @@ def bookworm_build(tmp_path_factory) -> RealBuild:
     uses this one."""
     import sys
 
-    from rootfs.mirror import host_mirror
+    from rootfs.backends.deb.mirror import host_mirror
 
     mirror = host_mirror("debian", "Debian")
     if not mirror:

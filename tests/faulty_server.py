@@ -5,7 +5,7 @@
     srv.always("/b.deb", Flip(10))                # every request
 
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length) for
-rootfs.fetch, and counts connections and requests so tests can assert what
+rootfs.net.fetch, and counts connections and requests so tests can assert what
 the client really did. A CountingProxy forwards plain-HTTP proxy requests.
 """
 
@@ -23,9 +23,9 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 
-from rootfs.cache import sha256_file
-from rootfs.fetch import Cache, Downloader
-from rootfs.lock import LockedPackage
+from rootfs.net.cache import sha256_file
+from rootfs.net.fetch import Cache, Downloader
+from rootfs.model.lock import LockedPackage
 
 
 class Fault:

@@ -18,11 +18,11 @@ from conftest import needs_root
 from faulty_server import FaultyServer, Stall, assert_clean, blob, fast, package, path_of
 from typer.testing import CliRunner
 
-from rootfs.cache import cache_info, prune
+from rootfs.net.cache import cache_info, prune
 from rootfs.cli import app
-from rootfs.errors import OutputError, UsageError
-from rootfs.fetch import Cache, default_cache_dir, fetch_packages
-from rootfs.lock import Lock, LockedPackage
+from rootfs.model.errors import OutputError, UsageError
+from rootfs.net.fetch import Cache, default_cache_dir, fetch_packages
+from rootfs.model.lock import Lock, LockedPackage
 
 DAY = 86400
 
@@ -261,8 +261,8 @@ def test_read_only_cache_serves_hits(server, tmp_path, read_only):
 KILLED_FETCH = r"""
 import json, sys
 from pathlib import Path
-from rootfs.fetch import Cache, Downloader, fetch_packages
-from rootfs.lock import LockedPackage
+from rootfs.net.fetch import Cache, Downloader, fetch_packages
+from rootfs.model.lock import LockedPackage
 
 p = LockedPackage(**json.loads(sys.argv[2]))
 fetch_packages([p], Cache(Path(sys.argv[1])), Downloader(timeout=60))

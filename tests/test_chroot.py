@@ -1,4 +1,4 @@
-"""rootfs.chroot: what a prepared root offers commands, and that every trace
+"""rootfs.host.chroot: what a prepared root offers commands, and that every trace
 of the preparation goes away: after success, after an exception, on
 SIGTERM, and when a process inside keeps a mount busy."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_root, needs_tool
 
-from rootfs.chroot import Chroot, mounts_under
+from rootfs.host.chroot import Chroot, mounts_under
 
 pytestmark = [needs_root(), needs_tool("ldd")]
 
@@ -149,7 +149,7 @@ def test_busy_mount_is_detached(tmp_path):
 
 
 def test_proc_linked_to_the_root_is_refused(tmp_path):
-    from rootfs.errors import InstallError
+    from rootfs.model.errors import InstallError
 
     root = tiny_root(tmp_path / "root")
     os.symlink("/", root / "proc")
@@ -168,7 +168,7 @@ def test_mount_points_with_spaces_are_seen(tmp_path):
 
 
 def test_missing_command_is_an_install_error(tmp_path):
-    from rootfs.errors import InstallError
+    from rootfs.model.errors import InstallError
 
     root = tiny_root(tmp_path / "root")
     with Chroot(root) as ch:

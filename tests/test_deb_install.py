@@ -22,7 +22,7 @@ import pytest
 from conftest import needs_root, needs_tool
 from debrepo import Dir, File, Pkg, Symlink, build_repo, write_recipe
 
-from rootfs.chroot import mounts_under
+from rootfs.host.chroot import mounts_under
 
 pytestmark = [needs_root(), needs_tool("dpkg", "ldd", "chroot")]
 
@@ -280,10 +280,10 @@ def test_extract_mode_stops_after_stage_one(host_repo, tmp_path, http_serve):
 
 
 def test_root_mode_without_root_is_a_privilege_error(tmp_path):
-    from rootfs.backend import InstallOptions
-    from rootfs.deb.install import install
-    from rootfs.errors import PrivilegeError
-    from rootfs.lock import Lock
+    from rootfs.backends import InstallOptions
+    from rootfs.backends.deb.install import install
+    from rootfs.model.errors import PrivilegeError
+    from rootfs.model.lock import Lock
 
     r, w = os.pipe()
     pid = os.fork()
@@ -307,8 +307,8 @@ def test_root_mode_without_root_is_a_privilege_error(tmp_path):
 
 
 def _lock_for(repo, names):
-    from rootfs.deb.debfile import DebFile
-    from rootfs.lock import Lock, LockedPackage, LockSource
+    from rootfs.backends.deb.debfile import DebFile
+    from rootfs.model.lock import Lock, LockedPackage, LockSource
 
     pkgs, files = [], {}
     for name in names:
@@ -330,9 +330,9 @@ def test_extract_mode_as_nobody_records_owners(host_repo, tmp_path):
     import json
     import tempfile
 
-    from rootfs.attrs import AttrRecord
-    from rootfs.backend import InstallOptions
-    from rootfs.deb.install import install
+    from rootfs.model.attrs import AttrRecord
+    from rootfs.backends import InstallOptions
+    from rootfs.backends.deb.install import install
 
     lock, files = _lock_for(host_repo, ["base-files", "dash", "owners", "marker"])
     base = Path(tempfile.mkdtemp(prefix="rootfs-nobody-", dir="/tmp"))
@@ -451,9 +451,9 @@ def test_overlaps_settle_like_one_by_one_extraction(tmp_path):
     the later one's (by name), a directory keeps the first one's mode."""
     from debrepo import build_deb
 
-    from rootfs.backend import InstallOptions
-    from rootfs.deb.install import install
-    from rootfs.lock import Lock, LockedPackage
+    from rootfs.backends import InstallOptions
+    from rootfs.backends.deb.install import install
+    from rootfs.model.lock import Lock, LockedPackage
 
     debs = [build_deb(Pkg("aaa", files={"usr/share/x/file": b"A\n", "var/spool/q": Dir(0o700)}), tmp_path),
             build_deb(Pkg("bbb", files={"usr/share/x/file": b"B\n", "var/spool/q": Dir(0o755)}), tmp_path)]

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rootfs.cli import app
-from rootfs.mirror import host_mirror
+from rootfs.backends.deb.mirror import host_mirror
 
 pytestmark = pytest.mark.mirror
 
@@ -61,7 +61,7 @@ def debootstrap_runs(mirror, tmp_path_factory):
 
 def https_mirror(mirror: str) -> str | None:
     """The same mirror over https, when it answers there."""
-    from rootfs.fetch import Downloader
+    from rootfs.net.fetch import Downloader
 
     if not mirror.startswith("http://"):
         return None

@@ -238,7 +238,7 @@ def test_unreachable_mirror(tmp_path, signed_repo, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     import rootfs.cli
-    from rootfs.fetch import Downloader
+    from rootfs.net.fetch import Downloader
 
     monkeypatch.setattr(rootfs.cli, "Downloader", functools.partial(Downloader, retries=0))
     code, out = run(str(write_recipe(tmp_path, signed_repo)), "--mirror", f"http://127.0.0.1:{port}/")
@@ -338,7 +338,7 @@ def _apt_config(tmp_path, value: str):
 
 @pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config")
 def test_apt_check_valid_until_is_read_from_apt_config(tmp_path, monkeypatch):
-    from rootfs.deb.resolve import apt_checks_valid_until
+    from rootfs.backends.deb.resolve import apt_checks_valid_until
 
     monkeypatch.setenv("APT_CONFIG", _apt_config(tmp_path, "false"))
     assert apt_checks_valid_until() is False
@@ -348,11 +348,11 @@ def test_apt_check_valid_until_is_read_from_apt_config(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config")
 def test_host_mirror_follows_apts_valid_until_but_a_named_mirror_does_not(tmp_path, gpg_key, http_serve, monkeypatch):
-    import rootfs.deb.resolve as deb_resolve
-    from rootfs.backend import ResolveOptions
-    from rootfs.errors import VerifyError
-    from rootfs.fetch import Downloader
-    from rootfs.recipe import load_recipe
+    import rootfs.backends.deb.resolve as deb_resolve
+    from rootfs.backends import ResolveOptions
+    from rootfs.model.errors import VerifyError
+    from rootfs.net.fetch import Downloader
+    from rootfs.model.recipe import load_recipe
 
     past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
     repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, valid_until=past)
@@ -375,8 +375,8 @@ def test_host_mirror_follows_apts_valid_until_but_a_named_mirror_does_not(tmp_pa
 
 
 def test_gpg_clearsigned_returns_only_the_signed_text(tmp_path, signed_repo, gpg_key):
-    from rootfs.errors import VerifyError
-    from rootfs.gpg import dearmor, verify_clearsigned
+    from rootfs.model.errors import VerifyError
+    from rootfs.net.openpgp import dearmor, verify_clearsigned
 
     assert dearmor(gpg_key.armored.read_bytes()) == gpg_key.keyring.read_bytes()
     inrelease = (signed_repo.dists / "InRelease").read_bytes()
@@ -393,8 +393,8 @@ def test_gpg_clearsigned_returns_only_the_signed_text(tmp_path, signed_repo, gpg
 
 
 def test_gpg_detached_binary_signature(tmp_path, gpg_key, other_gpg_key):
-    from rootfs.errors import VerifyError
-    from rootfs.gpg import verify_detached
+    from rootfs.model.errors import VerifyError
+    from rootfs.net.openpgp import verify_detached
 
     data = tmp_path / "data"
     data.write_bytes(b"hello\n")
@@ -410,8 +410,8 @@ def test_gpg_detached_binary_signature(tmp_path, gpg_key, other_gpg_key):
 
 
 def test_release_parser_and_checks():
-    from rootfs.deb.release import check_release, index_candidates, parse_release
-    from rootfs.errors import VerifyError
+    from rootfs.backends.deb.release import check_release, index_candidates, parse_release
+    from rootfs.model.errors import VerifyError
 
     text = (
         "Origin: X\nSuite: oldstable\nCodename: bookworm\nDate: Sat, 11 Jul 2026 10:16:37 UTC\n"
@@ -470,11 +470,11 @@ def test_file_url_mirror(tmp_path, signed_repo):
 
 
 def test_resolve_options_keyring_overrides_the_recipe(tmp_path, signed_repo, gpg_key, http_serve):
-    from rootfs.backend import ResolveOptions
-    from rootfs.deb.resolve import resolve
-    from rootfs.errors import UsageError
-    from rootfs.fetch import Downloader
-    from rootfs.recipe import load_recipe
+    from rootfs.backends import ResolveOptions
+    from rootfs.backends.deb.resolve import resolve
+    from rootfs.model.errors import UsageError
+    from rootfs.net.fetch import Downloader
+    from rootfs.model.recipe import load_recipe
 
     server = http_serve(signed_repo.path)
     recipe = load_recipe(str(write_recipe(tmp_path, signed_repo, keyring=tmp_path / "gone.gpg")))

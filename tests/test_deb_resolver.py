@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from rootfs.deb.index import Index, decompress_chunks, parse_stanza
-from rootfs.deb.relations import Alt, parse_provides, parse_relations
-from rootfs.deb.resolver import Request, resolve_set, variant_request
-from rootfs.deb.version import satisfies
-from rootfs.errors import ResolveError, VerifyError
+from rootfs.backends.deb.index import Index, decompress_chunks, parse_stanza
+from rootfs.backends.deb.relations import Alt, parse_provides, parse_relations
+from rootfs.backends.deb.resolver import Request, resolve_set, variant_request
+from rootfs.backends.deb.version import satisfies
+from rootfs.model.errors import ResolveError, VerifyError
 
 
 def stanza(name, version="1.0", arch="amd64", **fields) -> str:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from rootfs.attrs import AttrRecord
-from rootfs.errors import InstallError
-from rootfs.extract import HostileArchive, extract
+from rootfs.model.attrs import AttrRecord
+from rootfs.model.errors import InstallError
+from rootfs.host.unpacker import HostileArchive, extract
 
 NOBODY = 65534
 
@@ -319,9 +319,9 @@ def test_device_node_unprivileged_is_a_placeholder(arena):
 def test_hostile_deb_through_the_installer(arena, tmp_path):
     """The whole installer in extract mode: a .deb (raw ar) whose data.tar
     climbs out fails with an install error, and nothing outside changes."""
-    from rootfs.backend import InstallOptions
-    from rootfs.deb.install import install
-    from rootfs.lock import Lock, LockedPackage
+    from rootfs.backends import InstallOptions
+    from rootfs.backends.deb.install import install
+    from rootfs.model.lock import Lock, LockedPackage
 
     control = write_tar(tmp_path / "control.tar", [member("./control", data=(
         b"Package: evil\nVersion: 1\nArchitecture: all\nMaintainer: x <x@x>\nDescription: evil\n"))])

@@ -1,5 +1,5 @@
-"""rootfs.extract: metadata round trip, dpkg's replacement rules, every
-compression, and the AttrRecord of unprivileged extraction; rootfs.deb.debfile
+"""rootfs.host.unpacker: metadata round trip, dpkg's replacement rules, every
+compression, and the AttrRecord of unprivileged extraction; rootfs.backends.deb.debfile
 on real dpkg-deb output."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 import zstandard
 from conftest import needs_root, needs_tool
 
-from rootfs.attrs import AttrRecord
-from rootfs.deb.debfile import DebFile
-from rootfs.errors import InstallError
-from rootfs.extract import extract
+from rootfs.model.attrs import AttrRecord
+from rootfs.backends.deb.debfile import DebFile
+from rootfs.model.errors import InstallError
+from rootfs.host.unpacker import extract
 
 MTIME = 1_600_000_000
 # security.capability v2, cap_net_raw+ep
@@ -181,7 +181,7 @@ def test_dpkg_replacement_rules(tmp_path):
 
 
 def test_md5sums_and_claims(tmp_path):
-    from rootfs.extract import Extractor
+    from rootfs.host.unpacker import Extractor
 
     root = tmp_path / "root"
     root.mkdir()

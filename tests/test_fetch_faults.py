@@ -37,9 +37,9 @@ from faulty_server import (
     path_of,
 )
 
-from rootfs.errors import NetworkError, VerifyError
-from rootfs.fetch import Cache, Downloader, NotFound, fetch_packages
-from rootfs.lock import LockedPackage
+from rootfs.model.errors import NetworkError, VerifyError
+from rootfs.net.fetch import Cache, Downloader, NotFound, fetch_packages
+from rootfs.model.lock import LockedPackage
 
 
 @pytest.fixture
@@ -140,10 +140,10 @@ def test_persistent_faults_fail_cleanly(server, tmp_path, fault, error, words):
 
 
 def test_retries_back_off_exponentially(server, monkeypatch):
-    import rootfs.fetch
+    import rootfs.net.fetch
 
     slept = []
-    monkeypatch.setattr(rootfs.fetch.time, "sleep", slept.append)
+    monkeypatch.setattr(rootfs.net.fetch.time, "sleep", slept.append)
     url = server.add("/x", b"x")
     server.script("/x", Status(503), Reset(), Truncate(0), Status(500))
     assert Downloader(backoff=0.2, retries=4).get_bytes(url) == b"x"

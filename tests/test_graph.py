@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rootfs import graph as g
-from rootfs.lock import Lock, LockedPackage
+from rootfs.inventory import graph as g
+from rootfs.model.lock import Lock, LockedPackage
 from conftest import needs_root, needs_tool
 from skopeo_private import skopeo_copy
 

@@ -140,7 +140,7 @@ def test_history_table(images):
 def test_human_units():
     import datetime as dt
 
-    from rootfs.imageinfo import human_size, human_time
+    from rootfs.image.info import human_size, human_time
 
     assert [human_size(n) for n in (0, 999, 1000, 1_100_000, 3_456_789_012)] == ["0B", "999B", "1kB", "1.1MB", "3.46GB"]
     now = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.timezone.utc)

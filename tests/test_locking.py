@@ -16,14 +16,14 @@ from faulty_server import assert_clean
 from typer.testing import CliRunner
 
 from rootfs.cli import app
-from rootfs.errors import BusyError
-from rootfs.fetch import Cache
-from rootfs.locking import cache_lock, lock_file_for, output_lock
+from rootfs.model.errors import BusyError
+from rootfs.net.fetch import Cache
+from rootfs.host.locks import cache_lock, lock_file_for, output_lock
 
 HOLDER = r"""
 import os, subprocess, sys
 from pathlib import Path
-from rootfs.locking import cache_lock, output_lock
+from rootfs.host.locks import cache_lock, output_lock
 
 kind, path, log, then = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 if kind == "output":
@@ -118,7 +118,7 @@ def test_a_waiting_run_builds_after_the_first(tmp_path, holders):
 CONTENDER = r"""
 import os, sys
 from pathlib import Path
-from rootfs.locking import output_lock
+from rootfs.host.locks import output_lock
 
 out, log = Path(sys.argv[1]), sys.argv[2]
 for _ in range(int(sys.argv[3])):
@@ -219,8 +219,8 @@ def test_prune_during_a_build_exits_busy(tmp_path, holders):
 FETCHER = r"""
 import json, sys
 from pathlib import Path
-from rootfs.fetch import Cache, Downloader, fetch_packages
-from rootfs.lock import LockedPackage
+from rootfs.net.fetch import Cache, Downloader, fetch_packages
+from rootfs.model.lock import LockedPackage
 
 pkgs = [LockedPackage(**p) for p in json.loads(sys.argv[2])]
 files = fetch_packages(pkgs, Cache(Path(sys.argv[1])), Downloader(backoff=0.01), jobs=3)

@@ -155,7 +155,7 @@ def test_locked_build_refetches_a_corrupted_cache_entry(repo_env, tmp_path):
 
 
 def test_a_second_run_on_the_same_output_is_busy(repo_env, tmp_path):
-    from rootfs.locking import output_lock
+    from rootfs.host.locks import output_lock
 
     out = tmp_path / "busy.tar"
     with output_lock(out):
@@ -292,7 +292,7 @@ def test_the_image_carries_the_digest_of_its_sbom(repo_env, tmp_path):
     index = json.loads((out / "oci" / "index.json").read_text())
     digest = index["manifests"][0]["digest"].split(":")[1]
     manifest = json.loads((out / "oci" / "blobs" / "sha256" / digest).read_text())
-    assert manifest["annotations"]["org.rootfs.sbom.digest"] == "sha256:" + sha256(sbom)
+    assert manifest["annotations"]["org.rootfs.inventory.sbom.digest"] == "sha256:" + sha256(sbom)
 
 
 @needs_tool("docker-registry", "skopeo")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rootfs.errors import OutputError
+from rootfs.model.errors import OutputError
 from rootfs.pack import PackOptions, pack
-from rootfs.pack.arch import detect, oci_platform
+from rootfs.model.arch import detect, oci_platform
 from rootfs.pack.oci import parse_tag
 
 from conftest import needs_tool

@@ -103,7 +103,7 @@ def test_cli_takes_epoch_and_arch_from_the_lock_beside_the_root(tmp_path):
     import subprocess
     import sys
 
-    from rootfs.lock import Lock
+    from rootfs.model.lock import Lock
 
     root = tmp_path / "bw"
     (root / "etc").mkdir(parents=True)

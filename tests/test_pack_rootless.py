@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 
-from rootfs.attrs import Attr, AttrRecord, load_for_root, sidecar_path
+from rootfs.model.attrs import Attr, AttrRecord, load_for_root, sidecar_path
 from rootfs.pack import PackOptions, pack
 
 from conftest import needs_root, needs_tool

@@ -17,7 +17,7 @@ import tarfile
 
 import pytest
 
-from rootfs.attrs import Attr, AttrRecord, sidecar_path
+from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.pack import ARTIFACT_NAMES, FORMATS, PackOptions, pack
 
 from conftest import needs_root, needs_tool

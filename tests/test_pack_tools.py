@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rootfs.pack import PackOptions, pack
-from rootfs.recipe import ImageConfig
+from rootfs.model.recipe import ImageConfig
 
 from conftest import needs_tool
 from pack_containers import Containers, available

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from rootfs.errors import EXIT_CODES
+from rootfs.model.errors import EXIT_CODES
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

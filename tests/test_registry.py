@@ -383,7 +383,7 @@ def test_tls_needs_the_ca_and_plain_http_needs_insecure(images, env, registries)
 @pytest.mark.parametrize("bad", ["no-host-here", "localhost/UPPER:1", "127.0.0.1:5000/x:bad tag",
                                  "127.0.0.1:5000/", "registry/name:1", "127.0.0.1:5000/x@sha256:abc"])
 def test_malformed_references_are_usage_errors(bad):
-    from rootfs.errors import UsageError
+    from rootfs.model.errors import UsageError
     from rootfs.registry import parse_reference
 
     with pytest.raises(UsageError):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rootfs.errors import UsageError
+from rootfs.model.errors import UsageError
 from rootfs.registry.auth import find_credentials, parse_challenge, parse_creds
 
 

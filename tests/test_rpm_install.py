@@ -18,16 +18,16 @@ import pytest
 
 import rpmrepo
 from conftest import needs_root, needs_tool
-from rootfs.attrs import AttrRecord
-from rootfs.backend import InstallOptions
-from rootfs.errors import InstallError
-from rootfs.lock import Lock, LockedPackage
-from rootfs.rpm import header as H
-from rootfs.rpm.caps import xattr_value
-from rootfs.rpm.header import open_rpm
-from rootfs.rpm.install import install
-from rootfs.rpm.payload import STRIPPED, file_entries, hardlink_sets
-from rootfs.rpm.unpack import Unpacker
+from rootfs.model.attrs import AttrRecord
+from rootfs.backends import InstallOptions
+from rootfs.model.errors import InstallError
+from rootfs.model.lock import Lock, LockedPackage
+from rootfs.backends.rpm import header as H
+from rootfs.backends.rpm.caps import xattr_value
+from rootfs.backends.rpm.header import open_rpm
+from rootfs.backends.rpm.install import install
+from rootfs.backends.rpm.payload import STRIPPED, file_entries, hardlink_sets
+from rootfs.backends.rpm.unpack import Unpacker
 
 pytestmark = needs_tool("rpmbuild", "createrepo_c")
 
@@ -241,7 +241,7 @@ def _stripped_payload(rpm_path: Path) -> bytes:
     """The payload of rpm_path re-encoded in rpm's stripped 07070X cpio
     form (as rpm writes it for packages with files over 4 GiB): per entry
     only the header index, then the bytes, 4-byte aligned; a newc trailer."""
-    from rootfs.rpm.payload import payload_contents
+    from rootfs.backends.rpm.payload import payload_contents
 
     rpm = open_rpm(rpm_path)
     entries = file_entries(rpm)
@@ -515,7 +515,7 @@ def test_builds_are_reproducible(appliance, tmp_path, mode):
 def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
     """A root that has rpm runs Lua scriptlets with it. The root here is
     the host's rpm with its libraries, the minimum that runs `rpm --eval`."""
-    from rootfs.rpm.scriptlets import Runner, Scriptlet, ScriptletError
+    from rootfs.backends.rpm.scriptlets import Runner, Scriptlet, ScriptletError
 
     root = tmp_path / "root"
     ldd = subprocess.run(["ldd", shutil.which("rpm")], capture_output=True, text=True, check=True).stdout
@@ -540,7 +540,7 @@ def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
 def test_file_conflicts(built, tmp_path):
     """Identical files may be shared; a path with two different contents is
     refused before anything is written, as rpm's transaction check does."""
-    from rootfs.rpm.install import check_file_conflicts
+    from rootfs.backends.rpm.install import check_file_conflicts
 
     a, b = (open_rpm(p) for p in built.clash)
     with pytest.raises(InstallError, match="file /usr/share/fx-clash/differs of fx-clash-b-1.0-1.noarch conflicts"):
@@ -561,7 +561,7 @@ def test_file_conflicts(built, tmp_path):
 def test_rpmdb_goes_where_the_roots_rpm_looks(built, tmp_path):
     """A root whose rpm keeps its database in /usr/lib/sysimage/rpm (newer
     Fedora, with /var/lib/rpm a symlink to it) gets it there."""
-    from rootfs.rpm.install import register, target_macro
+    from rootfs.backends.rpm.install import register, target_macro
 
     root = tmp_path / "root"
     (root / "usr/lib/rpm/macros.d").mkdir(parents=True)
@@ -593,5 +593,5 @@ def test_build_writes_an_sbom_the_image_names(appliance, tmp_path):
                    for r in x.get("externalRefs", [])) for x in doc["packages"] if x["SPDXID"] != "SPDXRef-Subject")
     index = json.loads((out / "index.json").read_text())
     manifest = json.loads((out / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
-    assert manifest["annotations"]["org.rootfs.sbom.digest"] == \
+    assert manifest["annotations"]["org.rootfs.inventory.sbom.digest"] == \
         "sha256:" + hashlib.sha256(sbom.read_bytes()).hexdigest()

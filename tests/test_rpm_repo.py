@@ -14,11 +14,11 @@ import pytest
 
 import rpmrepo
 from conftest import needs_tool
-from rootfs.backend import ResolveOptions
-from rootfs.errors import ResolveError
-from rootfs.fetch import Downloader
-from rootfs.recipe import Recipe
-from rootfs.rpm.resolve import resolve
+from rootfs.backends import ResolveOptions
+from rootfs.model.errors import ResolveError
+from rootfs.net.fetch import Downloader
+from rootfs.model.recipe import Recipe
+from rootfs.backends.rpm.resolve import resolve
 
 pytestmark = needs_tool("rpmbuild", "createrepo_c")
 
@@ -194,10 +194,10 @@ def test_unsatisfiable_names_the_chain(built, tmp_path):
 
 
 def test_rich_if_and_with(tmp_path):
-    from rootfs.rpm.deps import Dep
-    from rootfs.rpm.primary import Package
-    from rootfs.rpm.resolver import resolve_packages
-    from rootfs.rpm.version import EQUAL, EVR
+    from rootfs.backends.rpm.deps import Dep
+    from rootfs.backends.rpm.primary import Package
+    from rootfs.backends.rpm.resolver import resolve_packages
+    from rootfs.backends.rpm.version import EQUAL, EVR
 
     def pkg(name, requires=(), provides=(), conflicts=(), supplements=()):
         prov = (Dep(name, EQUAL, EVR("0", "1", "1")),) + tuple(Dep(p) for p in provides)
@@ -261,7 +261,7 @@ def test_tampered_primary(built, tmp_path, http_serve):
 
 
 def test_unreachable_and_missing(tmp_path, fx_repo):
-    from rootfs.errors import NetworkError
+    from rootfs.model.errors import NetworkError
 
     with pytest.raises(NetworkError) as exc:
         resolve(recipe(["http://127.0.0.1:9/repo"], ["fx-libc"]), ResolveOptions(), Downloader(retries=0))
@@ -279,7 +279,7 @@ def test_recipe_with_rpm_backend(fx_repo, tmp_path):
     lines = resolved(str(r))
     assert [line.split()[0] for line in lines] == ["fx-bash", "fx-filesystem", "fx-libc", "fx-newtool", "fx-setup"]
     # The shipped example recipe, pointed at this repository.
-    from rootfs.recipe import load_recipe
+    from rootfs.model.recipe import load_recipe
 
     example = load_recipe("fx-rpm")
     assert example.backend == "rpm"
@@ -293,7 +293,7 @@ def test_primary_fast_path_agrees_with_general_path(fx_repo):
     import gzip
     import io
 
-    from rootfs.rpm import primary as P
+    from rootfs.backends.rpm import primary as P
 
     data = gzip.decompress(next((fx_repo / "repodata").glob("*primary.xml.gz")).read_bytes())
     n = 0

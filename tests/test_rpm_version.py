@@ -11,10 +11,10 @@ import subprocess
 
 import pytest
 
-from rootfs.errors import InstallError, ResolveError
-from rootfs.rpm.caps import parse_caps, xattr_value
-from rootfs.rpm.deps import Dep, atoms, parse_dep_string, parse_rich
-from rootfs.rpm.version import EQUAL, GREATER, LESS, EVR, evrcmp, parse_evr, ranges_overlap, vercmp
+from rootfs.model.errors import InstallError, ResolveError
+from rootfs.backends.rpm.caps import parse_caps, xattr_value
+from rootfs.backends.rpm.deps import Dep, atoms, parse_dep_string, parse_rich
+from rootfs.backends.rpm.version import EQUAL, GREATER, LESS, EVR, evrcmp, parse_evr, ranges_overlap, vercmp
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -145,7 +145,7 @@ def test_capability_bytes_match_setcap(tmp_path):
 
 
 def test_primary_entries_escaped_and_in_any_attribute_order():
-    from rootfs.rpm.primary import parse_deps
+    from rootfs.backends.rpm.primary import parse_deps
 
     fast = ('<rpm:entry name="(foo &lt; 2 if bar)"/>'
             '<rpm:entry name="libc.so.6(GLIBC_2.34)(64bit)"/>'

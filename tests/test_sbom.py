@@ -17,10 +17,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from conftest import needs_root, needs_tool
 
-from rootfs import licenses, pkgdb
-from rootfs.errors import UsageError
-from rootfs.lock import Lock, LockedPackage
-from rootfs.sbom import SbomOptions, sbom_bytes, write_sbom
+from rootfs.inventory import licenses
+
+from rootfs.inventory import pkgdb
+from rootfs.model.errors import UsageError
+from rootfs.model.lock import Lock, LockedPackage
+from rootfs.inventory.sbom import SbomOptions, sbom_bytes, write_sbom
 
 # ---------------------------------------------------------------- helpers
 

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rootfs.atomic import atomic_path
-from rootfs.attrs import AttrRecord, load_for_root, sidecar_path
-from rootfs.errors import OutputError, UsageError
-from rootfs.pack import arch as archmod
+from rootfs.host.atomic import atomic_path
+from rootfs.model.attrs import AttrRecord, load_for_root, sidecar_path
+from rootfs.model.errors import OutputError, UsageError
+from rootfs.model import arch as archmod
 from rootfs.pack import compress, oci, tarstream, tree
-from rootfs.recipe import ImageConfig
+from rootfs.model.recipe import ImageConfig
 
 TAR_FORMATS = {"tar": None, "tar.gz": "gzip", "tar.zst": "zstd", "tar.xz": "xz"}
 ARTIFACT_NAMES = {

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import zstandard
 
-from rootfs.errors import OutputError
+from rootfs.model.errors import OutputError
 
 COMPRESSIONS = ("gzip", "zstd", "xz")
 GZIP_LEVEL = 6  # what Go's compress/gzip (docker, buildah) uses by default

@@ -22,7 +22,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from rootfs.errors import OutputError, PrivilegeError
+from rootfs.model.errors import OutputError, PrivilegeError
 from rootfs.pack.tree import BLK, CHR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
 
 _NS = uuid.UUID("6f0f1520-7b1d-4f7e-9a55-726f6f746673")  # rootfs' own namespace

@@ -20,8 +20,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from rootfs.attrs import Attr, AttrRecord
-from rootfs.errors import OutputError, PrivilegeError
+from rootfs.model.attrs import Attr, AttrRecord
+from rootfs.model.errors import OutputError, PrivilegeError
 from rootfs.pack.compress import Sink
 from rootfs.pack.tree import BLK, CHR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 
-from rootfs.attrs import AttrRecord
+from rootfs.model.attrs import AttrRecord
 from rootfs.pack import clean
 
 

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs.errors import UsageError
-from rootfs.pack.arch import oci_platform
-from rootfs.recipe import ImageConfig
+from rootfs.model.errors import UsageError
+from rootfs.model.arch import oci_platform
+from rootfs.model.recipe import ImageConfig
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

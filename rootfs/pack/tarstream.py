@@ -17,7 +17,7 @@ import os
 import struct
 from collections.abc import Callable, Iterable
 
-from rootfs.errors import OutputError
+from rootfs.model.errors import OutputError
 from rootfs.pack.tree import BLK, CHR, DIR, FILE, HARDLINK, Entry
 
 BLOCK = 512

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rootfs.image import open_image
+from rootfs.image.reader import open_image
 from rootfs.registry.auth import Credentials, parse_creds
 from rootfs.registry.client import RegistryOptions
 from rootfs.registry.ref import Reference, parse_reference

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs.errors import UsageError
+from rootfs.model.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from rootfs.errors import NetworkError, RegistryError, UsageError, VerifyError
+from rootfs.model.errors import NetworkError, RegistryError, UsageError, VerifyError
 from rootfs.registry.auth import Credentials, find_credentials, parse_challenge
 from rootfs.registry.ref import Reference
 

@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from rootfs.atomic import atomic_write_text
-from rootfs.errors import OutputError
+from rootfs.host.atomic import atomic_write_text
+from rootfs.model.errors import OutputError
 
 KEEP = 20000  # digests per host; the oldest are forgotten first
 REPOS_PER_BLOB = 8

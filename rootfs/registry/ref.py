@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rootfs.errors import UsageError
+from rootfs.model.errors import UsageError
 
 # The distribution spec's grammar for repository names and tags.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"

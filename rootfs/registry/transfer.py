@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rootfs import ui
-from rootfs.atomic import atomic_path, atomic_write_bytes
-from rootfs.errors import NetworkError, OutputError, RegistryError, UsageError, VerifyError
-from rootfs.image import (
+from rootfs.host.atomic import atomic_path, atomic_write_bytes
+from rootfs.model.errors import NetworkError, OutputError, RegistryError, UsageError, VerifyError
+from rootfs.image.reader import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     INDEX_TYPES,

@@ -1,0 +1,3 @@
+from rootfs.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""Read a .deb without dpkg-deb: the ar container, the control archive, and
+the data archive as a stream.
+
+A .deb is an ar archive of `debian-binary` ("2.0"), `control.tar[.gz|.xz|
+.zst]` and `data.tar[.xz|.gz|.zst|.bz2|.lzma]`. libarchive decodes every one
+of those compressions, so the members are handed to it as windows of the
+file, never copied out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import libarchive
+from libarchive import ffi
+
+from rootfs.model.errors import InstallError
+from rootfs.host.unpacker import slice_stream
+
+AR_MAGIC = b"!<arch>\n"
+MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")
+
+
+@dataclass(frozen=True)
+class ArMember:
+    name: str
+    offset: int  # of the member's data in the file
+    size: int
+
+
+def ar_members(fd: int, what: str) -> list[ArMember]:
+    """The members of an ar archive (common format, as dpkg-deb writes it;
+    GNU `/` name suffixes are tolerated)."""
+    if os.pread(fd, 8, 0) != AR_MAGIC:
+        raise InstallError(f"{what} is not a Debian package (no ar header)")
+    end = os.fstat(fd).st_size
+    pos = 8
+    out = []
+    while pos < end:
+        header = os.pread(fd, 60, pos)
+        if len(header) < 60 or header[58:60] != b"`\n":
+            raise InstallError(f"{what} is not a Debian package (bad ar member header at {pos})")
+        name = header[:16].decode("ascii", "replace").rstrip()
+        if name.endswith("/") and name != "/":
+            name = name[:-1]
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError:
+            raise InstallError(f"{what} is not a Debian package (bad ar member size)") from None
+        if pos + 60 + size > end:
+            raise InstallError(f"{what} is truncated (ar member {name} runs past the end)")
+        out.append(ArMember(name, pos + 60, size))
+        pos += 60 + size + (size & 1)
+    return out
+
+
+def parse_control(text: str) -> dict[str, str]:
+    """One deb822 paragraph as an ordered dict; continuation lines are kept
+    with their leading space, as dpkg stores them."""
+    fields: dict[str, str] = {}
+    last = None
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        if line[0] in " \t":
+            if last is None:
+                raise ValueError("continuation line before the first field")
+            fields[last] += "\n" + line
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"line without a colon: {line!r}")
+        last = name.strip()
+        fields[last] = value.strip()
+    return fields
+
+
+@dataclass
+class ControlInfo:
+    fields: dict[str, str]
+    files: dict[str, bytes] = field(default_factory=dict)  # every control member by name
+
+    @property
+    def package(self) -> str:
+        return self.fields.get("Package", "")
+
+    @property
+    def conffiles(self) -> list[str]:
+        text = self.files.get("conffiles", b"").decode("utf-8", "surrogateescape")
+        out = []
+        for line in text.splitlines():
+            line = line.strip()
+            # dpkg >= 1.20.1 allows "remove-on-upgrade /path"; the path is last.
+            if line:
+                out.append(line.split()[-1])
+        return out
+
+    @property
+    def scripts(self) -> dict[str, bytes]:
+        return {k: v for k, v in self.files.items() if k in MAINTAINER_SCRIPTS}
+
+    @property
+    def md5sums(self) -> dict[str, str] | None:
+        """path (no leading slash) -> md5, or None when the package has none."""
+        raw = self.files.get("md5sums")
+        if raw is None:
+            return None
+        out = {}
+        for line in raw.decode("utf-8", "surrogateescape").splitlines():
+            m = re.match(r"([0-9a-f]{32})\s+\*?(.*)$", line.strip())
+            if m:
+                out[m.group(2).lstrip("/")] = m.group(1)
+        return out
+
+
+class DebFile:
+    """An open .deb. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, what: str = ""):
+        self.path = os.fspath(path)
+        self.what = what or os.path.basename(self.path)
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InstallError(f"cannot open {self.path}: {exc.strerror}") from None
+        try:
+            self.members = ar_members(self.fd, self.what)
+            self._check_layout()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "DebFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_layout(self) -> None:
+        names = [m.name for m in self.members]
+        if not names or names[0] != "debian-binary":
+            raise InstallError(f"{self.what} is not a Debian package (first member is not debian-binary)")
+        version = os.pread(self.fd, min(self.members[0].size, 16), self.members[0].offset)
+        if not version.startswith(b"2."):
+            raise InstallError(f"{self.what} has unsupported format version {version.strip().decode(errors='replace')}")
+        self.control_member = self._find("control.tar")
+        self.data_member = self._find("data.tar")
+
+    def _find(self, prefix: str) -> ArMember:
+        for m in self.members:
+            if m.name == prefix or m.name.startswith(prefix + "."):
+                return m
+        raise InstallError(f"{self.what} is not a Debian package (no {prefix} member)")
+
+    def control(self) -> ControlInfo:
+        """The control archive's regular files (control, md5sums, conffiles,
+        maintainer scripts, triggers, shlibs...)."""
+        files: dict[str, bytes] = {}
+        m = self.control_member
+        try:
+            with libarchive.stream_reader(slice_stream(self.fd, m.offset, m.size), "tar") as reader:
+                for entry in reader:
+                    name = (ffi.entry_pathname(entry._entry_p) or b"").decode("utf-8", "surrogateescape")
+                    name = name[2:] if name.startswith("./") else name.lstrip("/")
+                    if not entry.isreg or "/" in name or not name:
+                        continue
+                    files[name] = b"".join(entry.get_blocks())
+        except libarchive.ArchiveError as exc:
+            raise InstallError(f"{self.what}: cannot read {m.name}: {exc.msg or exc}") from None
+        if "control" not in files:
+            raise InstallError(f"{self.what} has no control file")
+        try:
+            fields = parse_control(files["control"].decode("utf-8", "surrogateescape"))
+        except ValueError as exc:
+            raise InstallError(f"{self.what}: malformed control file: {exc}") from None
+        if not fields.get("Package"):
+            raise InstallError(f"{self.what}: control file has no Package field")
+        return ControlInfo(fields, files)
+
+    def data_stream(self):
+        """The compressed data.tar member as a stream for libarchive."""
+        m = self.data_member
+        return slice_stream(self.fd, m.offset, m.size)

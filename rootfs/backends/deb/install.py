@@ -1,0 +1,559 @@
+"""Install a locked deb package set into a root, in two stages.
+
+Stage 1 (any user) extracts every package's data.tar exactly once, in
+parallel, through rootfs.host.unpacker, and registers it in the target's dpkg
+database the way `dpkg --unpack` leaves a package: info/PKG.list, .md5sums,
+.conffiles, the maintainer scripts and other control files, trigger
+interests, and a status entry "install ok unpacked" whose Conffiles field
+carries the hashes of the shipped conffiles.
+
+Stage 2 (root) runs the target's own dpkg chrooted (never `dpkg --root`, see
+DESIGN.md). First the essential set and everything it depends on, as
+mmdebstrap does with `dpkg --install --force-depends`: all their preinsts
+(base-passwd's writes /etc/passwd before any postinst needs it), then one
+dpkg run configures them in dependency order. Then the rest, the way dpkg
+and apt treat a package: its preinst runs once what it pre-depends on is
+configured, and `dpkg --configure --pending` finishes. debootstrap and
+mmdebstrap unpack every package a second time in this stage (`dpkg
+--install`/`--unpack`); not doing so is where the time goes. Compared with
+mmdebstrap's bookworm minbase the finished tree has the same files, dpkg
+database and debconf database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rootfs.model.attrs import AttrRecord
+from rootfs.backends import InstallOptions, InstallReport
+from rootfs.host.chroot import sigterm_raises
+from rootfs.backends.deb.debfile import ControlInfo, DebFile
+from rootfs.model.errors import InstallError, PrivilegeError, UsageError
+from rootfs.host.unpacker import Extractor
+from rootfs.model.lock import Lock, LockedPackage
+
+ADMIN = "var/lib/dpkg"
+
+# debootstrap's setup_merged_usr: the lib directories each architecture has.
+MERGED_USR_EXTRA = {
+    "amd64": ("lib32", "lib64", "libx32"),
+    "i386": ("lib64", "libx32"),
+    "mips": ("lib32", "lib64"),
+    "mipsel": ("lib32", "lib64"),
+    "mips64el": ("lib32", "lib64", "libo32"),
+    "loong64": ("lib32", "lib64"),
+    "powerpc": ("lib64",),
+    "ppc64": ("lib32", "lib64"),
+    "ppc64el": ("lib64",),
+    "s390x": ("lib32",),
+    "sparc": ("lib64",),
+    "sparc64": ("lib32", "lib64"),
+    "x32": ("lib32", "lib64", "libx32"),
+}
+
+# Status fields in the order dpkg writes them (lib/dpkg/parse.c fieldinfos);
+# any other control field follows in the package's own order.
+STATUS_ORDER = (
+    "Package", "Essential", "Protected", "Status", "Priority", "Section", "Installed-Size", "Origin",
+    "Maintainer", "Bugs", "Architecture", "Multi-Arch", "Source", "Version", "Config-Version",
+    "Replaces", "Provides", "Depends", "Pre-Depends", "Recommends", "Suggests", "Breaks",
+    "Conflicts", "Enhances", "Conffiles", "Description", "Triggers-Pending", "Triggers-Awaited",
+)
+NOT_IN_STATUS = {"Filename", "Size", "MD5sum", "MSDOS-Filename", "SHA1", "SHA256", "Status"}
+
+# What makes two builds of the same lock differ, removed as mmdebstrap does
+# (its cleanup/reproducible step).
+UNREPRODUCIBLE = (
+    "var/log/dpkg.log", "var/log/apt/history.log", "var/log/apt/term.log",
+    "var/log/alternatives.log", "var/cache/ldconfig/aux-cache", "var/log/apt/eipp.log.xz",
+    "var/lib/dbus/machine-id",
+)
+
+MAINT_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")
+SCRIPT_NAMES = {
+    "pre-installation": "preinst", "post-installation": "postinst",
+    "pre-removal": "prerm", "post-removal": "postrm",
+}
+
+
+@dataclass
+class Unpacked:
+    """One package after stage 1."""
+
+    pkg: LockedPackage
+    control: ControlInfo
+    paths: list[str]
+    md5sums: dict[str, str]
+    claims: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    dir_mtimes: list[tuple[str, int]] = field(default_factory=list)
+    conffile_hashes: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.pkg.name
+
+    @property
+    def info_name(self) -> str:
+        """dpkg's info file stem: PKG, or PKG:ARCH for Multi-Arch: same."""
+        if self.control.fields.get("Multi-Arch", "") == "same":
+            return f"{self.pkg.name}:{self.control.fields.get('Architecture', self.pkg.architecture)}"
+        return self.pkg.name
+
+    @property
+    def has_preinst(self) -> bool:
+        return "preinst" in self.control.files
+
+
+def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
+    if opts.mode not in ("root", "extract", "rootless"):
+        raise UsageError(f"unknown install mode {opts.mode!r} (known: root, rootless, extract)")
+    if opts.mode == "root" and os.geteuid() != 0:
+        raise PrivilegeError(
+            "installing with maintainer scripts (stage 2) needs root; run as root, "
+            "or pass --mode extract for an extract-only tree"
+        )
+    missing = [p.key for p in lock.packages if p.key not in files]
+    if missing:
+        raise InstallError(f"no package file for {', '.join(sorted(missing))}")
+    if opts.mode != "root" and opts.attrs is None:
+        opts.attrs = AttrRecord()
+    report = InstallReport(packages=len(lock.packages))
+    root = Path(root)
+    stage2 = opts.mode in ("root", "rootless")
+    # SIGTERM unwinds like Ctrl-C, so the caller's cleanup of a half-built
+    # root runs (and stage 2's mounts are undone).
+    with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex:
+        unpacked = stage_one(lock, files, ex, opts, register_all=not stage2)
+        if stage2:
+            stage_two(lock, unpacked, ex, opts)
+            report.configured = True
+            for path in UNREPRODUCIBLE:
+                ex.remove(path)
+        else:
+            report.skipped.append("stage 2 (maintainer scripts) not run")
+        write_fstab(ex)
+        write_sources(lock, ex)
+    return report
+
+
+# -- stage 1 -----------------------------------------------------------------
+
+
+def _progress(opts: InstallOptions, stage: str, done: int, total: int) -> None:
+    if opts.progress is not None:
+        opts.progress(stage, done, total)
+
+
+def setup_merged_usr(ex: Extractor, arch: str) -> None:
+    for d in ("bin", "sbin", "lib") + MERGED_USR_EXTRA.get(arch, ()):
+        ex.make_dir("usr")
+        ex.make_dir(f"usr/{d}")
+        ex.make_symlink(d, f"usr/{d}")
+
+
+def _extract_one(pkg: LockedPackage, path: Path, ex: Extractor) -> Unpacked:
+    what = pkg.filename or str(path)
+    with DebFile(path, what) as deb:
+        control = deb.control()
+        if control.package != pkg.name:
+            raise InstallError(f"{what} contains package {control.package}, not {pkg.name} as the lock says")
+        shipped = control.md5sums
+        computed: dict[str, str] | None = {} if shipped is None else None
+        claims: dict[str, tuple[int, int, int]] = {}
+        dir_mtimes: list[tuple[str, int]] = []
+        paths = ex.extract(deb.data_stream(), md5sums=computed, claims=claims, what=what, format_name="tar",
+                           dir_mtimes=dir_mtimes)
+    return Unpacked(pkg, control, paths, shipped if shipped is not None else computed or {}, claims, dir_mtimes)
+
+
+def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: InstallOptions) -> list[Unpacked]:
+    """Extract every package, two at a time: xz decoding runs in libarchive
+    without the GIL, so on two cores this is ~1.5x faster than one by one.
+    Overlaps are settled afterwards as a one-by-one extraction in lock order
+    would have left them."""
+    # By name, as a lock file lists them: a freshly resolved lock and the
+    # same lock read back must settle overlaps the same way.
+    pkgs = sorted(lock.packages, key=lambda p: (p.name, p.architecture))
+    total = len(pkgs)
+    jobs = max(1, min(2, os.cpu_count() or 1))
+    results: list[Unpacked] = []
+    with ThreadPoolExecutor(jobs, thread_name_prefix="extract") as pool:
+        futures = [pool.submit(_extract_one, p, Path(files[p.key]), ex) for p in pkgs]
+        try:
+            for i, fut in enumerate(futures):
+                results.append(fut.result())
+                _progress(opts, "extracting", i + 1, total)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    settle_overlaps(results, ex, files, opts)
+    return results
+
+
+def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Path], opts: InstallOptions) -> None:
+    """Directories shipped by several packages get the metadata of the first
+    (dpkg keeps an existing directory); a non-directory shipped by several
+    goes to the last one, which is extracted again to make sure it wins."""
+    owners: dict[str, list[tuple[int, tuple[int, int, int]]]] = {}
+    for i, u in enumerate(results):
+        for key, meta in u.claims.items():
+            owners.setdefault(key, []).append((i, meta))
+    again: set[int] = set()
+    for key, claims in owners.items():
+        if len(claims) < 2:
+            continue
+        kinds = {stat.S_IFMT(m[0]) for _, m in claims}
+        if kinds == {stat.S_IFDIR}:
+            first = claims[0][1]
+            if any(m != first for _, m in claims):
+                ex.set_owner_mode(key, *first)
+        else:
+            names = ", ".join(results[i].name for i, _ in claims)
+            opts.log(f"/{key} is shipped by several packages ({names}); the last one wins")
+            again.add(claims[-1][0])
+    for i in sorted(again):
+        u = results[i]
+        with DebFile(files[u.pkg.key], u.pkg.filename) as deb:
+            ex.extract(deb.data_stream(), what=u.pkg.filename, format_name="tar")
+    # Two extractions in parallel race on the mtime of a directory they both
+    # write into; give every directory what a one-by-one extraction in lock
+    # order leaves (each package's directories stamped at its end).
+    for u in results:
+        for key, mtime in reversed(u.dir_mtimes):
+            ex.set_dir_mtime(key, mtime)
+
+
+def _conffile_hashes(u: Unpacked, ex: Extractor) -> list[tuple[str, str]]:
+    out = []
+    for path in u.control.conffiles:
+        rel = path.lstrip("/")
+        digest = u.md5sums.get(rel)
+        if digest is None:
+            data = ex.read_file(rel)
+            digest = hashlib.md5(data).hexdigest() if data is not None else "newconffile"
+        out.append((path, digest))
+    return out
+
+
+def status_paragraph(u: Unpacked, state: str = "install ok unpacked") -> str:
+    fields = {k: v for k, v in u.control.fields.items() if k not in NOT_IN_STATUS}
+    if fields.get("Essential", "").lower() == "no":
+        del fields["Essential"]
+    fields["Status"] = state
+    if u.conffile_hashes:
+        fields["Conffiles"] = "".join(f"\n {p} {h}" for p, h in u.conffile_hashes)
+    lines = []
+    for name in STATUS_ORDER:
+        if name in fields:
+            lines.append(_field(name, fields.pop(name)))
+    lines.extend(_field(k, v) for k, v in fields.items())
+    return "\n".join(lines) + "\n"
+
+
+def _field(name: str, value: str) -> str:
+    return f"{name}:{value}" if value.startswith("\n") else f"{name}: {value}"
+
+
+def _triggers(u: Unpacked) -> Iterable[tuple[str, str]]:
+    """(trigger name, "pkg" or "pkg/noawait") for each interest the package
+    declares, as dpkg records them in triggers/File and triggers/NAME."""
+    raw = u.control.files.get("triggers", b"").decode("utf-8", "surrogateescape")
+    pkgname = u.info_name
+    for line in raw.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) != 2 or not words[0].startswith("interest"):
+            continue
+        suffix = "/noawait" if words[0] == "interest-noawait" else ""
+        yield words[1], pkgname + suffix
+
+
+def write_database(lock: Lock, unpacked: list[Unpacked], ex: Extractor, register: Iterable[Unpacked]) -> None:
+    for d in ("var", "var/lib", ADMIN, f"{ADMIN}/info", f"{ADMIN}/updates", f"{ADMIN}/triggers",
+              f"{ADMIN}/alternatives", f"{ADMIN}/parts"):
+        ex.make_dir(d)
+    ex.write_file(f"{ADMIN}/info/format", b"1\n")
+    file_triggers: list[str] = []
+    named: dict[str, list[str]] = {}
+    for u in unpacked:
+        info = f"{ADMIN}/info/{u.info_name}"
+        ex.write_file(f"{info}.list", "".join(p + "\n" for p in u.paths).encode("utf-8", "surrogateescape"))
+        if "md5sums" not in u.control.files:  # dpkg generates them too
+            ex.write_file(f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
+                          .encode("utf-8", "surrogateescape"))
+        for name, data in sorted(u.control.files.items()):
+            if name == "control" or "/" in name or name.startswith("."):
+                continue
+            ex.write_file(f"{info}.{name}", data, 0o755 if name in MAINT_SCRIPTS else 0o644)
+        for trigger, who in _triggers(u):
+            if trigger.startswith("/"):
+                file_triggers.append(f"{trigger} {who}\n")
+            else:
+                named.setdefault(trigger, []).append(who + "\n")
+    ex.write_file(f"{ADMIN}/triggers/File", "".join(file_triggers).encode())
+    ex.write_file(f"{ADMIN}/triggers/Unincorp", b"")
+    for trigger, who in sorted(named.items()):
+        ex.write_file(f"{ADMIN}/triggers/{trigger}", "".join(who).encode())
+    arches = [lock.architecture] + sorted({p.architecture for p in lock.packages} - {lock.architecture, "all"})
+    ex.write_file(f"{ADMIN}/arch", "".join(a + "\n" for a in arches).encode())
+    ex.write_file(f"{ADMIN}/available", b"")
+    ex.write_file(f"{ADMIN}/diversions", b"")
+    ex.write_file(f"{ADMIN}/status", "\n".join(status_paragraph(u) for u in register).encode("utf-8", "surrogateescape"))
+
+
+def stage_one(lock: Lock, files: dict[str, Path], ex: Extractor, opts: InstallOptions, *, register_all: bool) -> list[Unpacked]:
+    started = time.monotonic()
+    if lock.merged_usr:
+        setup_merged_usr(ex, lock.architecture)
+    unpacked = extract_all(lock, files, ex, opts)
+    for u in unpacked:
+        u.conffile_hashes = _conffile_hashes(u, ex)
+    # Without stage 2 every package is registered now; with it, a package
+    # with a preinst is registered only after its preinst ran.
+    register = [u for u in unpacked if register_all or not u.has_preinst]
+    write_database(lock, unpacked, ex, register)
+    opts.log(f"stage 1: {len(unpacked)} packages extracted and registered in {time.monotonic() - started:.1f}s")
+    return unpacked
+
+
+def write_fstab(ex: Extractor) -> None:
+    """As debootstrap and mmdebstrap do, when no package shipped one."""
+    if ex.read_file("etc/fstab") is None:
+        ex.make_dir("etc")
+        ex.write_file("etc/fstab", b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
+
+
+def write_sources(lock: Lock, ex: Extractor) -> None:
+    if not lock.sources:
+        return
+    src = lock.sources[0]
+    components = " ".join(lock.components or ("main",))
+    ex.make_dir("etc")
+    ex.make_dir("etc/apt")
+    ex.write_file("etc/apt/sources.list", f"deb {src.url} {src.suite or lock.suite} {components}\n".encode())
+
+
+# -- stage 2 -----------------------------------------------------------------
+
+
+def _names(relation: str) -> list[str]:
+    """Package names a relation field mentions (every alternative), without
+    versions or architecture qualifiers."""
+    out = []
+    for part in re.split(r"[,|]", relation or ""):
+        name = part.strip().split(" ", 1)[0].split("(", 1)[0].split(":", 1)[0].strip()
+        if name:
+            out.append(name)
+    return out
+
+
+class _Graph:
+    def __init__(self, unpacked: list[Unpacked]):
+        self.by_name = {u.name: u for u in unpacked}
+        self.providers: dict[str, list[str]] = {}
+        for u in unpacked:
+            for v in _names(u.control.fields.get("Provides", "")):
+                self.providers.setdefault(v, []).append(u.name)
+
+    def targets(self, names: Iterable[str]) -> list[str]:
+        out = []
+        for n in names:
+            if n in self.by_name:
+                out.append(n)
+            out.extend(p for p in self.providers.get(n, ()) if p != n)
+        return out
+
+    def deps(self, u: Unpacked, fields=("Pre-Depends", "Depends")) -> list[str]:
+        return self.targets(n for f in fields for n in _names(u.control.fields.get(f, "")))
+
+    def closure(self, start: Iterable[str]) -> list[str]:
+        seen: set[str] = set()
+        todo = [n for n in start if n in self.by_name]
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            todo.extend(d for d in self.deps(self.by_name[n]) if d not in seen)
+        return sorted(seen)
+
+    def predepends_order(self, names: list[str]) -> list[str]:
+        """names ordered so that what a package pre-depends on comes first;
+        cycles are broken by name."""
+        pending = set(names)
+        out: list[str] = []
+        while pending:
+            ready = sorted(n for n in pending
+                           if not (set(self.deps(self.by_name[n], ("Pre-Depends",))) & (pending - {n})))
+            if not ready:
+                ready = [min(pending)]
+            for n in ready:
+                pending.discard(n)
+                out.append(n)
+        return out
+
+
+class _Stage2:
+    def __init__(self, lock: Lock, unpacked: list[Unpacked], ex: Extractor, opts: InstallOptions, chroot):
+        self.lock, self.unpacked, self.ex, self.opts, self.ch = lock, unpacked, ex, opts, chroot
+        self.graph = _Graph(unpacked)
+        self.registered = {u.name for u in unpacked if not u.has_preinst}
+        self.configured: set[str] = set()
+        self.busy: set[str] = set()
+        self.env = {}
+        epoch = os.environ.get("SOURCE_DATE_EPOCH") or (str(lock.source_date_epoch) if lock.source_date_epoch else "")
+        if epoch:
+            self.env["SOURCE_DATE_EPOCH"] = epoch
+        self.steps = 0
+        self.total = len(unpacked) + sum(1 for u in unpacked if u.has_preinst)
+
+    def tick(self, n: int = 1) -> None:
+        self.steps += n
+        _progress(self.opts, "configuring", min(self.steps, self.total), self.total)
+
+    def log_output(self, out: bytes) -> None:
+        for line in out.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                self.opts.log("  " + line)
+
+    def preinst(self, u: Unpacked, configure_predeps: bool = True) -> None:
+        """Run `preinst install` as dpkg would before unpacking: once what
+        the package pre-depends on is configured. Then register the package
+        as unpacked."""
+        if u.name in self.registered:
+            return
+        need = [d for d in self.graph.deps(u, ("Pre-Depends",)) if d not in self.configured and d != u.name]
+        if need and configure_predeps and u.name not in self.busy:
+            self.busy.add(u.name)
+            try:
+                # What the pre-dependencies need configured with them; a
+                # cycle back to this package is broken as dpkg would, by force.
+                closure = [n for n in self.graph.closure(need) if n != u.name]
+                self.configure(closure, force_depends=True)
+            finally:
+                self.busy.discard(u.name)
+        env = dict(self.env)
+        env.update({
+            "DPKG_MAINTSCRIPT_PACKAGE": u.name,
+            "DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT": "1",
+            "DPKG_MAINTSCRIPT_ARCH": u.control.fields.get("Architecture", u.pkg.architecture),
+            "DPKG_MAINTSCRIPT_NAME": "preinst",
+            "DPKG_ADMINDIR": "/var/lib/dpkg",
+            "DPKG_ROOT": "",
+            "PERL_DL_NONLAZY": "1",
+        })
+        # dpkg runs a preinst from tmp.ci/, the unpacked control archive;
+        # debconf's confmodule reads the package name from tmp.ci/control.
+        tmp = f"{ADMIN}/tmp.ci"
+        self.ex.make_dir(tmp)
+        for name, data in u.control.files.items():
+            self.ex.write_file(f"{tmp}/{name}", data, 0o755 if name in MAINT_SCRIPTS else 0o644)
+        self.opts.log(f"running {u.name} preinst")
+        try:
+            proc = self.ch.run([f"/{tmp}/preinst", "install"], env)
+        finally:
+            for name in u.control.files:
+                self.ex.remove(f"{tmp}/{name}")
+            self.ex.remove_dir(tmp)
+        self.log_output(proc.stdout)
+        if proc.returncode != 0:
+            raise InstallError(f"the preinst script of package {u.name} failed (exit status {proc.returncode})"
+                               + _last_line(proc.stdout))
+        self.ex.append_file(f"{ADMIN}/status", ("\n" + status_paragraph(u)).encode("utf-8", "surrogateescape"))
+        self.registered.add(u.name)
+        self.tick()
+
+    def dpkg(self, *args: str) -> None:
+        cmd = ["dpkg", "--force-unsafe-io", *args]
+        self.opts.log("running " + " ".join(cmd))
+        proc = self.ch.run(cmd, self.env)
+        self.log_output(proc.stdout)
+        if proc.returncode != 0:
+            raise InstallError(_dpkg_failure(proc.stdout, proc.returncode, args))
+
+    def configure(self, names: list[str], force_depends: bool) -> None:
+        names = [n for n in names if n not in self.configured]
+        if not names:
+            return
+        for n in self.graph.predepends_order(names):
+            self.preinst(self.graph.by_name[n])
+        names = [n for n in names if n not in self.configured]  # some went in with a pre-dependency
+        if not names:
+            return
+        self.dpkg("--configure", *(["--force-depends"] if force_depends else []), *names)
+        self.configured.update(names)
+        self.tick(len(names))
+
+    def run(self) -> None:
+        by_name = self.graph.by_name
+        if "dpkg" not in by_name:
+            raise InstallError("stage 2 needs dpkg in the package set (add it, or use --mode extract)")
+        for ldconfig in ("usr/sbin/ldconfig", "sbin/ldconfig"):
+            if self.ex.read_file(ldconfig) is not None:
+                self.ch.run(["/" + ldconfig], self.env)
+                break
+        # The essential set and everything it depends on, at once, as
+        # mmdebstrap does (`dpkg --install --force-depends`): every preinst
+        # first (base-passwd's makes /etc/passwd before any postinst needs
+        # it), then one dpkg run configures them in dependency order.
+        essential = self.graph.closure(
+            u.name for u in self.unpacked if u.control.fields.get("Essential", "").lower() == "yes")
+        for n in self.graph.predepends_order(essential):
+            self.preinst(by_name[n], configure_predeps=False)
+        self.dpkg("--configure", "--force-depends", *essential)
+        self.configured.update(essential)
+        self.tick(len(essential))
+        rest = sorted(n for n in by_name if n not in self.configured)
+        for n in self.graph.predepends_order(rest):
+            self.preinst(by_name[n])
+        self.dpkg("--configure", "--pending")
+        self.configured.update(rest)
+        self.tick(len(rest))
+        proc = self.ch.run(["dpkg", "--audit"], self.env)
+        if proc.returncode != 0 or proc.stdout.strip():
+            said = " ".join(proc.stdout.decode("utf-8", "replace").split())
+            raise InstallError(f"dpkg --audit reports problems after configuring: {said[:300]}")
+
+
+def stage_two(lock: Lock, unpacked: list[Unpacked], ex: Extractor, opts: InstallOptions) -> None:
+    from rootfs.host.chroot import Chroot
+    from rootfs.host.userns import UserChroot
+
+    started = time.monotonic()
+    if opts.mode == "rootless":
+        # Ownership changes the scripts make are recorded into opts.attrs.
+        session = UserChroot(ex.root, log=opts.log, attrs=opts.attrs)
+    else:
+        session = Chroot(ex.root, log=opts.log)
+    with session as ch:
+        _Stage2(lock, unpacked, ex, opts, ch).run()
+    opts.log(f"stage 2: configured in {time.monotonic() - started:.1f}s")
+
+
+def _last_line(out: bytes) -> str:
+    lines = [line for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
+    return f": {lines[-1].strip()}" if lines else ""
+
+
+def _dpkg_failure(out: bytes, code: int, args: tuple[str, ...]) -> str:
+    text = out.decode("utf-8", "replace")
+    m = re.search(r"installed (\S+) package (\S+) script subprocess returned error exit status (\d+)", text)
+    if m:
+        pkg, script = m.group(1), SCRIPT_NAMES.get(m.group(2), m.group(2))
+        # The script's own last words come just before dpkg's report.
+        said = [line.strip() for line in text[: text.find("dpkg: error processing")].splitlines()
+                if line.strip() and not line.startswith(("dpkg:", "Setting up "))]
+        detail = f": {said[-1]}" if said else ""
+        return f"the {script} script of package {pkg} failed (exit status {m.group(3)}){detail}"
+    m = re.search(r"error processing package (\S+)", text)
+    if m:
+        return f"dpkg failed to configure package {m.group(1)}" + _last_line(out)
+    return f"dpkg {' '.join(args)} failed (exit status {code})" + _last_line(out)

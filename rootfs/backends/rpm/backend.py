@@ -1,0 +1,16 @@
+"""The rpm backend's two entry points (see rootfs.backends).
+
+Imported lazily so that resolving never loads the installer and its tools.
+"""
+
+
+def resolve(recipe, opts, downloader):
+    from rootfs.backends.rpm.resolve import resolve as _resolve
+
+    return _resolve(recipe, opts, downloader)
+
+
+def install(lock, files, root, opts):
+    from rootfs.backends.rpm.install import install as _install
+
+    return _install(lock, files, root, opts)

@@ -1,0 +1,232 @@
+"""A package's files: the header's file arrays joined with the payload's
+bytes.
+
+Metadata always comes from the header (full modes with setuid bits,
+owners by name, link targets, hard-link sets, flags, capabilities); the
+cpio payload is only read for file contents. The payload may be compressed
+with gzip, bzip2, xz, legacy lzma or zstd, or not at all, and is either the
+usual `070701` cpio with names or rpm's stripped `07070X` form (packages
+with files over 4 GiB), whose entries carry only an index into the header.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import zstandard
+
+from rootfs.model.errors import InstallError
+from rootfs.backends.rpm import header as H
+from rootfs.backends.rpm.header import RpmFile
+
+NEWC = b"070701"
+CRC = b"070702"
+STRIPPED = b"07070X"
+TRAILER = "TRAILER!!!"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    index: int
+    path: str  # absolute, as in the header ("/usr/bin/sh")
+    mode: int
+    size: int
+    user: str
+    group: str
+    linkto: str
+    flags: int
+    mtime: int
+    inode: int
+    device: int
+    rdev: int
+    caps: str
+
+    @property
+    def ghost(self) -> bool:
+        return bool(self.flags & H.FILE_GHOST)
+
+    @property
+    def config(self) -> bool:
+        return bool(self.flags & H.FILE_CONFIG)
+
+
+def file_entries(rpm: RpmFile) -> list[FileEntry]:
+    h = rpm.header
+    basenames = h.list(H.BASENAMES)
+    n = len(basenames)
+    if not n:
+        return []
+    dirnames = h.list(H.DIRNAMES)
+    dirindexes = h.list(H.DIRINDEXES)
+    sizes = h.list(H.LONGFILESIZES) or h.list(H.FILESIZES)
+
+    def arr(tag: int, default):
+        v = h.list(tag)
+        return v if len(v) == n else [default] * n
+
+    modes, users, groups = arr(H.FILEMODES, 0o100644), arr(H.FILEUSERNAME, "root"), arr(H.FILEGROUPNAME, "root")
+    links, flags, mtimes = arr(H.FILELINKTOS, ""), arr(H.FILEFLAGS, 0), arr(H.FILEMTIMES, 0)
+    inodes, devices, rdevs, caps = arr(H.FILEINODES, 0), arr(H.FILEDEVICES, 0), arr(H.FILERDEVS, 0), arr(H.FILECAPS, "")
+    if len(dirindexes) != n or len(sizes) != n:
+        raise InstallError(f"{rpm.path.name} has inconsistent file arrays in its header")
+    return [
+        FileEntry(i, dirnames[dirindexes[i]] + basenames[i], modes[i], sizes[i], users[i], groups[i],
+                  links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i])
+        for i in range(n)
+    ]
+
+
+def hardlink_sets(entries: list[FileEntry]) -> dict[int, list[int]]:
+    """index -> the indexes of its hard-link set (ascending), for regular
+    files that share a (device, inode) with another file."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for e in entries:
+        if stat.S_ISREG(e.mode) and not e.ghost:
+            groups.setdefault((e.device, e.inode), []).append(e.index)
+    return {i: g for g in groups.values() if len(g) > 1 for i in g}
+
+
+def open_payload(rpm: RpmFile) -> BinaryIO:
+    """The decompressed payload stream, whatever rpm compressed it with."""
+    f = open(rpm.path, "rb")
+    f.seek(rpm.payload_offset)
+    head = f.read(6)
+    f.seek(rpm.payload_offset)
+    comp = rpm.header.str(H.PAYLOADCOMPRESSOR)
+    try:
+        if head[:2] == b"\x1f\x8b":
+            return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
+        if head[:3] == b"BZh":
+            return bz2.BZ2File(f)  # type: ignore[return-value]
+        if head == b"\xfd7zXZ\x00":
+            return lzma.LZMAFile(f, format=lzma.FORMAT_XZ)  # type: ignore[return-value]
+        if head[:4] == b"\x28\xb5\x2f\xfd":
+            return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=True)  # type: ignore[return-value]
+        if head[:5] == b"07070":  # newc, crc or stripped cpio: not compressed
+            return f
+        if comp == "lzma" or head[:1] == b"\x5d":
+            return lzma.LZMAFile(f, format=lzma.FORMAT_ALONE)  # type: ignore[return-value]
+    except Exception:
+        f.close()
+        raise
+    f.close()
+    raise InstallError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
+
+
+class CpioReader:
+    """Walks a cpio payload; the caller reads each entry's data (or not)
+    before asking for the next one."""
+
+    def __init__(self, stream: BinaryIO, what: str):
+        self.f = stream
+        self.what = what
+        self.offset = 0
+        self.remaining = 0  # bytes of the current entry's data not yet read
+
+    def _read(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = self.f.read(n - len(out))
+            if not chunk:
+                raise InstallError(f"{self.what}: the payload is truncated")
+            out += chunk
+        self.offset += n
+        return bytes(out)
+
+    def _skip(self, n: int) -> None:
+        while n > 0:
+            k = min(n, 1 << 20)
+            self._read(k)
+            n -= k
+
+    def _pad(self) -> None:
+        self._skip((4 - self.offset % 4) % 4)
+
+    def next(self, sizes_by_index) -> tuple[str | None, int, int] | None:
+        """(name or None, header index or -1, data size) of the next entry,
+        None at the trailer. sizes_by_index(fx) gives the data size of a
+        stripped entry, which does not carry one."""
+        if self.remaining:
+            self._skip(self.remaining)
+            self.remaining = 0
+        self._pad()
+        magic = self._read(6)
+        if magic == STRIPPED:
+            fx = int(self._read(8), 16)
+            self.remaining = sizes_by_index(fx)
+            return None, fx, self.remaining
+        if magic not in (NEWC, CRC):
+            raise InstallError(f"{self.what}: the payload is not a cpio archive rpm writes")
+        fields = self._read(104)
+        try:
+            filesize = int(fields[48:56], 16)
+            namesize = int(fields[88:96], 16)
+        except ValueError:
+            raise InstallError(f"{self.what}: corrupt cpio header in the payload") from None
+        name = self._read(namesize).rstrip(b"\0").decode("utf-8", "surrogateescape")
+        self._pad()
+        if name == TRAILER:
+            return None
+        self.remaining = filesize
+        return name, -1, filesize
+
+    def copy_to(self, fd: int, n: int) -> None:
+        while n > 0:
+            chunk = self._read(min(n, 1 << 20))
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            n -= len(chunk)
+            self.remaining -= len(chunk)
+
+    def read_data(self, n: int) -> bytes:
+        data = self._read(n)
+        self.remaining -= n
+        return data
+
+
+def payload_contents(rpm: RpmFile, entries: list[FileEntry]) -> Iterator[tuple[FileEntry, CpioReader, int]]:
+    """Yield (entry, reader, size) for each regular file whose bytes the
+    payload carries; the consumer reads exactly size bytes from reader."""
+    by_path = {e.path: e for e in entries}
+    links = hardlink_sets(entries)
+
+    def stripped_size(fx: int) -> int:
+        if not 0 <= fx < len(entries):
+            raise InstallError(f"{rpm.path.name}: the payload names file {fx}, which the header lacks")
+        e = entries[fx]
+        if stat.S_ISREG(e.mode):
+            group = links.get(fx)
+            return e.size if group is None or group[-1] == fx else 0
+        if stat.S_ISLNK(e.mode):
+            return e.size
+        return 0
+
+    stream = open_payload(rpm)
+    try:
+        reader = CpioReader(stream, rpm.path.name)
+        while True:
+            item = reader.next(stripped_size)
+            if item is None:
+                return
+            name, fx, size = item
+            if name is not None:
+                path = "/" + name[2:] if name.startswith("./") else ("/" + name.lstrip("/"))
+                e = by_path.get(path)
+                if e is None:
+                    raise InstallError(f"{rpm.path.name}: the payload holds {name!r}, which the header does not list")
+            else:
+                e = entries[fx]
+            if stat.S_ISREG(e.mode) and not e.ghost and size:
+                yield e, reader, size
+    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        raise InstallError(f"{rpm.path.name}: cannot read the payload: {exc}") from None
+    finally:
+        stream.close()

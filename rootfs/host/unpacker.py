@@ -1,0 +1,652 @@
+"""Stream an archive into a root, entry by entry, never leaving the root.
+
+libarchive only decodes; every write is our own system call. Member names
+are resolved with rootfs.host.safepath as if the root were `/` (absolute symlinks
+point into the root, `..` stops at it), and then the directories on the way
+are opened one component at a time with O_NOFOLLOW relative to the root's
+file descriptor. So even a symlink that appears between the resolution and
+the write (another package extracted in parallel, say) makes the write fail
+instead of leaving the root: the kernel never follows a link we have not
+checked.
+
+Replacement follows dpkg, not tar: a file member replaces whatever non-
+directory is there (a planted symlink is removed, never written through), a
+directory member keeps an existing directory, and keeps a symlink that leads
+to a directory (merged /usr: `bin -> usr/bin` survives packages shipping
+/bin/...). A non-directory never replaces a non-empty directory.
+
+As root in mode "root" the tree gets the archive's owners, modes, device
+nodes and xattrs. Otherwise nothing is chowned, device nodes become empty
+placeholder files, and the intended attributes of every entry go into an
+AttrRecord for the packer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import stat
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import libarchive
+from libarchive import ffi
+
+from rootfs.model.attrs import Attr, AttrRecord
+from rootfs.model.errors import InstallError, OutputError
+from rootfs.host.safepath import PathEscape, resolve_in_root
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_BLOCK = 1 << 18
+
+
+class HostileArchive(InstallError):
+    """An archive member that could only be honoured by writing outside the
+    root, or that would destroy what other members rely on."""
+
+
+class _Refused(Exception):
+    """Internal: one member refused; carries the reason."""
+
+
+# libarchive-c does not wrap the xattr iterator; declare it on a private
+# handle so that libarchive-c's own prototypes stay untouched.
+_lib = ctypes.CDLL(ffi.libarchive_path)
+_xattr_reset = _lib.archive_entry_xattr_reset
+_xattr_reset.argtypes = [ctypes.c_void_p]
+_xattr_reset.restype = ctypes.c_int
+_xattr_next = _lib.archive_entry_xattr_next
+_xattr_next.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p),
+                        ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+_xattr_next.restype = ctypes.c_int
+_mtime_nsec = _lib.archive_entry_mtime_nsec
+_mtime_nsec.argtypes = [ctypes.c_void_p]
+_mtime_nsec.restype = ctypes.c_long
+_mtime_sec = _lib.archive_entry_mtime
+_mtime_sec.argtypes = [ctypes.c_void_p]
+_mtime_sec.restype = ctypes.c_int64
+_rdev = _lib.archive_entry_rdev
+_rdev.argtypes = [ctypes.c_void_p]
+_rdev.restype = ctypes.c_uint64
+
+
+def _entry_xattrs(entry_p) -> tuple[tuple[str, bytes], ...]:
+    count = _xattr_reset(entry_p)
+    if not count:
+        return ()
+    out = []
+    name = ctypes.c_char_p()
+    value = ctypes.c_void_p()
+    size = ctypes.c_size_t()
+    while _xattr_next(entry_p, ctypes.byref(name), ctypes.byref(value), ctypes.byref(size)) == 0:
+        data = ctypes.string_at(value, size.value) if value.value else b""
+        out.append((name.value.decode("utf-8", "surrogateescape"), data))
+    return tuple(sorted(out))
+
+
+def _decode(raw: bytes | None) -> str:
+    return (raw or b"").decode("utf-8", "surrogateescape")
+
+
+def member_components(name: str) -> list[str]:
+    """The path components of a member name, relative to the root. Leading
+    `/` and `./` are dropped (tar does the same); `..` is refused rather
+    than clamped, because no honest package needs it."""
+    comps = [c for c in name.split("/") if c not in ("", ".")]
+    if ".." in comps:
+        raise _Refused("its name contains '..'")
+    if "\n" in name or "\0" in name:
+        # dpkg's .list files hold one path per line
+        raise _Refused("its name contains a newline or NUL")
+    return comps
+
+
+class _Pending:
+    """Directory metadata applied after the archive, so that creating the
+    children does not disturb the directory's mtime."""
+
+    def __init__(self) -> None:
+        self.dirs: list[tuple[str, int]] = []  # (root-relative real path, mtime ns)
+        self.members: list[tuple[str, int]] = []  # every directory member, created here or not
+
+
+class _Parents:
+    """The open directory of the previous member's parent, reused while the
+    members stay in one directory (tar lists them so). Dropped whenever this
+    archive may have changed the tree's shape (anything but a plain new
+    file). A directory another thread removes meanwhile can only turn this
+    into writes into an orphaned directory, never into a write outside."""
+
+    def __init__(self, ex: "Extractor"):
+        self.ex = ex
+        self.key: tuple[str, ...] | None = None
+        self.fd = -1
+        self.real: list[str] = []
+
+    def get(self, comps: list[str]) -> tuple[int, list[str]]:
+        key = tuple(comps)
+        if key != self.key:
+            self.drop()
+            self.fd, self.real = self.ex.open_dir(comps)
+            self.key = key
+        return self.fd, self.real
+
+    def drop(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.key = -1, None
+
+
+class Extractor:
+    """Writes archive members into one root. Safe to share between threads
+    extracting different archives into the same root."""
+
+    def __init__(self, root: str | os.PathLike, *, mode: str = "root", attrs: AttrRecord | None = None,
+                 warn: Callable[[str], None] | None = None):
+        self.root = os.path.realpath(os.fspath(root))
+        self.privileged = mode == "root" and os.geteuid() == 0
+        self.attrs = attrs
+        self._attrs_lock = threading.Lock()  # AttrRecord is shared by the extracting threads
+        self.warn = warn or (lambda msg: None)
+        self.root_fd = os.open(self.root, _DIR_FLAGS)
+
+    def close(self) -> None:
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    def __enter__(self) -> "Extractor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- walking the root -------------------------------------------------
+
+    def _rel(self, host: str) -> list[str]:
+        if host == self.root:
+            return []
+        if not host.startswith(self.root + "/"):
+            raise _Refused("it resolves outside the root")  # cannot happen with resolve_in_root
+        return host[len(self.root) + 1:].split("/")
+
+    def open_dir(self, comps: list[str], *, create: bool = True) -> tuple[int, list[str]]:
+        """Open the directory `comps` (root-relative, symlinks under the root
+        followed as if it were `/`) without the kernel following any link.
+        Returns (fd, the real root-relative components). Missing directories
+        are created with mode 0755 when create is true."""
+        try:
+            host = resolve_in_root(self.root, "/".join(comps))
+        except PathEscape as exc:
+            raise _Refused(str(exc)) from None
+        real = self._rel(host)
+        fd = os.dup(self.root_fd)
+        try:
+            for i, comp in enumerate(real):
+                try:
+                    nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(comp, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    else:
+                        self._record("/".join(real[: i + 1]), Attr(stat.S_IFDIR | 0o755))
+                    nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        # A link appeared after resolution, or a file sits where
+                        # a directory is needed: either way, do not go there.
+                        raise _Refused(f"/{'/'.join(real[: i + 1])} is not a directory") from None
+                    raise
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, real
+
+    def _record(self, key: str, attr: Attr) -> None:
+        if self.attrs is not None and not self.privileged:
+            with self._attrs_lock:
+                self.attrs.set(key or ".", attr)
+
+    def _forget(self, key: str) -> None:
+        if self.attrs is not None:
+            with self._attrs_lock:
+                self.attrs.remove(key)
+
+    # -- replacing what is there ------------------------------------------
+
+    def _clear(self, dfd: int, name: str, path: str) -> None:
+        """Make room for a non-directory member called name in dfd."""
+        try:
+            st = os.lstat(name, dir_fd=dfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(name, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise _Refused(f"it would replace the non-empty directory {path}") from None
+                raise
+        else:
+            os.unlink(name, dir_fd=dfd)
+        self._forget(path)
+
+    # -- single paths, for the installers' own files -----------------------
+
+    @contextmanager
+    def _at(self, path: str, create: bool = True):
+        comps = member_components(path)
+        if not comps:
+            raise HostileArchive(f"cannot write the root itself as {path!r}")
+        try:
+            dfd, parent = self.open_dir(comps[:-1], create=create)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write /{path}: {exc}") from None
+        try:
+            yield dfd, comps[-1], "/".join(parent + [comps[-1]])
+        finally:
+            os.close(dfd)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Create or replace the regular file `path` (root-relative), owned
+        by root; never through a link planted there."""
+        with self._at(path) as (dfd, leaf, key):
+            try:
+                self._clear(dfd, leaf, key)
+            except _Refused as exc:
+                raise HostileArchive(f"cannot write /{path}: {exc}") from None
+            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.privileged:
+                    os.fchown(fd, 0, 0)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            self._record(key, Attr(stat.S_IFREG | mode))
+
+    def append_file(self, path: str, data: bytes) -> None:
+        with self._at(path) as (dfd, leaf, key):
+            fd = os.open(leaf, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+    def read_file(self, path: str) -> bytes | None:
+        """The content of regular file `path`, or None when it is missing or
+        not a regular file."""
+        try:
+            with self._at(path, create=False) as (dfd, leaf, key):
+                fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        return None
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        return f.read()
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, NotADirectoryError, HostileArchive):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None
+            raise
+
+    def make_dir(self, path: str, mode: int = 0o755) -> None:
+        with self._at(path) as (dfd, leaf, key):
+            try:
+                os.mkdir(leaf, mode, dir_fd=dfd)
+            except FileExistsError:
+                return
+            os.chmod(f"/proc/self/fd/{dfd}/{leaf}", mode)
+            self._record(key, Attr(stat.S_IFDIR | mode))
+
+    def make_symlink(self, path: str, target: str) -> None:
+        with self._at(path) as (dfd, leaf, key):
+            try:
+                self._clear(dfd, leaf, key)
+            except _Refused as exc:
+                raise HostileArchive(f"cannot write /{path}: {exc}") from None
+            os.symlink(target, leaf, dir_fd=dfd)
+            self._record(key, Attr(stat.S_IFLNK | 0o777))
+
+    def remove(self, path: str) -> bool:
+        """Remove the non-directory `path`; False when it was not there."""
+        try:
+            with self._at(path, create=False) as (dfd, leaf, key):
+                st = os.lstat(leaf, dir_fd=dfd)
+                if stat.S_ISDIR(st.st_mode):
+                    return False
+                os.unlink(leaf, dir_fd=dfd)
+                self._forget(key)
+                return True
+        except (FileNotFoundError, NotADirectoryError, HostileArchive):
+            return False
+
+    def remove_dir(self, path: str) -> None:
+        """Remove the empty directory `path`, if it is one."""
+        try:
+            with self._at(path, create=False) as (dfd, leaf, key):
+                if stat.S_ISDIR(os.lstat(leaf, dir_fd=dfd).st_mode):
+                    os.rmdir(leaf, dir_fd=dfd)
+                    self._forget(key)
+        except (FileNotFoundError, NotADirectoryError, HostileArchive):
+            pass
+
+    def set_dir_mtime(self, key: str, mtime: int) -> None:
+        """Put a directory's mtime (ns) back, if the directory is still there."""
+        try:
+            fd, _ = self.open_dir(key.split("/") if key else [], create=False)
+        except (_Refused, FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
+
+    def set_owner_mode(self, key: str, st_mode: int, uid: int, gid: int) -> None:
+        """Give the existing path `key` (real, root-relative) this owner and
+        mode: how overlaps between parallel extractions are settled."""
+        with self._at(key, create=False) as (dfd, leaf, real):
+            st = os.lstat(leaf, dir_fd=dfd)
+            if stat.S_IFMT(st.st_mode) != stat.S_IFMT(st_mode) or stat.S_ISLNK(st.st_mode):
+                return
+            if self.privileged:
+                os.chown(leaf, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            os.chmod(f"/proc/self/fd/{dfd}/{leaf}", stat.S_IMODE(st_mode))
+            old = self.attrs.get(real) if self.attrs is not None else None
+            self._record(real, Attr(st_mode, uid, gid, old.rdev if old else 0, old.xattrs if old else ()))
+
+    # -- the archive ------------------------------------------------------
+
+    def extract(self, archive, *, md5sums: dict[str, str] | None = None,
+                claims: dict[str, tuple[int, int, int]] | None = None, what: str = "",
+                format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None) -> list[str]:
+        """Extract `archive` (a path or a binary stream with readinto) and
+        return its member paths as dpkg lists them ("/.", "/usr", ...).
+
+        When md5sums is a dict, it receives the md5 of every regular file,
+        keyed by member path without the leading slash (dpkg's md5sums form).
+        When claims is a dict, it receives, for every member that landed as
+        itself (a directory merged into an existing one included, one kept
+        as a symlink to a directory excluded), its real root-relative path
+        -> (st_mode, uid, gid): what a caller extracting several archives in
+        parallel needs to settle overlaps deterministically afterwards.
+        When dir_mtimes is a list, it receives (real root-relative path, mtime
+        in ns) of every directory member, for the same reason."""
+        what = what or str(archive)
+        paths: list[str] = []
+        regular: set[str] = set()  # hard links may only point at these
+        pending = _Pending()
+        parents = _Parents(self)
+        try:
+            with _reader(archive, format_name) as reader:
+                for entry in reader:
+                    name = _decode(ffi.entry_pathname(entry._entry_p))
+                    try:
+                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents)
+                    except _Refused as exc:
+                        raise HostileArchive(f"{what}: member {name!r} refused: {exc}") from None
+                    if listed is not None:
+                        paths.append(listed)
+            if dir_mtimes is not None:
+                dir_mtimes.extend(pending.members)
+            for key, mtime in reversed(pending.dirs):
+                try:
+                    fd, _ = self.open_dir(key.split("/") if key else [], create=False)
+                except (_Refused, FileNotFoundError):
+                    continue  # replaced by a later member
+                try:
+                    os.utime(fd, ns=(mtime, mtime))
+                finally:
+                    os.close(fd)
+        except libarchive.ArchiveError as exc:
+            raise InstallError(f"{what}: cannot read the archive: {exc.msg or exc}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"no space left on the device holding {self.root}") from None
+            raise InstallError(f"{what}: cannot extract into {self.root}: {exc}") from None
+        finally:
+            parents.drop()
+        return paths
+
+    def _member(self, entry, name: str, regular: set[str], pending: _Pending,
+                md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents") -> str | None:
+        comps = member_components(name)
+        listed = "/" + "/".join(comps) if comps else "/."
+        ep = entry._entry_p
+        mode = entry.mode
+        ftype = stat.S_IFMT(mode)
+        perm = stat.S_IMODE(mode)
+        uid, gid = entry.uid, entry.gid
+        mtime = _mtime_sec(ep) * 1_000_000_000 + _mtime_nsec(ep)
+        xattrs = _entry_xattrs(ep)
+        hardlink = ffi.entry_hardlink(ep)
+
+        if not comps:
+            # "./": the root itself. Take its mode and owner, as tar does, so
+            # that a root made by mkdtemp (0700) becomes a proper `/`.
+            if ftype == stat.S_IFDIR:
+                self._apply(self.root_fd, uid, gid, perm, xattrs)
+                self._record(".", Attr(stat.S_IFDIR | perm, uid, gid, 0, xattrs))
+                pending.dirs.append(("", mtime))
+            return listed
+
+        dfd, parent = parents.get(comps[:-1])
+        try:
+            leaf = comps[-1]
+            key = "/".join(parent + [leaf])
+            if hardlink is not None:
+                self._hardlink(dfd, leaf, key, _decode(hardlink), regular)
+                if claims is not None:
+                    claims[key] = (stat.S_IFREG | perm, uid, gid)
+                return listed
+            if ftype != stat.S_IFREG:
+                regular.discard("/".join(comps))
+            if ftype == stat.S_IFDIR:
+                if not self._directory(dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending):
+                    return listed  # merged through a symlink: not this path's owner
+            elif ftype == stat.S_IFREG:
+                if self._regular(entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums):
+                    parents.drop()
+                regular.add("/".join(comps))
+            elif ftype == stat.S_IFLNK:
+                target = _decode(ffi.entry_symlink(ep))
+                self._clear(dfd, leaf, key)
+                os.symlink(target, leaf, dir_fd=dfd)
+                if self.privileged:
+                    os.chown(leaf, uid, gid, dir_fd=dfd, follow_symlinks=False)
+                os.utime(leaf, ns=(mtime, mtime), dir_fd=dfd, follow_symlinks=False)
+                self._record(key, Attr(stat.S_IFLNK | 0o777, uid, gid, 0, xattrs))
+            elif ftype in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
+                self._special(dfd, leaf, key, ftype, uid, gid, perm, mtime, _rdev(ep), xattrs)
+            else:
+                self.warn(f"skipping {name}: sockets are not extracted")
+                return None
+        finally:
+            if ftype != stat.S_IFREG:
+                parents.drop()  # the tree may have changed shape
+        if claims is not None:
+            claims[key] = (ftype | perm, uid, gid)
+        return listed
+
+    def _apply(self, fd: int, uid: int, gid: int, perm: int, xattrs: tuple[tuple[str, bytes], ...]) -> None:
+        """Owner, then mode (chown clears setuid/setgid), then xattrs (chown
+        also drops security.capability). fd is an open descriptor."""
+        if self.privileged:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, perm)
+        if self.privileged:
+            for k, v in xattrs:
+                os.setxattr(fd, k, v)
+
+    def _directory(self, dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending: _Pending) -> bool:
+        """False when an existing symlink to a directory was kept."""
+        pending.members.append((key, mtime))
+        try:
+            st = os.lstat(leaf, dir_fd=dfd)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return True  # dpkg keeps an existing directory as it is
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            # Keep a link that leads to a directory inside the root (bin ->
+            # usr/bin); replace a dangling one or one that leads to a file.
+            try:
+                fd, _ = self.open_dir(key.split("/"), create=False)
+            except (_Refused, FileNotFoundError):
+                os.unlink(leaf, dir_fd=dfd)
+            else:
+                os.close(fd)
+                return False
+        elif st is not None:
+            os.unlink(leaf, dir_fd=dfd)
+            self._forget(key)
+        try:
+            os.mkdir(leaf, 0o700, dir_fd=dfd)
+        except FileExistsError:
+            return True  # created meanwhile by a parallel extraction: keep it
+        fd = os.open(leaf, _DIR_FLAGS, dir_fd=dfd)
+        try:
+            self._apply(fd, uid, gid, perm, xattrs)
+        finally:
+            os.close(fd)
+        self._record(key, Attr(stat.S_IFDIR | perm, uid, gid, 0, xattrs))
+        pending.dirs.append((key, mtime))
+        return True
+
+    def _regular(self, entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums) -> bool:
+        """Write one file; True when something had to be removed first."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        cleared = False
+        try:
+            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+        except FileExistsError:
+            self._clear(dfd, leaf, key)
+            cleared = True
+            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+        try:
+            digest = hashlib.md5() if md5sums is not None else None
+            _copy_data(entry._archive_p, fd, entry.size or 0, digest)
+            self._apply(fd, uid, gid, perm, xattrs)
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
+        if digest is not None:
+            md5sums["/".join(member_components(name))] = digest.hexdigest()
+        self._record(key, Attr(stat.S_IFREG | perm, uid, gid, 0, xattrs))
+        return cleared
+
+    def _hardlink(self, dfd, leaf, key, target_name: str, regular: set[str]) -> None:
+        tcomps = member_components(target_name)
+        if "/".join(tcomps) not in regular:
+            raise _Refused(f"it is a hard link to {target_name!r}, which is not a file earlier in the same archive")
+        tdfd, tparent = self.open_dir(tcomps[:-1], create=False)
+        try:
+            self._clear(dfd, leaf, key)
+            os.link(tcomps[-1], leaf, src_dir_fd=tdfd, dst_dir_fd=dfd, follow_symlinks=False)
+        finally:
+            os.close(tdfd)
+        if self.attrs is not None and not self.privileged:
+            attr = self.attrs.get("/".join(tparent + [tcomps[-1]]))
+            if attr is not None:
+                self._record(key, attr)
+
+    def _special(self, dfd, leaf, key, ftype, uid, gid, perm, mtime, rdev, xattrs) -> None:
+        self._clear(dfd, leaf, key)
+        if ftype == stat.S_IFIFO:
+            os.mkfifo(leaf, 0o600, dir_fd=dfd)
+        elif self.privileged:
+            os.mknod(leaf, ftype | 0o600, rdev, dir_fd=dfd)
+        else:
+            # A device node needs CAP_MKNOD; the packer writes the real node
+            # from the record, the tree holds an empty stand-in.
+            os.close(os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd))
+        if self.privileged:
+            os.chown(leaf, uid, gid, dir_fd=dfd, follow_symlinks=False)
+        # chmod has no "do not follow" on Linux; the name was just created
+        # by us inside a directory opened without following links.
+        os.chmod(f"/proc/self/fd/{dfd}/{leaf}", perm)
+        if self.privileged:
+            for k, v in xattrs:
+                os.setxattr(f"/proc/self/fd/{dfd}/{leaf}", k, v, follow_symlinks=False)
+        os.utime(leaf, ns=(mtime, mtime), dir_fd=dfd, follow_symlinks=False)
+        self._record(key, Attr(ftype | perm, uid, gid, rdev if ftype != stat.S_IFIFO else 0, xattrs))
+
+
+_tls = threading.local()
+
+
+def _copy_data(archive_p, fd: int, size: int, digest) -> None:
+    buf = getattr(_tls, "buf", None)
+    if buf is None:
+        buf = _tls.buf = ctypes.create_string_buffer(_BLOCK)
+    view = memoryview(buf)
+    read = ffi.read_data
+    while True:
+        n = read(archive_p, buf, _BLOCK)
+        if n <= 0:
+            break
+        chunk = view[:n]
+        while chunk:
+            w = os.write(fd, chunk)
+            if digest is not None:
+                digest.update(chunk[:w])
+            chunk = chunk[w:]
+
+
+class _Slice:
+    """A window [offset, offset+size) of a file descriptor, as a stream with
+    readinto: how an ar member is handed to libarchive without copying."""
+
+    def __init__(self, fd: int, offset: int, size: int):
+        self.fd, self.pos, self.end = fd, offset, offset + size
+
+    def readinto(self, buf) -> int:
+        want = min(len(buf), self.end - self.pos)
+        if want <= 0:
+            return 0
+        n = os.preadv(self.fd, [memoryview(buf)[:want]], self.pos)
+        self.pos += n
+        return n
+
+    def seekable(self) -> bool:
+        return False
+
+
+@contextmanager
+def _reader(archive, format_name: str):
+    if isinstance(archive, (str, os.PathLike)):
+        with libarchive.file_reader(os.fspath(archive), format_name) as r:
+            yield r
+    else:
+        with libarchive.stream_reader(archive, format_name, block_size=_BLOCK) as r:
+            yield r
+
+
+def extract(archive: str | os.PathLike | BinaryIO, root: str | os.PathLike, *, mode: str = "root",
+            attrs: AttrRecord | None = None, warn: Callable[[str], None] | None = None,
+            md5sums: dict[str, str] | None = None, what: str = "", format_name: str = "all") -> list[str]:
+    """Extract one archive into root; see Extractor.extract."""
+    with Extractor(root, mode=mode, attrs=attrs, warn=warn) as ex:
+        return ex.extract(archive, md5sums=md5sums, what=what, format_name=format_name)
+
+
+def slice_stream(fd: int, offset: int, size: int) -> _Slice:
+    return _Slice(fd, offset, size)
+
+
+__all__ = ["Extractor", "HostileArchive", "extract", "member_components", "slice_stream"]

@@ -1,0 +1,2 @@
+"""Network and trust: downloads over reused connections, the verified
+package cache, and OpenPGP checks of signed metadata."""
