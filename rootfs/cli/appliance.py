@@ -1,0 +1,61 @@
+"""The supermin-style pair: prepare and build."""
+
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rootfs import ui
+from rootfs.backends import ResolveOptions
+from rootfs.cli.app import command
+from rootfs.cli.options import (
+    ArchOpt,
+    GpgKeyOpt,
+    NoGpgOpt,
+    check_mode,
+)
+from rootfs.model.errors import UsageError
+from rootfs.net.fetch import Cache, Downloader, default_cache_dir, default_jobs
+
+
+@command
+def prepare(
+    packages: Annotated[list[str], typer.Argument(metavar="PACKAGE...", help="Packages to install (with their dependencies).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The appliance directory to write.")],
+    repo: Annotated[list[str], typer.Option("--repo", help="rpm-md repository URL (repeatable).")],
+    gpgkey: GpgKeyOpt = None,
+    arch: ArchOpt = None,
+    weak_deps: Annotated[bool, typer.Option("--weak-deps", help="Install Recommends/Supplements too.")] = False,
+    no_check_gpg: NoGpgOpt = False,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Package cache (default: XDG cache).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel downloads.")] = default_jobs(),
+) -> None:
+    """Resolve rpm packages and write an appliance: the lock and the verified package files."""
+    from rootfs.backends.rpm.appliance import prepare as run_prepare
+    from rootfs.model.recipe import Recipe, host_architecture
+
+    if gpgkey is not None and not gpgkey.is_file():
+        raise UsageError(f"gpgkey {gpgkey} does not exist")
+    recipe = Recipe(name="appliance", backend="rpm", distribution="", suite="",
+                    architecture=arch or host_architecture("rpm"), repos=tuple(repo), packages=tuple(packages),
+                    gpgkey=str(gpgkey) if gpgkey else "", weak_deps=weak_deps)
+    opts = ResolveOptions(check_gpg=not no_check_gpg)
+    lock = run_prepare(recipe, opts, Downloader(), output, Cache(cache_dir or default_cache_dir()), jobs, ui.detail)
+    ui.info(f"wrote {output}: {len(lock.packages)} packages")
+
+
+@command
+def build(
+    appliance: Annotated[Path, typer.Argument(help="An appliance directory written by `rootfs prepare`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the root or artifact goes.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="chroot (a directory), ext2, tar, or any packer format.")] = "chroot",
+    mode: Annotated[Optional[str], typer.Option("--mode", help="root (scriptlets, rpmdb), rootless or extract.")] = None,
+) -> None:
+    """Install an appliance offline into a chroot directory, an ext2 image, a tarball or another packer format."""
+    from rootfs.backends.rpm.appliance import build as run_build
+
+    report = run_build(appliance, fmt, output, check_mode(mode), ui.detail)
+    for step in report.skipped:
+        ui.warn(f"skipped: {step}")
+    ui.info(f"built {output} ({report.packages} packages)")

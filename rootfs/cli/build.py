@@ -1,0 +1,227 @@
+"""Commands that resolve and build recipes: recipes, resolve, make, lock."""
+
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rootfs import ui
+from rootfs.backends import ResolveOptions
+from rootfs.cli.app import command
+from rootfs.cli.options import (
+    ArchOpt,
+    ArtifactFormatOpt,
+    ComponentsOpt,
+    ExcludeOpt,
+    GpgKeyOpt,
+    IgnoreValidOpt,
+    IncludeOpt,
+    KeyringOpt,
+    MirrorOpt,
+    NoGpgOpt,
+    RepoOpt,
+    TagOpt,
+    VariantOpt,
+    WeakDepsOpt,
+    check_mode,
+    registry_options,
+    selection_from,
+)
+from rootfs.model.errors import RootfsError, UsageError
+from rootfs.model.recipe import load_recipe, recipe_names, split_list
+from rootfs.net.fetch import Downloader, default_cache_dir, default_jobs
+
+
+@command
+def recipes() -> None:
+    """List the recipes with their backend, suite and description."""
+    for name in recipe_names():
+        r = load_recipe(name)
+        print(f"{name:<12} {r.backend:<4} {r.distribution + ' ' + r.suite:<24} {r.description}")
+
+
+def _recipe_or_adhoc(args: list[str], repo, arch):
+    """`RECIPE` or, with --repo, `PACKAGE...` for an ad-hoc rpm recipe."""
+    from rootfs.model.recipe import Recipe, host_architecture
+
+    if repo:
+        if not args:
+            raise UsageError("name at least one package to resolve with --repo")
+        return Recipe(name="adhoc", backend="rpm", distribution="", suite="",
+                      architecture=arch or host_architecture("rpm"), repos=tuple(repo), packages=tuple(args)), ()
+    if not args:
+        raise UsageError("name a recipe (see `rootfs recipes`), or pass --repo URL and packages")
+    return load_recipe(args[0]), tuple(args[1:])
+
+
+@command
+def resolve(
+    args: Annotated[list[str], typer.Argument(metavar="RECIPE | PACKAGE...", help="Recipe name or file; with --repo, packages.")],
+    mirror: MirrorOpt = None,
+    variant: VariantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    components: ComponentsOpt = None,
+    arch: ArchOpt = None,
+    keyring: KeyringOpt = None,
+    repo: RepoOpt = None,
+    gpgkey: GpgKeyOpt = None,
+    weak_deps: WeakDepsOpt = None,
+    no_check_gpg: NoGpgOpt = False,
+    ignore_valid_until: IgnoreValidOpt = False,
+    lock: Annotated[Optional[Path], typer.Option("--lock", help="Write the lock file here instead of printing.")] = None,
+) -> None:
+    """Resolve without installing: one `name version arch` line per package, sorted by name."""
+    from rootfs.pipeline import stages as pipeline
+
+    base, extra = _recipe_or_adhoc(args, repo, arch)
+    if extra:
+        raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
+    r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
+                   components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps)
+    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
+    result = pipeline.resolve(r, opts, Downloader())
+    if lock:
+        result.write(lock)
+        ui.info(f"wrote {lock}: {len(result.packages)} packages")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in result.package_lines()))
+
+
+
+@command
+def make(
+    recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (one format), a directory (several), or - for a tar on stdout. Default: out/RECIPE.")] = None,
+    fmt: ArtifactFormatOpt = None,
+    tag: TagOpt = None,
+    mirror: MirrorOpt = None,
+    variant: VariantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    components: ComponentsOpt = None,
+    arch: ArchOpt = None,
+    keyring: KeyringOpt = None,
+    no_check_gpg: NoGpgOpt = False,
+    ignore_valid_until: IgnoreValidOpt = False,
+    locked: Annotated[Optional[Path], typer.Option("--locked", help="Build exactly the packages of this lock file.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Package cache (default: XDG cache).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel downloads.")] = default_jobs(),
+    mode: Annotated[Optional[str], typer.Option("--mode", help="root, rootless, or extract (stage 1 only). Default: root as root, else rootless.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed.")] = False,
+    keep: Annotated[int, typer.Option("--keep", min=0, help="Keep this many previous builds under OUT, with OUT/latest.")] = 0,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another run on the same output.")] = 0.0,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the build report (JSON) here.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the build report (JSON) on stdout.")] = False,
+    layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
+    no_sbom: Annotated[bool, typer.Option("--no-sbom", help="Do not write the SPDX SBOM.")] = False,
+    push: Annotated[Optional[str], typer.Option("--push", help="Push the OCI image to HOST[:PORT]/NAME[:TAG].")] = None,
+    creds: Annotated[Optional[str], typer.Option("--creds", help="Registry USER:PASS.")] = None,
+    ca_cert: Annotated[Optional[Path], typer.Option("--ca-cert", help="CA certificate for the registry.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Plain-HTTP registry.")] = False,
+) -> None:
+    """Resolve, fetch, install and pack a recipe; publish the result atomically."""
+    from rootfs.host.mounts import enter_private_mount_namespace
+    from rootfs.pack import check_formats
+    from rootfs.pipeline.make import MakeRequest
+    from rootfs.pipeline.make import make as run_make
+
+    # Before any thread starts: mounts of the configure stage then vanish
+    # with this process, even on SIGKILL.
+    enter_private_mount_namespace()
+    r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
+                   components=components, arch=arch, keyring=keyring)
+    formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
+    if push and "oci" not in formats:
+        formats.append("oci")
+    if output == "-" and (keep or push):
+        raise UsageError("-o - cannot be combined with --keep or --push")
+    if json_out and output == "-":
+        raise UsageError("--json and -o - both want standard output")
+    _check_pack_flags(tag or r.image.tag, layer_compression)
+    if push:
+        from rootfs.registry import parse_reference
+
+        parse_reference(push)
+    registry = registry_options(creds, ca_cert, insecure, 4) if push else None
+    req = MakeRequest(
+        recipe=r,
+        output=output or str(Path("out") / r.name),
+        formats=tuple(formats),
+        resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until),
+        cache_dir=cache_dir or default_cache_dir(),
+        jobs=jobs,
+        mode=check_mode(mode),
+        locked=locked,
+        force=force,
+        keep=keep,
+        wait=wait,
+        tag=tag or "",
+        layer_compression=layer_compression,
+        push=push,
+        registry=registry,
+        sbom=not no_sbom,
+    )
+    _run_with_report(req, run_make, report, json_out)
+
+
+def _check_pack_flags(tag: str, layer_compression: str) -> None:
+    """Flags the packer would refuse, refused before any download starts."""
+    from rootfs.pack import oci, source_date_epoch
+
+    if tag:
+        oci.parse_tag(tag)
+    if layer_compression not in ("gzip", "zstd"):
+        raise UsageError(f"unknown layer compression {layer_compression!r} (known: gzip, zstd)")
+    source_date_epoch(None)
+
+
+def _run_with_report(req, run, report_path: Path | None, json_out: bool) -> None:
+    """Run a build; the report is written (and printed) whatever the outcome."""
+    from rootfs.host.atomic import atomic_write_text
+    from rootfs.model.report import BuildReport
+
+    try:
+        result = run(req)
+    except RootfsError as exc:
+        failed = BuildReport(recipe=req.recipe.name, outcome="failed", error=str(exc), exit_code=exc.exit_code,
+                             output=req.output, formats=list(req.formats))
+        if report_path:
+            atomic_write_text(report_path, failed.to_json())
+        if json_out:
+            sys.stdout.write(failed.to_json())
+        raise
+    if report_path:
+        atomic_write_text(report_path, result.to_json())
+    if json_out:
+        sys.stdout.write(result.to_json())
+    if result.outcome == "built":
+        for path in result.artifacts:
+            ui.info(f"wrote {path}")
+
+
+@command
+def lock(
+    recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The lock file to write.")],
+    mirror: MirrorOpt = None,
+    variant: VariantOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    components: ComponentsOpt = None,
+    arch: ArchOpt = None,
+    keyring: KeyringOpt = None,
+    no_check_gpg: NoGpgOpt = False,
+    ignore_valid_until: IgnoreValidOpt = False,
+) -> None:
+    """Resolve a recipe and write the exact package set to a lock file."""
+    from rootfs.pipeline import stages as pipeline
+
+    r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
+                   components=components, arch=arch, keyring=keyring)
+    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
+    result = pipeline.resolve(r, opts, Downloader())
+    result.write(output)
+    ui.info(f"wrote {output}: {len(result.packages)} packages, lock digest {result.digest()[:12]}")
