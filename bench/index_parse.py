@@ -33,11 +33,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rootfs.backends.deb.index import Index, decompress_chunks  # noqa: E402
+from rootfs.backends.deb.mirror import host_mirror  # noqa: E402
 from rootfs.backends.deb.release import fetch_index, fetch_release  # noqa: E402
 from rootfs.backends.deb.resolver import resolve_set, variant_request  # noqa: E402
-from rootfs.net.fetch import Downloader  # noqa: E402
-from rootfs.backends.deb.mirror import host_mirror  # noqa: E402
 from rootfs.model.recipe import host_architecture  # noqa: E402
+from rootfs.net.fetch import Downloader  # noqa: E402
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 

@@ -428,13 +428,14 @@ def write_recipe(
         'backend = "deb"',
         f'distribution = "{distribution}"',
         f'suite = "{repo.suite}"',
+        f'architecture = "{architecture or repo.architectures[0]}"',
+        f"include = {list(include)!r}".replace("'", '"'),
+        f"exclude = {list(exclude)!r}".replace("'", '"'),
+        "[deb]",
         f"components = {list(components or repo.components)!r}".replace("'", '"'),
         f'variant = "{variant}"',
         f'keyring = "{keyring}"',
-        f'architecture = "{architecture or repo.architectures[0]}"',
         f"merged_usr = {'true' if merged_usr else 'false'}",
-        f"include = {list(include)!r}".replace("'", '"'),
-        f"exclude = {list(exclude)!r}".replace("'", '"'),
     ]
     if mirror:
         lines.append(f'mirror = "{mirror}"')

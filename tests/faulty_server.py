@@ -23,9 +23,9 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 
+from rootfs.model.lock import LockedPackage
 from rootfs.net.cache import sha256_file
 from rootfs.net.fetch import Cache, Downloader
-from rootfs.model.lock import LockedPackage
 
 
 class Fault:

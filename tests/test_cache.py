@@ -15,14 +15,22 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from faulty_server import FaultyServer, Stall, assert_clean, blob, fast, package, path_of
+from faulty_server import (
+    FaultyServer,
+    Stall,
+    assert_clean,
+    blob,
+    fast,
+    package,
+    path_of,
+)
 from typer.testing import CliRunner
 
-from rootfs.net.cache import cache_info, prune
 from rootfs.cli import app
 from rootfs.model.errors import OutputError, UsageError
-from rootfs.net.fetch import Cache, default_cache_dir, fetch_packages
 from rootfs.model.lock import Lock, LockedPackage
+from rootfs.net.cache import cache_info, prune
+from rootfs.net.fetch import Cache, default_cache_dir, fetch_packages
 
 DAY = 86400
 

@@ -281,9 +281,9 @@ def test_extract_mode_stops_after_stage_one(host_repo, tmp_path, http_serve):
 
 def test_root_mode_without_root_is_a_privilege_error(tmp_path):
     from rootfs.backends import InstallOptions
-    from rootfs.backends.deb.install import install
     from rootfs.model.errors import PrivilegeError
     from rootfs.model.lock import Lock
+    from rootfs.pipeline.stages import install
 
     r, w = os.pipe()
     pid = os.fork()
@@ -330,9 +330,9 @@ def test_extract_mode_as_nobody_records_owners(host_repo, tmp_path):
     import json
     import tempfile
 
-    from rootfs.model.attrs import AttrRecord
     from rootfs.backends import InstallOptions
     from rootfs.backends.deb.install import install
+    from rootfs.model.attrs import AttrRecord
 
     lock, files = _lock_for(host_repo, ["base-files", "dash", "owners", "marker"])
     base = Path(tempfile.mkdtemp(prefix="rootfs-nobody-", dir="/tmp"))

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from conftest import needs_root
 
-from rootfs.host.chroot import mounts_under
 from rootfs.backends.deb.mirror import host_mirror
+from rootfs.host.chroot import mounts_under
 
 pytestmark = [pytest.mark.mirror, pytest.mark.slow, needs_root()]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rootfs.cli import app
 from rootfs.backends.deb.mirror import host_mirror
+from rootfs.cli import app
 
 pytestmark = pytest.mark.mirror
 

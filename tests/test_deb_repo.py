@@ -12,9 +12,9 @@ import shutil
 import socket
 
 import pytest
+from debrepo import EPOCH, Pkg, build_repo, build_trusty_repo, copy_repo, write_recipe
 from typer.testing import CliRunner
 
-from debrepo import EPOCH, Pkg, build_repo, build_trusty_repo, copy_repo, write_recipe
 from rootfs.cli import app
 
 MINBASE = ["apt", "base-files", "dash", "gpgv", "libapt", "libc6", "mawk"]
@@ -237,10 +237,10 @@ def test_unreachable_mirror(tmp_path, signed_repo, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    import rootfs.cli
+    import rootfs.cli.build
     from rootfs.net.fetch import Downloader
 
-    monkeypatch.setattr(rootfs.cli, "Downloader", functools.partial(Downloader, retries=0))
+    monkeypatch.setattr(rootfs.cli.build, "Downloader", functools.partial(Downloader, retries=0))
     code, out = run(str(write_recipe(tmp_path, signed_repo)), "--mirror", f"http://127.0.0.1:{port}/")
     assert code == 5, out
     assert f"cannot reach the mirror http://127.0.0.1:{port}/" in out
@@ -351,8 +351,8 @@ def test_host_mirror_follows_apts_valid_until_but_a_named_mirror_does_not(tmp_pa
     import rootfs.backends.deb.resolve as deb_resolve
     from rootfs.backends import ResolveOptions
     from rootfs.model.errors import VerifyError
-    from rootfs.net.fetch import Downloader
     from rootfs.model.recipe import load_recipe
+    from rootfs.net.fetch import Downloader
 
     past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)
     repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, valid_until=past)
@@ -365,7 +365,7 @@ def test_host_mirror_follows_apts_valid_until_but_a_named_mirror_does_not(tmp_pa
     lock = deb_resolve.resolve(recipe, ResolveOptions(), Downloader(retries=0))
     assert sorted(p.name for p in lock.packages) == MINBASE
     with pytest.raises(VerifyError, match="expired"):
-        deb_resolve.resolve(recipe.replace(mirror=server.url + "/"), ResolveOptions(), Downloader(retries=0))
+        deb_resolve.resolve(recipe.with_settings(mirror=server.url + "/"), ResolveOptions(), Downloader(retries=0))
     monkeypatch.setenv("APT_CONFIG", _apt_config(tmp_path, "true"))
     with pytest.raises(VerifyError, match="expired"):
         deb_resolve.resolve(recipe, ResolveOptions(), Downloader(retries=0))
@@ -410,7 +410,11 @@ def test_gpg_detached_binary_signature(tmp_path, gpg_key, other_gpg_key):
 
 
 def test_release_parser_and_checks():
-    from rootfs.backends.deb.release import check_release, index_candidates, parse_release
+    from rootfs.backends.deb.release import (
+        check_release,
+        index_candidates,
+        parse_release,
+    )
     from rootfs.model.errors import VerifyError
 
     text = (
@@ -473,12 +477,12 @@ def test_resolve_options_keyring_overrides_the_recipe(tmp_path, signed_repo, gpg
     from rootfs.backends import ResolveOptions
     from rootfs.backends.deb.resolve import resolve
     from rootfs.model.errors import UsageError
-    from rootfs.net.fetch import Downloader
     from rootfs.model.recipe import load_recipe
+    from rootfs.net.fetch import Downloader
 
     server = http_serve(signed_repo.path)
     recipe = load_recipe(str(write_recipe(tmp_path, signed_repo, keyring=tmp_path / "gone.gpg")))
-    recipe = recipe.replace(mirror=server.url)
+    recipe = recipe.with_settings(mirror=server.url)
     with pytest.raises(UsageError, match="gone.gpg does not exist"):
         resolve(recipe, ResolveOptions(), Downloader(retries=0))
     lock = resolve(recipe, ResolveOptions(keyring=str(gpg_key.armored)), Downloader(retries=0))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from rootfs.host.unpacker import HostileArchive, extract
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import InstallError
-from rootfs.host.unpacker import HostileArchive, extract
 
 NOBODY = 65534
 

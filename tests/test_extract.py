@@ -17,10 +17,10 @@ import pytest
 import zstandard
 from conftest import needs_root, needs_tool
 
-from rootfs.model.attrs import AttrRecord
 from rootfs.backends.deb.debfile import DebFile
-from rootfs.model.errors import InstallError
 from rootfs.host.unpacker import extract
+from rootfs.model.attrs import AttrRecord
+from rootfs.model.errors import InstallError
 
 MTIME = 1_600_000_000
 # security.capability v2, cap_net_raw+ep

@@ -38,8 +38,8 @@ from faulty_server import (
 )
 
 from rootfs.model.errors import NetworkError, VerifyError
-from rootfs.net.fetch import Cache, Downloader, NotFound, fetch_packages
 from rootfs.model.lock import LockedPackage
+from rootfs.net.fetch import Cache, Downloader, NotFound, fetch_packages
 
 
 @pytest.fixture

@@ -17,12 +17,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from rootfs.inventory import graph as g
-from rootfs.model.lock import Lock, LockedPackage
 from conftest import needs_root, needs_tool
 from skopeo_private import skopeo_copy
 
+from rootfs.inventory import graph as g
+from rootfs.model.lock import Lock, LockedPackage
 
 
 def rootfs(*args: str):

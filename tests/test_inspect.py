@@ -11,9 +11,8 @@ import tarfile
 from dataclasses import dataclass
 
 import pytest
-from oci_images import INSTALLED, build_test_images
-
 from conftest import needs_tool
+from oci_images import INSTALLED, build_test_images
 
 pytestmark = needs_tool("umoci", "skopeo")
 

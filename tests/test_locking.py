@@ -16,9 +16,9 @@ from faulty_server import assert_clean
 from typer.testing import CliRunner
 
 from rootfs.cli import app
+from rootfs.host.locks import cache_lock, lock_file_for, output_lock
 from rootfs.model.errors import BusyError
 from rootfs.net.fetch import Cache
-from rootfs.host.locks import cache_lock, lock_file_for, output_lock
 
 HOLDER = r"""
 import os, subprocess, sys

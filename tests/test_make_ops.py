@@ -15,9 +15,9 @@ import os
 import random
 import signal
 import stat
-import tempfile
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -292,7 +292,7 @@ def test_the_image_carries_the_digest_of_its_sbom(repo_env, tmp_path):
     index = json.loads((out / "oci" / "index.json").read_text())
     digest = index["manifests"][0]["digest"].split(":")[1]
     manifest = json.loads((out / "oci" / "blobs" / "sha256" / digest).read_text())
-    assert manifest["annotations"]["org.rootfs.inventory.sbom.digest"] == "sha256:" + sha256(sbom)
+    assert manifest["annotations"]["org.rootfs.sbom.digest"] == "sha256:" + sha256(sbom)
 
 
 @needs_tool("docker-registry", "skopeo")

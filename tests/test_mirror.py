@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rootfs.model.errors import UsageError
 from rootfs.backends.deb.mirror import choose_mirror, host_mirror
+from rootfs.model.errors import UsageError
 
 
 def apt_tree(tmp_path: Path) -> tuple[Path, Path]:

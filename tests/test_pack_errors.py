@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_tool
 
+from rootfs.model.arch import detect, oci_platform
 from rootfs.model.errors import OutputError
 from rootfs.pack import PackOptions, pack
-from rootfs.model.arch import detect, oci_platform
 from rootfs.pack.oci import parse_tag
-
-from conftest import needs_tool
 
 
 def run_pack(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

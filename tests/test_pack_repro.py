@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from rootfs.pack import ARTIFACT_NAMES, FORMATS, PackOptions, pack
-
 from conftest import needs_root, needs_tool
 from pack_helpers import SDE, build_every_entry_tree, set_mtimes, tree_model
+
+from rootfs.pack import ARTIFACT_NAMES, FORMATS, PackOptions, pack
 
 pytestmark = [needs_root(), needs_tool("mke2fs", "debugfs", "tar2sqfs")]
 

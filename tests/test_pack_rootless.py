@@ -10,12 +10,11 @@ import stat
 import subprocess
 from pathlib import Path
 
+from conftest import needs_root, needs_tool
+from pack_helpers import SDE, build_every_entry_tree, tar_model
 
 from rootfs.model.attrs import Attr, AttrRecord, load_for_root, sidecar_path
 from rootfs.pack import PackOptions, pack
-
-from conftest import needs_root, needs_tool
-from pack_helpers import SDE, build_every_entry_tree, tar_model
 
 pytestmark = [needs_root(), needs_tool("mke2fs", "debugfs", "tar2sqfs")]
 

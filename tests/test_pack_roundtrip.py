@@ -16,14 +16,27 @@ import sys
 import tarfile
 
 import pytest
+from conftest import needs_root, needs_tool
+from pack_helpers import (
+    CAP_NET_RAW,
+    NON_UTF8,
+    SDE,
+    Model,
+    build_every_entry_tree,
+    decompress,
+    docker_layer,
+    expected_model,
+    ext_model,
+    libarchive_model,
+    oci_layer,
+    squashfs_model,
+    tar_model,
+    tar_names,
+    tree_model,
+)
 
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.pack import ARTIFACT_NAMES, FORMATS, PackOptions, pack
-
-from conftest import needs_root, needs_tool
-from pack_helpers import (CAP_NET_RAW, NON_UTF8, SDE, Model, build_every_entry_tree, decompress, docker_layer,
-                          expected_model, ext_model, libarchive_model, oci_layer, squashfs_model, tar_model,
-                          tar_names, tree_model)
 
 pytestmark = [needs_root(), needs_tool("mke2fs", "debugfs", "tar2sqfs", "sqfs2tar", "e2fsck")]
 

@@ -16,13 +16,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from rootfs.pack import PackOptions, pack
-from rootfs.model.recipe import ImageConfig
-
 from conftest import needs_tool
 from pack_containers import Containers, available
 from pack_helpers import CAP_NET_RAW, SDE, host_shell_tree
+
+from rootfs.model.recipe import ImageConfig
+from rootfs.pack import PackOptions, pack
 
 _why = available()
 pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")

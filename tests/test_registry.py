@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import needs_tool
 from oci_images import build_test_images
 from registry_server import PASSWORD, USER, Proxy, free_port, start_registry
-
-from conftest import needs_tool
 
 pytestmark = [needs_tool("docker-registry", "skopeo", "umoci", "htpasswd", "openssl"), pytest.mark.timeout(300)]
 

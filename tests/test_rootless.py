@@ -24,7 +24,13 @@ from pathlib import Path
 import pytest
 from conftest import needs_root, needs_tool, serve_directory
 from debrepo import File, Pkg, build_repo, write_recipe
-from test_deb_install import MULTIARCH, host_file, host_packages, shared_libraries, which
+from test_deb_install import (
+    MULTIARCH,
+    host_file,
+    host_packages,
+    shared_libraries,
+    which,
+)
 from unpriv import make_unpriv
 
 pytestmark = [needs_root(), needs_tool("runuser", "unshare", "faked-sysv")]

@@ -15,19 +15,19 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 import rpmrepo
 from conftest import needs_root, needs_tool
-from rootfs.model.attrs import AttrRecord
+
 from rootfs.backends import InstallOptions
-from rootfs.model.errors import InstallError
-from rootfs.model.lock import Lock, LockedPackage
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.caps import xattr_value
 from rootfs.backends.rpm.header import open_rpm
 from rootfs.backends.rpm.install import install
 from rootfs.backends.rpm.payload import STRIPPED, file_entries, hardlink_sets
 from rootfs.backends.rpm.unpack import Unpacker
+from rootfs.model.attrs import AttrRecord
+from rootfs.model.errors import InstallError
+from rootfs.model.lock import Lock, LockedPackage
 
 pytestmark = needs_tool("rpmbuild", "createrepo_c")
 
@@ -346,7 +346,7 @@ def test_signed_packages(signed_rpms, built, tmp_path, gpg_key, other_gpg_key, c
     out = tmp_path / "appl"
     p = rootfs("prepare", "--repo", repo.as_uri(), "--gpgkey", gpg_key.armored, "--cache-dir", cache_dir, "fx-libc", "-o", out)
     assert p.returncode == 0, p.stderr
-    assert "BEGIN PGP PUBLIC KEY BLOCK" in json.loads((out / "lock.json").read_text())["extra"]["gpgkey"]
+    assert "BEGIN PGP PUBLIC KEY BLOCK" in json.loads((out / "lock.json").read_text())["keys"][0]
     p = rootfs("build", out, "--format", "tar", "--mode", "extract", "-o", tmp_path / "t.tar")
     assert p.returncode == 0, p.stderr
     # A binary keyring is armoured for rpmkeys by rootfs itself.
@@ -361,7 +361,7 @@ def test_signed_packages(signed_rpms, built, tmp_path, gpg_key, other_gpg_key, c
     assert not bad_out.exists() and not list(tmp_path.glob(".appl-unsigned*"))
     # `rootfs make` with a recipe naming the key checks the packages too.
     recipe = tmp_path / "signed.toml"
-    recipe.write_text(f'backend = "rpm"\narchitecture = "x86_64"\nrepos = ["{unsigned.as_uri()}"]\n'
+    recipe.write_text(f'backend = "rpm"\narchitecture = "x86_64"\n[rpm]\nrepos = ["{unsigned.as_uri()}"]\n'
                       f'packages = ["fx-libc"]\ngpgkey = "{gpg_key.armored}"\n')
     p = rootfs("make", recipe, "-f", "tar", "--mode", "extract", "--cache-dir", cache_dir, "--no-sbom", "-o", tmp_path / "m.tar")
     assert p.returncode == 4 and "signature check failed" in p.stderr, p.stderr
@@ -445,7 +445,7 @@ def test_payload_digest_checked(built, tmp_path):
 
 def test_make_with_an_rpm_recipe(fx_repo, tmp_path, cache_dir):
     recipe = tmp_path / "fx.toml"
-    recipe.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n'
+    recipe.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n[rpm]\n'
                       f'repos = ["{fx_repo.as_uri()}"]\npackages = ["fx-oldtool"]\n')
     out = tmp_path / "fx.tar"
     p = rootfs("make", recipe, "-f", "tar", "--mode", "extract", "--cache-dir", cache_dir, "--no-sbom", "-o", out)
@@ -593,5 +593,5 @@ def test_build_writes_an_sbom_the_image_names(appliance, tmp_path):
                    for r in x.get("externalRefs", [])) for x in doc["packages"] if x["SPDXID"] != "SPDXRef-Subject")
     index = json.loads((out / "index.json").read_text())
     manifest = json.loads((out / "blobs" / "sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
-    assert manifest["annotations"]["org.rootfs.inventory.sbom.digest"] == \
+    assert manifest["annotations"]["org.rootfs.sbom.digest"] == \
         "sha256:" + hashlib.sha256(sbom.read_bytes()).hexdigest()

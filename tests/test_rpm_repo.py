@@ -11,14 +11,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import rpmrepo
 from conftest import needs_tool
+
 from rootfs.backends import ResolveOptions
-from rootfs.model.errors import ResolveError
-from rootfs.net.fetch import Downloader
-from rootfs.model.recipe import Recipe
 from rootfs.backends.rpm.resolve import resolve
+from rootfs.backends.rpm.settings import adhoc_recipe
+from rootfs.model.errors import ResolveError
+from rootfs.model.recipe import Recipe
+from rootfs.net.fetch import Downloader
 
 pytestmark = needs_tool("rpmbuild", "createrepo_c")
 
@@ -53,8 +54,7 @@ def resolved(*args) -> list[str]:
 
 
 def recipe(repos, packages, **kw) -> Recipe:
-    return Recipe(name="t", backend="rpm", distribution="", suite="", architecture="x86_64",
-                  repos=tuple(repos), packages=tuple(packages), **kw)
+    return adhoc_recipe("t", "x86_64", repos, packages, **kw)
 
 
 # -- dnf as the oracle ------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_unreachable_and_missing(tmp_path, fx_repo):
 
 def test_recipe_with_rpm_backend(fx_repo, tmp_path):
     r = tmp_path / "fx.toml"
-    r.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n'
+    r.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n[rpm]\n'
                  f'repos = ["{fx_repo.as_uri()}"]\npackages = ["fx-oldtool"]\n')
     lines = resolved(str(r))
     assert [line.split()[0] for line in lines] == ["fx-bash", "fx-filesystem", "fx-libc", "fx-newtool", "fx-setup"]
@@ -283,7 +283,7 @@ def test_recipe_with_rpm_backend(fx_repo, tmp_path):
 
     example = load_recipe("fx-rpm")
     assert example.backend == "rpm"
-    lock = resolve(example.replace(repos=(fx_repo.as_uri(),)), ResolveOptions(), Downloader())
+    lock = resolve(example.with_settings(repos=(fx_repo.as_uri(),)), ResolveOptions(), Downloader())
     assert {"fx-devtools", "fx-daemon", "fx-docs"} <= {p.name for p in lock.packages}
 
 

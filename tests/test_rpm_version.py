@@ -11,10 +11,19 @@ import subprocess
 
 import pytest
 
-from rootfs.model.errors import InstallError, ResolveError
 from rootfs.backends.rpm.caps import parse_caps, xattr_value
 from rootfs.backends.rpm.deps import Dep, atoms, parse_dep_string, parse_rich
-from rootfs.backends.rpm.version import EQUAL, GREATER, LESS, EVR, evrcmp, parse_evr, ranges_overlap, vercmp
+from rootfs.backends.rpm.version import (
+    EQUAL,
+    EVR,
+    GREATER,
+    LESS,
+    evrcmp,
+    parse_evr,
+    ranges_overlap,
+    vercmp,
+)
+from rootfs.model.errors import InstallError, ResolveError
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 

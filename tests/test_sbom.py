@@ -17,12 +17,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from conftest import needs_root, needs_tool
 
-from rootfs.inventory import licenses
-
-from rootfs.inventory import pkgdb
+from rootfs.inventory import licenses, pkgdb
+from rootfs.inventory.sbom import SbomOptions, sbom_bytes, write_sbom
 from rootfs.model.errors import UsageError
 from rootfs.model.lock import Lock, LockedPackage
-from rootfs.inventory.sbom import SbomOptions, sbom_bytes, write_sbom
 
 # ---------------------------------------------------------------- helpers
 
@@ -30,7 +28,9 @@ from rootfs.inventory.sbom import SbomOptions, sbom_bytes, write_sbom
 def validate(path: Path) -> dict:
     """Parse and validate with spdx-tools; no message may come back."""
     from spdx_tools.spdx.parser.parse_anything import parse_file
-    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+    from spdx_tools.spdx.validation.document_validator import (
+        validate_full_spdx_document,
+    )
 
     messages = validate_full_spdx_document(parse_file(str(path)))
     assert [m.validation_message for m in messages] == []

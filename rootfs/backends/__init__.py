@@ -1,21 +1,55 @@
-"""The seam between the pipeline and the two backends.
+"""The seam between the pipeline and the backends.
 
-A backend module (rootfs.backends.deb.backend, rootfs.backends.rpm.backend) provides:
-
-    resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock
-    install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport
-
-`files` maps LockedPackage.key to the verified package file in the cache.
+A backend knows one package format and its repositories; nothing else
+does. Each is a package (rootfs.backends.deb, rootfs.backends.rpm) whose
+`backend` module satisfies the Backend protocol below, and whose `settings`
+module reads its own recipe section.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from rootfs.model.attrs import AttrRecord
+from rootfs.model.errors import UsageError
+
+if TYPE_CHECKING:
+    from rootfs.model.lock import Lock
+    from rootfs.model.recipe import Recipe
+    from rootfs.net.fetch import Downloader
+
+
+class Mode(str, enum.Enum):
+    """How a root is installed."""
+
+    # extract with real owners and configure chrooted (needs root)
+    ROOT = "root"
+    # extract as EXTRACT does, then configure in a user namespace with
+    # ownership changes recorded
+    ROOTLESS = "rootless"
+    # stage 1 only: owners recorded in the attrs record rather than applied
+    EXTRACT = "extract"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Mode:
+        """The mode a user named; the default is root for root, else rootless."""
+        if text is None:
+            return cls.ROOT if os.geteuid() == 0 else cls.ROOTLESS
+        try:
+            return cls(text)
+        except ValueError:
+            raise UsageError(f"unknown mode {text!r} (known: {', '.join(m.value for m in cls)})") from None
+
+    @property
+    def configures(self) -> bool:
+        """Whether maintainer scripts / scriptlets run."""
+        return self is not Mode.EXTRACT
 
 
 @dataclass(frozen=True)
@@ -27,14 +61,13 @@ class ResolveOptions:
 
 @dataclass
 class InstallOptions:
-    # "root": extract with real owners and configure chrooted (needs root).
-    # "extract": stage 1 only, owners recorded in `attrs` rather than applied.
-    # "rootless": extract as "extract" does, then configure in a user namespace
-    # with ownership changes recorded (issue 7).
-    mode: str = "root"
-    attrs: AttrRecord | None = None
+    mode: Mode = Mode.ROOT
+    attrs: AttrRecord | None = None  # where owners are recorded when not applied (not ROOT)
     progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
     log: Callable[[str], None] = lambda msg: None
+
+    def __post_init__(self) -> None:
+        self.mode = Mode(self.mode)
 
 
 @dataclass
@@ -44,13 +77,22 @@ class InstallReport:
     skipped: list[str] = field(default_factory=list)  # steps not run, said to the user
 
 
-def backend_module(name: str):
-    return importlib.import_module(f"rootfs.backends.{name}.backend")
+class Backend(Protocol):
+    """What the pipeline asks of a backend."""
+
+    def resolve(self, recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
+        """The recipe resolved against its repositories' verified metadata."""
+        ...
+
+    def install(self, lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
+        """Install the lock's packages into root. `files` maps
+        LockedPackage.key to the verified package file in the cache."""
+        ...
+
+
+def backend_module(name: str) -> Backend:
+    return importlib.import_module(f"rootfs.backends.{name}.backend")  # type: ignore[return-value]
 
 
 def is_root() -> bool:
     return os.geteuid() == 0
-
-
-def default_mode() -> str:
-    return "root" if is_root() else "rootless"

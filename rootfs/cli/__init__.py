@@ -7,7 +7,7 @@ documented exit code (rootfs.model.errors); only bugs print tracebacks.
 from __future__ import annotations
 
 # Each module registers its commands; help lists them in this order.
-from rootfs.cli import build, images, appliance, cache  # noqa: F401, I001
+from rootfs.cli import appliance, build, cache, images  # noqa: F401, I001
 from rootfs.cli.app import app
 
 

@@ -33,13 +33,12 @@ def prepare(
 ) -> None:
     """Resolve rpm packages and write an appliance: the lock and the verified package files."""
     from rootfs.backends.rpm.appliance import prepare as run_prepare
-    from rootfs.model.recipe import Recipe, host_architecture
+    from rootfs.backends.rpm.settings import adhoc_recipe
 
     if gpgkey is not None and not gpgkey.is_file():
         raise UsageError(f"gpgkey {gpgkey} does not exist")
-    recipe = Recipe(name="appliance", backend="rpm", distribution="", suite="",
-                    architecture=arch or host_architecture("rpm"), repos=tuple(repo), packages=tuple(packages),
-                    gpgkey=str(gpgkey) if gpgkey else "", weak_deps=weak_deps)
+    recipe = adhoc_recipe("appliance", arch, repo, packages, gpgkey=str(gpgkey) if gpgkey else "",
+                          weak_deps=weak_deps)
     opts = ResolveOptions(check_gpg=not no_check_gpg)
     lock = run_prepare(recipe, opts, Downloader(), output, Cache(cache_dir or default_cache_dir()), jobs, ui.detail)
     ui.info(f"wrote {output}: {len(lock.packages)} packages")

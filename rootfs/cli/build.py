@@ -44,13 +44,12 @@ def recipes() -> None:
 
 def _recipe_or_adhoc(args: list[str], repo, arch):
     """`RECIPE` or, with --repo, `PACKAGE...` for an ad-hoc rpm recipe."""
-    from rootfs.model.recipe import Recipe, host_architecture
+    from rootfs.backends.rpm.settings import adhoc_recipe
 
     if repo:
         if not args:
             raise UsageError("name at least one package to resolve with --repo")
-        return Recipe(name="adhoc", backend="rpm", distribution="", suite="",
-                      architecture=arch or host_architecture("rpm"), repos=tuple(repo), packages=tuple(args)), ()
+        return adhoc_recipe("adhoc", arch, repo, args), ()
     if not args:
         raise UsageError("name a recipe (see `rootfs recipes`), or pass --repo URL and packages")
     return load_recipe(args[0]), tuple(args[1:])

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rootfs.backends import default_mode
+from rootfs.backends import Mode
 from rootfs.model.errors import UsageError
 from rootfs.model.recipe import split_list
 from rootfs.net.fetch import default_cache_dir
@@ -53,11 +53,8 @@ ArtifactFormatOpt = Annotated[Optional[list[str]], typer.Option(
 TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]
 
 
-def check_mode(mode: str | None) -> str:
-    mode = mode or default_mode()
-    if mode not in ("root", "rootless", "extract"):
-        raise UsageError(f"unknown mode {mode!r} (known: root, rootless, extract)")
-    return mode
+def check_mode(mode: str | None) -> Mode:
+    return Mode.parse(mode)
 
 
 

@@ -34,8 +34,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rootfs.model.errors import InstallError, PrivilegeError
 from rootfs.host.safepath import parent_in_root, resolve_in_root
+from rootfs.model.errors import InstallError, PrivilegeError
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -36,9 +36,9 @@ from typing import BinaryIO
 import libarchive
 from libarchive import ffi
 
+from rootfs.host.safepath import PathEscape, resolve_in_root
 from rootfs.model.attrs import Attr, AttrRecord
 from rootfs.model.errors import InstallError, OutputError
-from rootfs.host.safepath import PathEscape, resolve_in_root
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _BLOCK = 1 << 18

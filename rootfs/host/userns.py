@@ -29,8 +29,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rootfs.model.attrs import Attr, AttrRecord, relpath
 from rootfs.host.chroot import Chroot
+from rootfs.model.attrs import Attr, AttrRecord, relpath
 from rootfs.model.errors import InstallError, PrivilegeError
 
 TOOLS_DIR = ".rootfs-fakeroot"  # inside the root, for the session only

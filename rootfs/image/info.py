@@ -13,8 +13,8 @@ import datetime as _dt
 import json
 from dataclasses import asdict, dataclass
 
-from rootfs.model.errors import RootfsError
 from rootfs.image.reader import INDEX_TYPES, Image
+from rootfs.model.errors import RootfsError
 
 
 @dataclass

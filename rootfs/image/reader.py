@@ -19,13 +19,13 @@ import gzip
 import hashlib
 import json
 import os
-import platform as _platform
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from rootfs.model.arch import host_platform
 from rootfs.model.errors import UsageError, VerifyError
 
 OCI_LAYOUT = "oci-layout"
@@ -49,16 +49,6 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 REF_NAME = "org.opencontainers.image.ref.name"
 
 CHUNK = 1 << 20
-
-# Python's machine names -> GOARCH, which is what image platforms use.
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386",
-           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-
-
-def host_platform() -> str:
-    machine = _platform.machine()
-    return f"linux/{_GOARCH.get(machine, machine)}"
-
 
 @dataclass(frozen=True)
 class Descriptor:

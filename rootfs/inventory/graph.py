@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from debian.debian_support import version_compare
 from debian.deb822 import PkgRelation
+from debian.debian_support import version_compare
 
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 from rootfs.host.safepath import PathEscape, resolve_in_root
+from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
 DPKG_STATUS = "var/lib/dpkg/status"
 # Distroless images keep one status paragraph per file here instead.

@@ -20,10 +20,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from rootfs.inventory import licenses
-from rootfs.model.errors import UsageError
 from rootfs.inventory.graph import package_graph
-from rootfs.model.lock import Lock, LockedPackage
 from rootfs.inventory.pkgdb import Package, PackageDB
+from rootfs.model.errors import UsageError
+from rootfs.model.lock import Lock, LockedPackage
 
 NAMESPACE_BASE = "https://rootfs.invalid/spdx"  # .invalid: a name, never fetched
 DOCUMENT_ID = "SPDXRef-DOCUMENT"
@@ -306,7 +306,7 @@ def read_input(root_or_image: str | Path | None, lock: Lock | None) -> tuple[Pac
 
 def sbom_bytes(root_or_image: str | Path | None, lock: Lock | None, opts: SbomOptions = SbomOptions()) -> tuple[bytes, str]:
     """The SPDX JSON document and its sha256 (hex): what the packer puts in
-    an annotation (`org.rootfs.inventory.sbom.digest`) of the image it describes."""
+    an annotation (`org.rootfs.sbom.digest`) of the image it describes."""
     db, kind, digest, default_name = read_input(root_or_image, lock)
     if not opts.name:
         opts = dataclasses.replace(opts, name=lock.recipe if lock and lock.recipe else default_name)

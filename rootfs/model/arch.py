@@ -1,4 +1,5 @@
-"""Distribution architecture names -> OCI platform (architecture, variant).
+"""The one architecture table: Debian's and rpm's names, the kernel's
+machine name, the OCI platform (GOARCH and variant) and the ELF machine.
 
 Debian and rpm spell architectures their own way; image configs use Go's
 GOARCH names plus a variant for ARM (the OCI image-index platform values).
@@ -10,50 +11,84 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 
-from rootfs.model.errors import UsageError
 from rootfs.host.safepath import PathEscape, resolve_in_root
+from rootfs.model.errors import UsageError
 
-_PLATFORMS: dict[str, tuple[str, str]] = {
-    # Debian
-    "amd64": ("amd64", ""),
-    "arm64": ("arm64", "v8"),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v5"),
-    "i386": ("386", ""),
-    "ppc64el": ("ppc64le", ""),
-    "s390x": ("s390x", ""),
-    "riscv64": ("riscv64", ""),
-    "mips64el": ("mips64le", ""),
-    "mipsel": ("mipsle", ""),
-    "loong64": ("loong64", ""),
-    # rpm
-    "x86_64": ("amd64", ""),
-    "aarch64": ("arm64", "v8"),
-    "armv7hl": ("arm", "v7"),
-    "armv7l": ("arm", "v7"),
-    "i686": ("386", ""),
-    "i586": ("386", ""),
-    "ppc64le": ("ppc64le", ""),
-    "noarch": ("amd64", ""),
-}
 
-# e_machine -> distribution-neutral name; the ELF class and byte order pick
-# between the variants that share a machine number.
-_ELF = {62: "amd64", 183: "arm64", 3: "i386", 22: "s390x", 243: "riscv64", 258: "loong64"}
+@dataclass(frozen=True)
+class Arch:
+    deb: str  # dpkg --print-architecture
+    rpm: str  # rpm's %_arch ("" where no rpm distribution ships it)
+    machine: str  # uname -m of a kernel running it natively
+    goarch: str  # OCI platform.architecture
+    variant: str = ""  # OCI platform.variant
+    elf_machine: int = 0  # e_machine of its binaries
+    elf_64: bool = True  # ELF class
+    elf_little: bool = True  # ELF byte order
+
+
+ARCHES: tuple[Arch, ...] = (
+    Arch("amd64", "x86_64", "x86_64", "amd64", "", 62),
+    Arch("arm64", "aarch64", "aarch64", "arm64", "v8", 183),
+    Arch("armhf", "armv7hl", "armv7l", "arm", "v7", 40, elf_64=False),
+    Arch("armel", "", "armv5tel", "arm", "v5", 40, elf_64=False),
+    Arch("i386", "i686", "i686", "386", "", 3, elf_64=False),
+    Arch("ppc64el", "ppc64le", "ppc64le", "ppc64le", "", 21),
+    Arch("ppc64", "ppc64", "ppc64", "ppc64", "", 21, elf_little=False),
+    Arch("s390x", "s390x", "s390x", "s390x", "", 22, elf_little=False),
+    Arch("riscv64", "riscv64", "riscv64", "riscv64", "", 243),
+    Arch("mips64el", "", "mips64", "mips64le", "", 8),
+    Arch("mipsel", "", "mips", "mipsle", "", 8, elf_64=False),
+    Arch("loong64", "loongarch64", "loongarch64", "loong64", "", 258),
+)
+
+# Other spellings users and tools write for the same architectures.
+_ALIASES = {"i586": "i386", "armv7l": "armhf", "x86-64": "amd64"}
+
+
+def lookup(name: str) -> Arch:
+    """The architecture a Debian, rpm, machine or OCI name means."""
+    name = _ALIASES.get(name, name)
+    for a in ARCHES:
+        if name in (a.deb, a.rpm, a.machine):
+            return a
+    for a in ARCHES:
+        if name == a.goarch:
+            return a
+    known = ", ".join(sorted({a.deb for a in ARCHES} | {a.rpm for a in ARCHES if a.rpm}))
+    raise UsageError(f"unknown architecture {name!r} (known: {known})")
 
 
 def oci_platform(arch: str) -> tuple[str, str]:
-    """(architecture, variant) for an image config; variant may be ""."""
-    try:
-        return _PLATFORMS[arch]
-    except KeyError:
-        known = ", ".join(sorted(_PLATFORMS))
-        raise UsageError(f"unknown architecture {arch!r} (known: {known})") from None
+    """(architecture, variant) for an image config; variant may be "".
+    noarch packages make images for the host's platform."""
+    if arch == "noarch":
+        arch = platform.machine()
+    a = lookup(arch)
+    return a.goarch, a.variant
+
+
+def host_arch() -> Arch:
+    return lookup(platform.machine())
+
+
+def host_architecture(backend: str) -> str:
+    """The host's architecture as the backend spells it."""
+    a = host_arch()
+    return (a.rpm or a.machine) if backend == "rpm" else a.deb
+
+
+def host_platform() -> str:
+    """The host as an OCI platform string, linux/GOARCH[/VARIANT]."""
+    a = host_arch()
+    return "/".join(["linux", a.goarch] + ([a.variant] if a.variant and a.goarch == "arm" else []))
 
 
 def detect(root: os.PathLike | str) -> str:
-    """The root's architecture from its shell's ELF header, else the host's."""
+    """The root's architecture (Debian spelling) from its shell's ELF header,
+    else the host's."""
     for candidate in ("bin/sh", "usr/bin/sh", "bin/busybox", "usr/bin/busybox"):
         try:
             path = resolve_in_root(os.fspath(root), candidate)
@@ -63,12 +98,11 @@ def detect(root: os.PathLike | str) -> str:
             continue
         if len(head) < 20 or head[:4] != b"\x7fELF":
             continue
-        little = head[5] == 1
+        is_64, little = head[4] == 2, head[5] == 1
         machine = int.from_bytes(head[18:20], "little" if little else "big")
-        if machine == 40:  # 32-bit ARM: hard float is what Debian and Fedora ship
-            return "armhf"
-        if machine == 21:
-            return "ppc64el" if little else "ppc64"
-        if machine in _ELF:
-            return _ELF[machine]
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        matches = [a for a in ARCHES if a.elf_machine == machine]
+        exact = [a for a in matches if a.elf_64 == is_64 and a.elf_little == little]
+        # 32-bit ARM: hard float is what Debian and Fedora ship.
+        if exact or matches:
+            return (exact or matches)[0].deb
+    return host_arch().deb

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rootfs.model.errors import UsageError
@@ -67,7 +67,10 @@ class Lock:
     packages: tuple[LockedPackage, ...] = ()
     merged_usr: bool = True
     source_date_epoch: int = 0  # the default SOURCE_DATE_EPOCH for builds of this lock
-    extra: dict = field(default_factory=dict)
+    requested: tuple[str, ...] = ()  # what the user asked for, as they wrote it
+    # OpenPGP public keys (ASCII armour) that every package's own signature
+    # must verify against at install time (rpm); empty: no package signatures.
+    keys: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -105,7 +108,12 @@ def lock_from_json(text: str, where: str = "lock") -> Lock:
         )
         sources = tuple(LockSource(**s) for s in data.pop("sources", []))
         data.pop("format")
-        data["components"] = tuple(data.get("components", ()))
+        # Locks written before `requested` and `keys` were fields kept them in "extra".
+        extra = data.pop("extra", None) or {}
+        data.setdefault("requested", extra.get("requested", ()))
+        data.setdefault("keys", [extra["gpgkey"]] if extra.get("gpgkey") else [])
+        for name in ("components", "requested", "keys"):
+            data[name] = tuple(data.get(name, ()))
         lock = Lock(packages=packages, sources=sources, **data)
     except (TypeError, KeyError, AttributeError) as exc:
         raise UsageError(f"{where} is not a valid rootfs lock file: {exc}") from None

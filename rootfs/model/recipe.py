@@ -1,24 +1,27 @@
 """Recipes: what to build, read from recipes/NAME.toml and overridden by flags.
 
-A distribution release is data: suite, components, keyring, variant and image
-metadata. Adding a release means adding a recipe file, not code.
+A distribution release is data: suite, sources, keyring, variant and image
+metadata. Adding a release means adding a recipe file, not code. The keys
+every recipe has are read here; each backend reads its own section ([deb],
+[rpm]) into its own settings type.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
-import platform
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from rootfs.model.arch import host_architecture
 from rootfs.model.errors import UsageError
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
 
 BACKENDS = ("deb", "rpm")
-DEB_VARIANTS = ("essential", "minbase", "buildd", "default")
 
 
 @dataclass(frozen=True)
@@ -37,45 +40,26 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class Recipe:
+    """What every recipe has; `settings` is the backend's own section
+    ([deb] or [rpm]), parsed by the backend into its own type."""
+
     name: str
     backend: str
     distribution: str
     suite: str
     architecture: str
+    settings: Any
     description: str = ""
-    # deb
-    components: tuple[str, ...] = ("main",)
-    variant: str = "minbase"
-    mirror: str = ""
-    keyring: str = ""
-    merged_usr: bool = True
-    origin: str = ""
-    # rpm
-    repos: tuple[str, ...] = ()
-    packages: tuple[str, ...] = ()
-    gpgkey: str = ""
-    weak_deps: bool = False
-    # both
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     image: ImageConfig = field(default_factory=ImageConfig)
     path: Path | None = None
 
-    def replace(self, **changes) -> "Recipe":
+    def replace(self, **changes) -> Recipe:
         return dataclasses.replace(self, **changes)
 
-
-def host_architecture(backend: str) -> str:
-    machine = platform.machine()
-    if backend == "rpm":
-        return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
-    return {
-        "x86_64": "amd64",
-        "aarch64": "arm64",
-        "armv7l": "armhf",
-        "i686": "i386",
-        "ppc64le": "ppc64el",
-    }.get(machine, machine)
+    def with_settings(self, **changes) -> Recipe:
+        return dataclasses.replace(self, settings=dataclasses.replace(self.settings, **changes))
 
 
 _TOP_KEYS = {
@@ -84,19 +68,10 @@ _TOP_KEYS = {
     "distribution": str,
     "suite": str,
     "architecture": str,
-    "components": list,
-    "variant": str,
-    "mirror": str,
-    "keyring": str,
-    "merged_usr": bool,
-    "origin": str,
-    "repos": list,
-    "packages": list,
-    "gpgkey": str,
-    "weak_deps": bool,
     "include": list,
     "exclude": list,
     "image": dict,
+    **{name: dict for name in BACKENDS},
 }
 _IMAGE_KEYS = {
     "tag": str,
@@ -108,6 +83,11 @@ _IMAGE_KEYS = {
     "workdir": str,
     "user": str,
 }
+
+
+def settings_module(backend: str):
+    """The backend's recipe section: SECTION_KEYS, parse(table, where, recipe)."""
+    return importlib.import_module(f"rootfs.backends.{backend}.settings")
 
 
 def recipe_dirs() -> list[Path]:
@@ -136,20 +116,27 @@ def find_recipe(name_or_path: str) -> Path:
     raise UsageError(f"unknown recipe {name_or_path!r}; known recipes: {known}")
 
 
-def _check_types(table: dict, schema: dict, where: str) -> None:
+def check_table(table: dict, schema: dict, where: str) -> None:
+    """Every key known and of its type (str, bool, int, list of str, dict
+    of str, or dict for a sub-table)."""
     for key, value in table.items():
         if key not in schema:
             raise UsageError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(schema))})")
         expected = schema[key]
-        # bool is a subclass of int but never of str/list/dict, so isinstance is exact here
-        if not isinstance(value, expected):
+        # bool is a subclass of int, so an int key must not take true/false
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise UsageError(
                 f"{where}: key {key!r} must be a {expected.__name__}, not {type(value).__name__}"
             )
         if expected is list and not all(isinstance(v, str) for v in value):
             raise UsageError(f"{where}: key {key!r} must be a list of strings")
-        if expected is dict and key != "image" and not all(isinstance(v, str) for v in value.values()):
-            raise UsageError(f"{where}: key {key!r} must map names to strings")
+
+
+def _string_map(table: dict, key: str, where: str) -> tuple[tuple[str, str], ...]:
+    value = table.get(key, {})
+    if not all(isinstance(v, str) for v in value.values()):
+        raise UsageError(f"{where}: key {key!r} must map names to strings")
+    return tuple(sorted(value.items()))
 
 
 def parse_recipe(text: str, name: str, path: Path | None = None) -> Recipe:
@@ -158,48 +145,44 @@ def parse_recipe(text: str, name: str, path: Path | None = None) -> Recipe:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{where}: not valid TOML: {exc}") from None
-    _check_types(data, _TOP_KEYS, where)
     backend = data.get("backend", "")
     if backend not in BACKENDS:
         raise UsageError(f"{where}: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if not data.get("suite") and backend == "deb":
-        raise UsageError(f"{where}: a deb recipe needs a suite")
+    section = settings_module(backend)
+    for key in data:
+        if key not in _TOP_KEYS and key in section.SECTION_KEYS:
+            raise UsageError(f"{where}: key {key!r} belongs in the [{backend}] section")
+    check_table(data, _TOP_KEYS, where)
+    other = [b for b in BACKENDS if b != backend and b in data]
+    if other:
+        raise UsageError(f"{where}: a {backend} recipe has no [{other[0]}] section")
     image = data.get("image", {})
-    _check_types(image, _IMAGE_KEYS, f"{where} [image]")
-    variant = data.get("variant", "minbase")
-    if backend == "deb" and variant not in DEB_VARIANTS:
-        raise UsageError(f"{where}: unknown variant {variant!r} (known: {', '.join(DEB_VARIANTS)})")
-    return Recipe(
+    check_table(image, _IMAGE_KEYS, f"{where} [image]")
+    common = Recipe(
         name=name,
         backend=backend,
         distribution=data.get("distribution", ""),
         suite=data.get("suite", ""),
         architecture=data.get("architecture") or host_architecture(backend),
+        settings=None,
         description=data.get("description", ""),
-        components=tuple(data.get("components", ["main"])),
-        variant=variant,
-        mirror=data.get("mirror", ""),
-        keyring=data.get("keyring", ""),
-        merged_usr=data.get("merged_usr", True),
-        origin=data.get("origin", ""),
-        repos=tuple(data.get("repos", [])),
-        packages=tuple(data.get("packages", [])),
-        gpgkey=data.get("gpgkey", ""),
-        weak_deps=data.get("weak_deps", False),
         include=tuple(data.get("include", [])),
         exclude=tuple(data.get("exclude", [])),
         image=ImageConfig(
             tag=image.get("tag", ""),
             cmd=tuple(image.get("cmd", [])),
             entrypoint=tuple(image.get("entrypoint", [])),
-            env=tuple(sorted(image.get("env", {}).items())),
-            labels=tuple(sorted(image.get("labels", {}).items())),
-            annotations=tuple(sorted(image.get("annotations", {}).items())),
+            env=_string_map(image, "env", f"{where} [image]"),
+            labels=_string_map(image, "labels", f"{where} [image]"),
+            annotations=_string_map(image, "annotations", f"{where} [image]"),
             workdir=image.get("workdir", ""),
             user=image.get("user", ""),
         ),
         path=path,
     )
+    table = data.get(backend, {})
+    check_table(table, section.SECTION_KEYS, f"{where} [{backend}]")
+    return common.replace(settings=section.parse(table, f"{where} [{backend}]", common))
 
 
 def load_recipe(name_or_path: str) -> Recipe:

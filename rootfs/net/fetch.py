@@ -44,9 +44,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs.net.cache import Cache, default_cache_dir, sha256_file
 from rootfs.model.errors import NetworkError, OutputError, VerifyError
 from rootfs.model.lock import LockedPackage
+from rootfs.net.cache import Cache, default_cache_dir, sha256_file
 
 __all__ = [
     "CHUNK",

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rootfs.host.atomic import atomic_path
+from rootfs.model import arch as archmod
 from rootfs.model.attrs import AttrRecord, load_for_root, sidecar_path
 from rootfs.model.errors import OutputError, UsageError
-from rootfs.model import arch as archmod
-from rootfs.pack import compress, oci, tarstream, tree
 from rootfs.model.recipe import ImageConfig
+from rootfs.pack import compress, oci, tarstream, tree
 
 TAR_FORMATS = {"tar": None, "tar.gz": "gzip", "tar.zst": "zstd", "tar.xz": "xz"}
 ARTIFACT_NAMES = {

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rootfs.model.errors import UsageError
 from rootfs.model.arch import oci_platform
+from rootfs.model.errors import UsageError
 from rootfs.model.recipe import ImageConfig
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"

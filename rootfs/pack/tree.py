@@ -16,10 +16,10 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rootfs.host.safepath import PathEscape, resolve_in_root
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import OutputError
 from rootfs.pack import clean
-from rootfs.host.safepath import PathEscape, resolve_in_root
 
 # Entry kinds; the tar type flags they become.
 FILE, HARDLINK, SYMLINK, CHR, BLK, DIR, FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"

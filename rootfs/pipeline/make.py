@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rootfs import __version__, ui
-from rootfs.model.attrs import AttrRecord, sidecar_path
+from rootfs.backends import InstallOptions, Mode, ResolveOptions
 from rootfs.host.atomic import atomic_write_text
-from rootfs.backends import InstallOptions, ResolveOptions
-from rootfs.model.errors import RootfsError, UsageError
-from rootfs.net.fetch import Cache, Downloader
-from rootfs.model.lock import Lock, read_lock
 from rootfs.host.mounts import mounts_under
-from rootfs.pipeline.publish import OutputPlan, build_id, clean_stale_staging, publish, staging_dir
+from rootfs.model.attrs import AttrRecord, sidecar_path
+from rootfs.model.errors import RootfsError, UsageError
+from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
     BuildReport,
@@ -33,6 +31,14 @@ from rootfs.model.report import (
     packages_digest,
     read_report,
     recipe_digest,
+)
+from rootfs.net.fetch import Cache, Downloader
+from rootfs.pipeline.publish import (
+    OutputPlan,
+    build_id,
+    clean_stale_staging,
+    publish,
+    staging_dir,
 )
 
 
@@ -44,7 +50,7 @@ class MakeRequest:
     resolve_opts: ResolveOptions = field(default_factory=ResolveOptions)
     cache_dir: Path = Path(".")
     jobs: int = 4
-    mode: str = "root"
+    mode: Mode = Mode.ROOT
     locked: Path | None = None
     force: bool = False
     keep: int = 0
@@ -193,13 +199,12 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     if req.sbom:
         with report.stage("sbom"):
             from rootfs.inventory.sbom import SbomOptions, write_sbom
-
             from rootfs.pack import source_date_epoch
 
             sde = source_date_epoch(lock.source_date_epoch or None)
             _, sbom_digest = write_sbom(root, lock, staging / "sbom.spdx.json",
                                         SbomOptions(name=req.recipe.name, source_date_epoch=sde))
-        annotations["org.rootfs.inventory.sbom.digest"] = "sha256:" + sbom_digest
+        annotations["org.rootfs.sbom.digest"] = "sha256:" + sbom_digest
     others = [f for f in req.formats if f != "dir"]
     if others:
         with report.stage("pack"):
@@ -262,9 +267,9 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
     """`-o -`: the tar goes to standard output; nothing is kept but the cache."""
     import tempfile
 
-    from rootfs.pipeline import stages as pipeline
     from rootfs.host.locks import cache_lock
     from rootfs.pack import pack
+    from rootfs.pipeline import stages as pipeline
 
     if len(req.formats) != 1 or not req.formats[0].startswith("tar"):
         raise UsageError("-o - streams exactly one tar format (--format tar, tar.gz, tar.zst or tar.xz)")

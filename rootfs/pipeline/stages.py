@@ -15,11 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs import ui
-from rootfs.backends import InstallOptions, InstallReport, ResolveOptions, backend_module
+from rootfs.backends import (
+    InstallOptions,
+    InstallReport,
+    Mode,
+    ResolveOptions,
+    backend_module,
+)
 from rootfs.model.errors import OutputError, PrivilegeError
-from rootfs.net.fetch import Cache, Downloader, fetch_packages
 from rootfs.model.lock import Lock
 from rootfs.model.recipe import Recipe
+from rootfs.net.fetch import Cache, Downloader, fetch_packages
 
 
 @dataclass
@@ -39,35 +45,46 @@ class Selection:
 
 
 def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
-    from rootfs.model.errors import UsageError
-    from rootfs.model.recipe import DEB_VARIANTS
+    """The recipe with the command line's overrides; an option the
+    recipe's backend has no use for is refused, not ignored."""
+    from dataclasses import fields
 
-    changes: dict = {}
+    from rootfs.model.errors import UsageError
+
+    common: dict = {}
+    if sel.include:
+        common["include"] = recipe.include + sel.include
+    if sel.exclude:
+        common["exclude"] = recipe.exclude + sel.exclude
+    if sel.arch:
+        common["architecture"] = sel.arch
+    backend: dict = {}
     if sel.mirror:
         if not sel.mirror.startswith(("http://", "https://", "file:/")):
             raise UsageError(f"mirror {sel.mirror!r} is not an http://, https:// or file:// URL")
-        changes["mirror"] = sel.mirror
+        backend["mirror"] = ("--mirror", sel.mirror)
     if sel.variant:
-        if recipe.backend == "deb" and sel.variant not in DEB_VARIANTS:
-            raise UsageError(f"unknown variant {sel.variant!r} (known: {', '.join(DEB_VARIANTS)})")
-        changes["variant"] = sel.variant
-    if sel.include:
-        changes["include"] = recipe.include + sel.include
-    if sel.exclude:
-        changes["exclude"] = recipe.exclude + sel.exclude
+        from rootfs.backends.deb.settings import check_variant
+
+        backend["variant"] = ("--variant", check_variant(sel.variant) if recipe.backend == "deb" else sel.variant)
     if sel.components:
-        changes["components"] = sel.components
-    if sel.arch:
-        changes["architecture"] = sel.arch
+        backend["components"] = ("--components", sel.components)
     if sel.keyring:
-        changes["keyring" if recipe.backend == "deb" else "gpgkey"] = sel.keyring
+        backend["keyring" if recipe.backend == "deb" else "gpgkey"] = ("--keyring", sel.keyring)
     if sel.repos:
-        changes["repos"] = sel.repos
+        backend["repos"] = ("--repo", sel.repos)
     if sel.packages:
-        changes["packages"] = recipe.packages + sel.packages
+        backend["packages"] = ("PACKAGE", getattr(recipe.settings, "packages", ()) + sel.packages)
     if sel.weak_deps is not None:
-        changes["weak_deps"] = sel.weak_deps
-    return recipe.replace(**changes) if changes else recipe
+        backend["weak_deps"] = ("--weak-deps", sel.weak_deps)
+    known = {f.name for f in fields(recipe.settings)}
+    for key, (option, _) in backend.items():
+        if key not in known:
+            raise UsageError(f"{option} does not apply to {recipe.backend} recipes")
+    out = recipe.replace(**common) if common else recipe
+    if backend:
+        out = out.with_settings(**{k: v for k, (_, v) in backend.items()})
+    return out
 
 
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
@@ -83,7 +100,7 @@ def fetch(lock: Lock, cache: Cache, downloader: Downloader, jobs: int) -> dict[s
 
 
 def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
-    if opts.mode == "root" and os.geteuid() != 0:
+    if opts.mode is Mode.ROOT and os.geteuid() != 0:
         raise PrivilegeError(
             "installing with maintainer scripts (stage 2) needs root; run as root, "
             "or pass --mode extract for an extract-only tree"

@@ -19,7 +19,6 @@ from typing import BinaryIO
 
 from rootfs import ui
 from rootfs.host.atomic import atomic_path, atomic_write_bytes
-from rootfs.model.errors import NetworkError, OutputError, RegistryError, UsageError, VerifyError
 from rootfs.image.reader import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -31,6 +30,13 @@ from rootfs.image.reader import (
     Descriptor,
     Image,
     check_digest,
+)
+from rootfs.model.errors import (
+    NetworkError,
+    OutputError,
+    RegistryError,
+    UsageError,
+    VerifyError,
 )
 from rootfs.registry.client import RegistryOptions, Response, Session, Transient
 from rootfs.registry.memory import BlobMemory

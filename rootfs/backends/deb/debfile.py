@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import libarchive
 from libarchive import ffi
 
-from rootfs.model.errors import InstallError
 from rootfs.host.unpacker import slice_stream
+from rootfs.model.errors import InstallError
 
 AR_MAGIC = b"!<arch>\n"
 MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")

@@ -32,12 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rootfs.model.attrs import AttrRecord
 from rootfs.backends import InstallOptions, InstallReport
-from rootfs.host.chroot import sigterm_raises
 from rootfs.backends.deb.debfile import ControlInfo, DebFile
-from rootfs.model.errors import InstallError, PrivilegeError, UsageError
+from rootfs.host.chroot import sigterm_raises
 from rootfs.host.unpacker import Extractor
+from rootfs.model.attrs import AttrRecord
+from rootfs.model.errors import InstallError
 from rootfs.model.lock import Lock, LockedPackage
 
 ADMIN = "var/lib/dpkg"
@@ -113,13 +113,6 @@ class Unpacked:
 
 
 def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
-    if opts.mode not in ("root", "extract", "rootless"):
-        raise UsageError(f"unknown install mode {opts.mode!r} (known: root, rootless, extract)")
-    if opts.mode == "root" and os.geteuid() != 0:
-        raise PrivilegeError(
-            "installing with maintainer scripts (stage 2) needs root; run as root, "
-            "or pass --mode extract for an extract-only tree"
-        )
     missing = [p.key for p in lock.packages if p.key not in files]
     if missing:
         raise InstallError(f"no package file for {', '.join(sorted(missing))}")
@@ -127,7 +120,7 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
         opts.attrs = AttrRecord()
     report = InstallReport(packages=len(lock.packages))
     root = Path(root)
-    stage2 = opts.mode in ("root", "rootless")
+    stage2 = opts.mode.configures
     # SIGTERM unwinds like Ctrl-C, so the caller's cleanup of a half-built
     # root runs (and stage 2's mounts are undone).
     with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex:

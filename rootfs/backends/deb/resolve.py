@@ -10,6 +10,7 @@ import subprocess
 from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.backends.deb.index import Index, Package, decompress_chunks
+from rootfs.backends.deb.mirror import choose_mirror
 from rootfs.backends.deb.release import (
     check_release,
     fetch_index,
@@ -18,10 +19,9 @@ from rootfs.backends.deb.release import (
     parse_date,
 )
 from rootfs.backends.deb.resolver import resolve_set, variant_request
-from rootfs.net.fetch import Downloader
 from rootfs.model.lock import Lock, LockedPackage, LockSource
-from rootfs.backends.deb.mirror import choose_mirror
 from rootfs.model.recipe import Recipe
+from rootfs.net.fetch import Downloader
 
 
 def apt_checks_valid_until() -> bool:
@@ -41,7 +41,7 @@ def apt_checks_valid_until() -> bool:
 
 
 def _mirror_is_from_host(recipe: Recipe) -> bool:
-    return not recipe.mirror and not os.environ.get("ROOTFS_MIRROR")
+    return not recipe.settings.mirror and not os.environ.get("ROOTFS_MIRROR")
 
 
 def _locked(p: Package) -> LockedPackage:
@@ -67,7 +67,7 @@ def _locked(p: Package) -> LockedPackage:
 
 def load_index(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, mirror: str):
     """(fetched Release, Index) for the recipe's suite, components and arch."""
-    keyring = keyring_for(recipe.keyring, opts.keyring, opts.check_gpg, recipe.name)
+    keyring = keyring_for(recipe.settings.keyring, opts.keyring, opts.check_gpg, recipe.name)
     fetched, _ = fetch_release(downloader, mirror, recipe.suite, keyring, check_gpg=opts.check_gpg)
     rel = fetched.release
     check_valid_until = opts.check_valid_until
@@ -88,19 +88,19 @@ def load_index(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, mir
     # does not also put them into every binary-ARCH index.
     if "all" in rel.architectures and not rel.no_arch_all_packages and recipe.architecture != "all":
         arches.append("all")
-    for component in recipe.components:
+    for component in recipe.settings.components:
         for arch in arches:
             data, ext = fetch_index(downloader, fetched, component, arch)
             index.add(decompress_chunks(data, ext, f"{component}/binary-{arch}/Packages{ext}"))
-    ui.detail(f"{index.stanzas} stanzas in {recipe.suite} {' '.join(recipe.components)} ({' '.join(arches)})")
+    ui.detail(f"{index.stanzas} stanzas in {recipe.suite} {' '.join(recipe.settings.components)} ({' '.join(arches)})")
     return fetched, index
 
 
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
-    mirror = choose_mirror(None, recipe.mirror, recipe.distribution, recipe.origin)
+    mirror = choose_mirror(None, recipe.settings.mirror, recipe.distribution, recipe.settings.origin)
     fetched, index = load_index(recipe, opts, downloader, mirror)
     rel = fetched.release
-    request = variant_request(index, recipe.variant, recipe.include, recipe.exclude,
+    request = variant_request(index, recipe.settings.variant, recipe.include, recipe.exclude,
                               https=mirror.startswith("https://"))
     result = resolve_set(index, request)
     for w in result.warnings:
@@ -112,11 +112,11 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         distribution=recipe.distribution,
         suite=recipe.suite,
         architecture=recipe.architecture,
-        variant=recipe.variant,
-        components=tuple(recipe.components),
+        variant=recipe.settings.variant,
+        components=tuple(recipe.settings.components),
         sources=(LockSource(url=mirror, suite=recipe.suite, metadata=fetched.metadata,
                             sha256=fetched.sha256, date=rel.date),),
         packages=tuple(_locked(p) for p in result.packages),
-        merged_usr=recipe.merged_usr,
+        merged_usr=recipe.settings.merged_usr,
         source_date_epoch=epoch,
     )

@@ -14,17 +14,17 @@ import os
 import shutil
 from pathlib import Path
 
+from rootfs.backends import InstallOptions, InstallReport, Mode, ResolveOptions
+from rootfs.backends.rpm.header import open_rpm
+from rootfs.backends.rpm.install import check_package, check_signatures
+from rootfs.backends.rpm.resolve import resolve
 from rootfs.host.atomic import atomic_path
 from rootfs.model.attrs import AttrRecord
-from rootfs.backends import InstallOptions, InstallReport, ResolveOptions
 from rootfs.model.errors import OutputError, UsageError, VerifyError
-from rootfs.net.fetch import Downloader, fetch_packages
-from rootfs.net.cache import Cache, sha256_file
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
-from rootfs.backends.rpm.install import check_package, check_signatures, install
-from rootfs.backends.rpm.header import open_rpm
-from rootfs.backends.rpm.resolve import resolve
+from rootfs.net.cache import Cache, sha256_file
+from rootfs.net.fetch import Downloader, fetch_packages
 
 LOCK_NAME = "lock.json"
 PACKAGES = "packages"
@@ -51,8 +51,8 @@ def prepare(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, output
             placed[p.key] = dest
         for p in lock.packages:
             check_package(open_rpm(placed[p.key]), p)
-        if lock.extra.get("gpgkey"):
-            check_signatures(list(placed.values()), lock.extra["gpgkey"])
+        if lock.keys:
+            check_signatures(list(placed.values()), lock.keys)
         lock.write(tmp / LOCK_NAME)
     return lock
 
@@ -76,13 +76,14 @@ def load_appliance(appliance: Path) -> tuple[Lock, dict[str, Path]]:
     return lock, files
 
 
-def build(appliance: Path, fmt: str, output: Path, mode: str, log=lambda msg: None) -> InstallReport:
+def build(appliance: Path, fmt: str, output: Path, mode: Mode, log=lambda msg: None) -> InstallReport:
     """Install the appliance offline and pack the root as fmt at output."""
     from rootfs import pack as packer
     from rootfs.host.atomic import atomic_write_bytes
-    from rootfs.pipeline.stages import work_dir
-    from rootfs.model.recipe import ImageConfig
     from rootfs.inventory.sbom import SbomOptions, sbom_bytes
+    from rootfs.model.recipe import ImageConfig
+    from rootfs.pipeline import stages as pipeline
+    from rootfs.pipeline.stages import work_dir
 
     lock, files = load_appliance(appliance)
     formats = [FORMAT_ALIASES.get(f, f) for f in fmt.replace(",", " ").split()]
@@ -93,15 +94,15 @@ def build(appliance: Path, fmt: str, output: Path, mode: str, log=lambda msg: No
     with work_dir(output) as work:
         root = work / "root"
         root.mkdir(mode=0o755)
-        record = AttrRecord() if mode != "root" else None
-        report = install(lock, files, root, InstallOptions(mode=mode, attrs=record, log=log))
+        record = AttrRecord() if mode is not Mode.ROOT else None
+        report = pipeline.install(lock, files, root, InstallOptions(mode=mode, attrs=record, log=log))
         if record is not None:
             record.set(".", record.get(".") or _root_attr())
         # Every build has its SBOM beside the artifacts, and the image names it.
         sde = packer.source_date_epoch(lock.source_date_epoch or None)
         sbom, digest = sbom_bytes(root, lock, SbomOptions(name=lock.recipe or Path(appliance).name,
                                                           source_date_epoch=sde))
-        image = ImageConfig(annotations=(("org.rootfs.inventory.sbom.digest", "sha256:" + digest),))
+        image = ImageConfig(annotations=(("org.rootfs.sbom.digest", "sha256:" + digest),))
         packer.pack(root, formats, output, packer.PackOptions(
             source_date_epoch=lock.source_date_epoch or None, attrs=record, image=image,
             architecture=lock.architecture, log=log, created_by="rootfs build",

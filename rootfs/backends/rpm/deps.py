@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from rootfs.model.errors import ResolveError
 from rootfs.backends.rpm.version import EVR, OPERATORS, op_text, parse_evr
+from rootfs.model.errors import ResolveError
 
 
 class Dep(NamedTuple):

@@ -24,18 +24,25 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from rootfs.model.attrs import AttrRecord
 from rootfs.backends import InstallOptions, InstallReport
-from rootfs.model.errors import InstallError, PrivilegeError, VerifyError
-from rootfs.model.lock import Lock, LockedPackage
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.deps import Dep, atoms, parse_rich
 from rootfs.backends.rpm.header import RpmFile, open_rpm
 from rootfs.backends.rpm.payload import file_entries
-from rootfs.backends.rpm.scriptlets import Runner, ScriptletError, SessionRunner, Trigger, scriptlet, triggers_in
+from rootfs.backends.rpm.scriptlets import (
+    Runner,
+    ScriptletError,
+    SessionRunner,
+    Trigger,
+    scriptlet,
+    triggers_in,
+)
 from rootfs.backends.rpm.unpack import Unpacker
 from rootfs.backends.rpm.version import EQUAL, parse_evr, ranges_overlap
 from rootfs.host.safepath import resolve_in_root
+from rootfs.model.attrs import AttrRecord
+from rootfs.model.errors import InstallError, PrivilegeError, VerifyError
+from rootfs.model.lock import Lock, LockedPackage
 
 PREREQ_BITS = 64 | (1 << 9) | (1 << 10)  # PREREQ, SCRIPT_PRE, SCRIPT_POST
 RPMLIB = 1 << 24
@@ -43,19 +50,20 @@ RPMLIB = 1 << 24
 
 # -- verification ----------------------------------------------------------------
 
-def check_signatures(paths: list[Path], key_text: str) -> None:
-    """rpmkeys --checksig against a private database holding only key_text."""
+def check_signatures(paths: list[Path], keys: tuple[str, ...]) -> None:
+    """rpmkeys --checksig against a private database holding only these keys."""
     rpmkeys = shutil.which("rpmkeys")
     if rpmkeys is None:
         raise PrivilegeError("rpmkeys is not installed; it is needed to check package signatures")
     with tempfile.TemporaryDirectory(prefix="rootfs-rpmkeys.") as t:
-        key = Path(t) / "key.asc"
-        key.write_text(key_text)
         db = Path(t) / "db"
         env = dict(os.environ, HOME=t)
-        imp = subprocess.run([rpmkeys, "--dbpath", str(db), "--import", str(key)], capture_output=True, env=env)
-        if imp.returncode != 0:
-            raise VerifyError(f"the package signing key cannot be imported: {imp.stderr.decode(errors='replace').strip()}")
+        for i, key_text in enumerate(keys):
+            key = Path(t) / f"key{i}.asc"
+            key.write_text(key_text)
+            imp = subprocess.run([rpmkeys, "--dbpath", str(db), "--import", str(key)], capture_output=True, env=env)
+            if imp.returncode != 0:
+                raise VerifyError(f"the package signing key cannot be imported: {imp.stderr.decode(errors='replace').strip()}")
         for p in paths:
             proc = subprocess.run([rpmkeys, "--dbpath", str(db), "--define", f"_dbpath {db}", "--checksig", str(p)],
                                   capture_output=True, env=env)
@@ -254,9 +262,8 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
         rpm = open_rpm(path)
         check_package(rpm, p)
         rpms.append(rpm)
-    key = lock.extra.get("gpgkey", "") if isinstance(lock.extra, dict) else ""
-    if key:
-        check_signatures([r.path for r in rpms], key)
+    if lock.keys:
+        check_signatures([r.path for r in rpms], lock.keys)
     check_file_conflicts(rpms)
     if not as_root and opts.attrs is None:
         opts.attrs = AttrRecord()

@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 import zstandard
 
-from rootfs.model.errors import InstallError
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.header import RpmFile
+from rootfs.model.errors import InstallError
 
 NEWC = b"070701"
 CRC = b"070702"

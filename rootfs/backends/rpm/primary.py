@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from rootfs.model.errors import VerifyError
 from rootfs.backends.rpm.deps import Dep
 from rootfs.backends.rpm.version import EVR, FLAG_NAMES
+from rootfs.model.errors import VerifyError
 
 CHUNK = 1 << 20
 _intern = sys.intern

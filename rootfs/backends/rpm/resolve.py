@@ -5,26 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from rootfs.backends import ResolveOptions
-from rootfs.model.errors import ResolveError, UsageError, VerifyError
-from rootfs.net.fetch import Downloader
-from rootfs.model.lock import Lock, LockedPackage, LockSource
-from rootfs.model.recipe import Recipe
 from rootfs.backends.rpm.keys import armored_key
 from rootfs.backends.rpm.modules import ModularFilter, parse_modules
 from rootfs.backends.rpm.modules import apply as modules_apply
 from rootfs.backends.rpm.primary import Package, parse_primary, scan_filelists
 from rootfs.backends.rpm.repomd import Repomd, fetch_data, fetch_repomd
 from rootfs.backends.rpm.resolver import resolve_packages
+from rootfs.model.errors import ResolveError, UsageError, VerifyError
+from rootfs.model.lock import Lock, LockedPackage, LockSource
+from rootfs.model.recipe import Recipe
+from rootfs.net.fetch import Downloader
 
 
 def load_repos(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> tuple[list[Repomd], list[Package]]:
-    if not recipe.repos:
+    if not recipe.settings.repos:
         raise UsageError("an rpm recipe needs at least one repository (repos = [...] or --repo URL)")
-    keyring = (opts.keyring or recipe.gpgkey) if opts.check_gpg else ""
+    keyring = (opts.keyring or recipe.settings.gpgkey) if opts.check_gpg else ""
     repos: list[Repomd] = []
     packages: list[Package] = []
     modular_filter, modular = ModularFilter(), set()
-    for i, url in enumerate(recipe.repos):
+    for i, url in enumerate(recipe.settings.repos):
         md = fetch_repomd(downloader, url, keyring or None)
         repos.append(md)
         stream = fetch_data(downloader, md, "primary")
@@ -70,7 +70,7 @@ def locked(p: Package, repos: list[Repomd]) -> LockedPackage:
 
 
 def requests_of(recipe: Recipe) -> list[str]:
-    out = list(dict.fromkeys(list(recipe.packages) + list(recipe.include)))
+    out = list(dict.fromkeys(list(recipe.settings.packages) + list(recipe.include)))
     if not out:
         raise UsageError("name at least one package to install (packages = [...] or PACKAGE arguments)")
     return out
@@ -79,16 +79,12 @@ def requests_of(recipe: Recipe) -> list[str]:
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
     repos, packages = load_repos(recipe, opts, downloader)
     chosen = resolve_packages(
-        packages, recipe.architecture, requests_of(recipe), weak_deps=recipe.weak_deps,
+        packages, recipe.architecture, requests_of(recipe), weak_deps=recipe.settings.weak_deps,
         exclude=recipe.exclude, filelists=filelists_loader(repos, downloader),
     )
     if not chosen:
         raise ResolveError("nothing to install")
-    extra: dict = {"requested": requests_of(recipe), "weak_deps": recipe.weak_deps}
-    key = (opts.keyring or recipe.gpgkey) if opts.check_gpg else ""
-    if key:
-        # install() checks every package's signature against this key.
-        extra["gpgkey"] = armored_key(key)
+    key = (opts.keyring or recipe.settings.gpgkey) if opts.check_gpg else ""
     revisions = [int(md.revision) for md in repos if md.revision.isdigit()]
     epoch = max(revisions) if revisions else max(p.buildtime for p in chosen)
     return Lock(
@@ -100,5 +96,7 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         ),
         packages=tuple(locked(p, repos) for p in chosen),
         source_date_epoch=epoch,
-        extra=extra,
+        requested=tuple(requests_of(recipe)),
+        # install() checks every package's signature against these.
+        keys=(armored_key(key),) if key else (),
     )

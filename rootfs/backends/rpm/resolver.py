@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from functools import cmp_to_key
 
-from rootfs.model.errors import ResolveError
 from rootfs.backends.rpm.deps import Dep, Rich, atoms, parse_dep_string, parse_rich
 from rootfs.backends.rpm.primary import Package
 from rootfs.backends.rpm.version import EQUAL, evrcmp, ranges_overlap
+from rootfs.model.errors import ResolveError
 
 # (pkgid, name, arch, path) for each wanted path of every repository's filelists.
 FilelistsLoader = Callable[[set[str]], Iterable[tuple[str, str, str, str]]]

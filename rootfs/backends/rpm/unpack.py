@@ -20,12 +20,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rootfs.model.attrs import Attr, AttrRecord
-from rootfs.model.errors import InstallError
 from rootfs.backends.rpm import caps as capsmod
 from rootfs.backends.rpm.header import RpmFile
-from rootfs.backends.rpm.payload import FileEntry, file_entries, hardlink_sets, payload_contents
-from rootfs.host.safepath import PathEscape, parent_in_root, relative_to_root, resolve_in_root
+from rootfs.backends.rpm.payload import (
+    FileEntry,
+    file_entries,
+    hardlink_sets,
+    payload_contents,
+)
+from rootfs.host.safepath import (
+    PathEscape,
+    parent_in_root,
+    relative_to_root,
+    resolve_in_root,
+)
+from rootfs.model.attrs import Attr, AttrRecord
+from rootfs.model.errors import InstallError
 
 
 class Accounts:
