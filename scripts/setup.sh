@@ -23,8 +23,8 @@ if [ -n "$missing" ]; then
     exit 1
   fi
   echo "setup: installing$missing"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  apt-get -o DPkg::Lock::Timeout=900 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 # Debian's own python3: a virtual environment made from it is usable by
