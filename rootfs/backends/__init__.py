@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import UsageError
 
@@ -65,6 +67,9 @@ class InstallOptions:
     attrs: AttrRecord | None = None  # where owners are recorded when not applied (not ROOT)
     progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
     log: Callable[[str], None] = lambda msg: None
+    # What payloads may hold (rootfs.host.policy); every backend's unpacking
+    # goes through an Extractor made with it.
+    policy: Policy = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
         self.mode = Mode(self.mode)
@@ -75,6 +80,10 @@ class InstallReport:
     packages: int = 0
     configured: bool = False
     skipped: list[str] = field(default_factory=list)  # steps not run, said to the user
+    # Every payload went through an Extractor holding it to opts.policy, so
+    # any device node or FIFO left in the root was made by a script: the
+    # packer may pack them (PackOptions.nodes_checked).
+    payloads_checked: bool = False
 
 
 class Backend(Protocol):

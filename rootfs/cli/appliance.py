@@ -10,9 +10,11 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AllowOpt,
     ArchOpt,
     GpgKeyOpt,
     NoGpgOpt,
+    check_allow,
     check_mode,
 )
 from rootfs.model.errors import UsageError
@@ -50,11 +52,12 @@ def build(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where the root or artifact goes.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="chroot (a directory), ext2, tar, or any packer format.")] = "chroot",
     mode: Annotated[Optional[str], typer.Option("--mode", help="root (scriptlets, rpmdb), rootless or extract.")] = None,
+    allow: AllowOpt = None,
 ) -> None:
     """Install an appliance offline into a chroot directory, an ext2 image, a tarball or another packer format."""
     from rootfs.backends.rpm.appliance import build as run_build
 
-    report = run_build(appliance, fmt, output, check_mode(mode), ui.detail)
+    report = run_build(appliance, fmt, output, check_mode(mode), ui.detail, policy=check_allow(allow))
     for step in report.skipped:
         ui.warn(f"skipped: {step}")
     ui.info(f"built {output} ({report.packages} packages)")

@@ -11,6 +11,7 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AllowOpt,
     ArchOpt,
     ArtifactFormatOpt,
     ComponentsOpt,
@@ -25,6 +26,7 @@ from rootfs.cli.options import (
     TagOpt,
     VariantOpt,
     WeakDepsOpt,
+    check_allow,
     check_mode,
     registry_options,
     selection_from,
@@ -120,6 +122,7 @@ def make(
     creds: Annotated[Optional[str], typer.Option("--creds", help="Registry USER:PASS.")] = None,
     ca_cert: Annotated[Optional[Path], typer.Option("--ca-cert", help="CA certificate for the registry.")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain-HTTP registry.")] = False,
+    allow: AllowOpt = None,
 ) -> None:
     """Resolve, fetch, install and pack a recipe; publish the result atomically."""
     from rootfs.host.mounts import enter_private_mount_namespace
@@ -130,6 +133,7 @@ def make(
     # Before any thread starts: mounts of the configure stage then vanish
     # with this process, even on SIGKILL.
     enter_private_mount_namespace()
+    policy = check_allow(allow)
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring)
     formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
@@ -162,6 +166,7 @@ def make(
         push=push,
         registry=registry,
         sbom=not no_sbom,
+        policy=policy,
     )
     _run_with_report(req, run_make, report, json_out)
 

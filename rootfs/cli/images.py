@@ -12,6 +12,7 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AllowOpt,
     ArchOpt,
     CaCertOpt,
     CertDirOpt,
@@ -26,6 +27,7 @@ from rootfs.cli.options import (
     NoGpgOpt,
     RetriesOpt,
     VariantOpt,
+    check_allow,
     check_table_format,
     registry_options,
     selection_from,
@@ -272,12 +274,14 @@ def pack(
     arch: Annotated[Optional[str], typer.Option("--arch", help="The root's architecture (default: from its /bin/sh).")] = None,
     keep_dev: Annotated[bool, typer.Option("--keep-dev", help="Pack the contents of /dev too.")] = False,
     no_clean: Annotated[bool, typer.Option("--no-clean", help="Pack logs, apt lists, machine-id... as they are.")] = False,
+    allow: AllowOpt = None,
 ) -> None:
     """Pack an existing root directory into images; the tree itself is never changed."""
     from rootfs.pack import PackOptions, check_formats
     from rootfs.pack import pack as run_pack
 
     formats = check_formats([x for v in fmt for x in split_list(v)])
+    policy = check_allow(allow)
     if output == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
     image = load_recipe(recipe).image if recipe else None
@@ -303,6 +307,7 @@ def pack(
         keep_dev=keep_dev,
         cleanup=not no_clean,
         created_by="rootfs pack: the root directory as one layer",
+        policy=policy,
     )
     if image is not None:
         opts.image = image

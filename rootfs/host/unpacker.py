@@ -15,6 +15,10 @@ directory member keeps an existing directory, and keeps a symlink that leads
 to a directory (merged /usr: `bin -> usr/bin` survives packages shipping
 /bin/...). A non-directory never replaces a non-empty directory.
 
+Before anything is written, every member is held to the payload policy
+(rootfs.host.policy): a set-id file others may write, a device node, a
+FIFO or a socket refuses the archive unless the user waived that rule.
+
 As root in mode "root" the tree gets the archive's owners, modes, device
 nodes and xattrs. Otherwise nothing is chowned, device nodes become empty
 placeholder files, and the intended attributes of every entry go into an
@@ -36,7 +40,9 @@ from typing import BinaryIO
 import libarchive
 from libarchive import ffi
 
-from rootfs.host.safepath import PathEscape, resolve_in_root
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
+from rootfs.host.safepath import PathEscape, resolve_in_root, shown
 from rootfs.model.attrs import Attr, AttrRecord
 from rootfs.model.errors import InstallError, OutputError
 
@@ -146,8 +152,9 @@ class Extractor:
     extracting different archives into the same root."""
 
     def __init__(self, root: str | os.PathLike, *, mode: str = "root", attrs: AttrRecord | None = None,
-                 warn: Callable[[str], None] | None = None):
+                 warn: Callable[[str], None] | None = None, policy: Policy = DEFAULT_POLICY):
         self.root = os.path.realpath(os.fspath(root))
+        self.policy = policy
         self.privileged = mode == "root" and os.geteuid() == 0
         self.attrs = attrs
         self._attrs_lock = threading.Lock()  # AttrRecord is shared by the extracting threads
@@ -245,9 +252,12 @@ class Extractor:
 
     @contextmanager
     def _at(self, path: str, create: bool = True):
-        comps = member_components(path)
+        try:
+            comps = member_components(path)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write {shown(path)}: {exc}") from None
         if not comps:
-            raise HostileArchive(f"cannot write the root itself as {path!r}")
+            raise HostileArchive(f"cannot write the root itself as {shown(path)}")
         try:
             dfd, parent = self.open_dir(comps[:-1], create=create)
         except _Refused as exc:
@@ -397,9 +407,9 @@ class Extractor:
                 for entry in reader:
                     name = _decode(ffi.entry_pathname(entry._entry_p))
                     try:
-                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents)
+                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents, what)
                     except _Refused as exc:
-                        raise HostileArchive(f"{what}: member {name!r} refused: {exc}") from None
+                        raise HostileArchive(f"{what}: member {shown(name)} refused: {exc}") from None
                     if listed is not None:
                         paths.append(listed)
             if dir_mtimes is not None:
@@ -424,7 +434,8 @@ class Extractor:
         return paths
 
     def _member(self, entry, name: str, regular: set[str], pending: _Pending,
-                md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents") -> str | None:
+                md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents",
+                what: str = "") -> str | None:
         comps = member_components(name)
         listed = "/" + "/".join(comps) if comps else "/."
         ep = entry._entry_p
@@ -435,6 +446,9 @@ class Extractor:
         mtime = _mtime_sec(ep) * 1_000_000_000 + _mtime_nsec(ep)
         xattrs = _entry_xattrs(ep)
         hardlink = ffi.entry_hardlink(ep)
+        if hardlink is None:
+            # A hard link shares the inode of a file checked before it.
+            self.policy.check_member(listed, mode, what)
 
         if not comps:
             # "./": the root itself. Take its mode and owner, as tar does, so
@@ -639,9 +653,10 @@ def _reader(archive, format_name: str):
 
 def extract(archive: str | os.PathLike | BinaryIO, root: str | os.PathLike, *, mode: str = "root",
             attrs: AttrRecord | None = None, warn: Callable[[str], None] | None = None,
-            md5sums: dict[str, str] | None = None, what: str = "", format_name: str = "all") -> list[str]:
+            md5sums: dict[str, str] | None = None, what: str = "", format_name: str = "all",
+            policy: Policy = DEFAULT_POLICY) -> list[str]:
     """Extract one archive into root; see Extractor.extract."""
-    with Extractor(root, mode=mode, attrs=attrs, warn=warn) as ex:
+    with Extractor(root, mode=mode, attrs=attrs, warn=warn, policy=policy) as ex:
         return ex.extract(archive, md5sums=md5sums, what=what, format_name=format_name)
 
 

@@ -160,6 +160,11 @@ class UserChroot(Chroot):
                 merged.set(key, seen)
             else:
                 merged.set(key, prior)
+            node = merged.get(key)
+            if _is_node(node.mode) and (key in self.attrs.scripted or prior is None
+                                        or stat.S_IFMT(prior.mode) != stat.S_IFMT(node.mode)):
+                # Not what stage 1 unpacked: a script made it.
+                merged.scripted.add(key)
         for d, attr in self._mount_points.items():
             if d in merged:
                 merged.set(d, attr)
@@ -268,6 +273,10 @@ class UserChroot(Chroot):
         if proc.returncode not in (0, 1) or len(record) == 0:
             raise InstallError(f"listing the tree inside the root failed: {err.strip()[-300:]}")
         return record
+
+
+def _is_node(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _tracked_inodes(state_file: str) -> set[tuple[int, int]]:

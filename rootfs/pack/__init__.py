@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rootfs.host.atomic import atomic_path
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.model import arch as archmod
 from rootfs.model.attrs import AttrRecord, load_for_root, sidecar_path
 from rootfs.model.errors import OutputError, UsageError
@@ -69,6 +71,11 @@ class PackOptions:
     move_root: bool = False
     created_by: str = "rootfs pack"  # the config history entry
     log: Callable[[str], None] = lambda msg: None
+    # What the image may hold (rootfs.host.policy), with the rules waived.
+    policy: Policy = DEFAULT_POLICY
+    # Every payload of this root went through the Extractor's policy in this
+    # run (`make`, `build`): its device nodes and FIFOs came from scripts.
+    nodes_checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,9 @@ def _move_root(root: Path, output: Path, sde: int | None, attrs: AttrRecord | No
 
     if os.stat(root).st_dev != os.stat(_existing_parent(output)).st_dev:
         return None
+    # The same rules as a packed stream, before the tree is touched.
+    for _ in _walk(root, attrs, sde, opts):
+        pass
     clean_in_place(root, clamp=sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup, attrs=attrs)
     try:
         with atomic_path(output, directory=True) as tmp:
@@ -277,9 +287,8 @@ class _Job:
         unames, gnames = tree.owner_names(self.root)
         tee = compress.Tee(sinks)
         try:
-            tarstream.write_stream(
-                tree.walk(self.root, attrs=self.attrs, clamp=self.sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup),
-                tee.write, unames, gnames, on_entry=seen)
+            tarstream.write_stream(_walk(self.root, self.attrs, self.sde, opts), tee.write, unames, gnames,
+                                   on_entry=seen)
         except BaseException:
             for p in procs:
                 p.kill()
@@ -333,6 +342,11 @@ class _Job:
             arts.append(Artifact("dir", targets["dir"]))
         order = {f: i for i, f in enumerate(self.formats)}
         return sorted(arts, key=lambda a: order[a.format])
+
+
+def _walk(root: Path, attrs: AttrRecord | None, sde: int | None, opts: PackOptions):
+    entries = tree.walk(root, attrs=attrs, clamp=sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup)
+    return tree.checked(entries, opts.policy, attrs=attrs, nodes_checked=opts.nodes_checked, keep_dev=opts.keep_dev)
 
 
 def _file_artifact(fmt: str, path: Path) -> Artifact:

@@ -19,6 +19,8 @@ from pathlib import Path
 from rootfs import __version__, ui
 from rootfs.backends import InstallOptions, Mode, ResolveOptions
 from rootfs.host.atomic import atomic_write_text
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
@@ -60,6 +62,7 @@ class MakeRequest:
     push: str | None = None
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
+    policy: Policy = DEFAULT_POLICY  # the payload and image rules, with what --allow waived
 
 
 def artifact_name(fmt: str) -> str:
@@ -189,7 +192,7 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     root.mkdir()
     attrs = None if req.mode == "root" else AttrRecord()
     with report.stage("install"):
-        result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs))
+        result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs, policy=req.policy))
     for step in result.skipped:
         ui.warn(f"skipped: {step}")
     if attrs is not None and keep_dir:
@@ -208,7 +211,7 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     others = [f for f in req.formats if f != "dir"]
     if others:
         with report.stage("pack"):
-            arts = _pack(req, lock, root, attrs, others, staging, annotations)
+            arts = _pack(req, lock, root, attrs, others, staging, annotations, result.payloads_checked)
         for a in arts:
             report.artifacts[str(final_path(a.format))] = a.digest
     if keep_dir:
@@ -230,7 +233,7 @@ def created_by(recipe: Recipe, lock: Lock) -> str:
             f"lock sha256:{lock.digest()}")
 
 
-def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
+def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict, nodes_checked: bool):
     from rootfs.pack import PackOptions
 
     image = req.recipe.image
@@ -244,13 +247,15 @@ def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
         architecture=lock.architecture,
         layer_compression=req.layer_compression,
         created_by=created_by(req.recipe, lock),
+        policy=req.policy,
+        nodes_checked=nodes_checked,
     )
 
 
-def _pack(req, lock, root, attrs, formats, staging, annotations):
+def _pack(req, lock, root, attrs, formats, staging, annotations, nodes_checked):
     from rootfs.pack import pack
 
-    opts = _pack_options(req, lock, attrs, annotations)
+    opts = _pack_options(req, lock, attrs, annotations, nodes_checked)
     if len(formats) == 1:
         return pack(root, formats, staging / artifact_name(formats[0]), opts)
     arts = pack(root, formats, staging / ".pack", opts)
@@ -287,9 +292,11 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             root.mkdir()
             attrs = None if req.mode == "root" else AttrRecord()
             with report.stage("install"):
-                pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs))
+                result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs,
+                                                                            policy=req.policy))
             with report.stage("pack"):
-                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, {}))
+                arts = pack(root, list(req.formats), "-",
+                            _pack_options(req, lock, attrs, {}, result.payloads_checked))
         finally:
             with contextlib.suppress(RootfsError):
                 _safe_rmtree(work)

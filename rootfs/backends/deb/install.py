@@ -118,12 +118,13 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
         raise InstallError(f"no package file for {', '.join(sorted(missing))}")
     if opts.mode != "root" and opts.attrs is None:
         opts.attrs = AttrRecord()
-    report = InstallReport(packages=len(lock.packages))
+    report = InstallReport(packages=len(lock.packages), payloads_checked=True)
     root = Path(root)
     stage2 = opts.mode.configures
     # SIGTERM unwinds like Ctrl-C, so the caller's cleanup of a half-built
     # root runs (and stage 2's mounts are undone).
-    with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex:
+    with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log,
+                                     policy=opts.policy) as ex:
         unpacked = stage_one(lock, files, ex, opts, register_all=not stage2)
         if stage2:
             stage_two(lock, unpacked, ex, opts)

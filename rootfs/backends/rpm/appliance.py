@@ -19,6 +19,8 @@ from rootfs.backends.rpm.header import open_rpm
 from rootfs.backends.rpm.install import check_package, check_signatures
 from rootfs.backends.rpm.resolve import resolve
 from rootfs.host.atomic import atomic_path
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import OutputError, UsageError, VerifyError
 from rootfs.model.lock import Lock, read_lock
@@ -76,7 +78,8 @@ def load_appliance(appliance: Path) -> tuple[Lock, dict[str, Path]]:
     return lock, files
 
 
-def build(appliance: Path, fmt: str, output: Path, mode: Mode, log=lambda msg: None) -> InstallReport:
+def build(appliance: Path, fmt: str, output: Path, mode: Mode, log=lambda msg: None,
+          policy: Policy = DEFAULT_POLICY) -> InstallReport:
     """Install the appliance offline and pack the root as fmt at output."""
     from rootfs import pack as packer
     from rootfs.host.atomic import atomic_write_bytes
@@ -95,7 +98,7 @@ def build(appliance: Path, fmt: str, output: Path, mode: Mode, log=lambda msg: N
         root = work / "root"
         root.mkdir(mode=0o755)
         record = AttrRecord() if mode is not Mode.ROOT else None
-        report = pipeline.install(lock, files, root, InstallOptions(mode=mode, attrs=record, log=log))
+        report = pipeline.install(lock, files, root, InstallOptions(mode=mode, attrs=record, log=log, policy=policy))
         if record is not None:
             record.set(".", record.get(".") or _root_attr())
         # Every build has its SBOM beside the artifacts, and the image names it.
@@ -105,7 +108,8 @@ def build(appliance: Path, fmt: str, output: Path, mode: Mode, log=lambda msg: N
         image = ImageConfig(annotations=(("org.rootfs.sbom.digest", "sha256:" + digest),))
         packer.pack(root, formats, output, packer.PackOptions(
             source_date_epoch=lock.source_date_epoch or None, attrs=record, image=image,
-            architecture=lock.architecture, log=log, created_by="rootfs build",
+            architecture=lock.architecture, log=log, created_by="rootfs build", policy=policy,
+            nodes_checked=report.payloads_checked,
         ))
         atomic_write_bytes(output.parent / f"{output.name}.spdx.json", sbom)
     return report
