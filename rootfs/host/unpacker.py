@@ -384,7 +384,8 @@ class Extractor:
 
     def extract(self, archive, *, md5sums: dict[str, str] | None = None,
                 claims: dict[str, tuple[int, int, int]] | None = None, what: str = "",
-                format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None) -> list[str]:
+                format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None,
+                kinds: dict[str, int] | None = None) -> list[str]:
         """Extract `archive` (a path or a binary stream with readinto) and
         return its member paths as dpkg lists them ("/.", "/usr", ...).
 
@@ -396,7 +397,9 @@ class Extractor:
         -> (st_mode, uid, gid): what a caller extracting several archives in
         parallel needs to settle overlaps deterministically afterwards.
         When dir_mtimes is a list, it receives (real root-relative path, mtime
-        in ns) of every directory member, for the same reason."""
+        in ns) of every directory member, for the same reason. When kinds is
+        a dict, it receives the file type (stat.S_IFMT) of every member by
+        its listed path: what the archive says, whatever was on disk."""
         what = what or str(archive)
         paths: list[str] = []
         regular: set[str] = set()  # hard links may only point at these
@@ -412,6 +415,9 @@ class Extractor:
                         raise HostileArchive(f"{what}: member {shown(name)} refused: {exc}") from None
                     if listed is not None:
                         paths.append(listed)
+                        if kinds is not None:
+                            kinds[listed] = stat.S_IFREG if ffi.entry_hardlink(entry._entry_p) is not None \
+                                else stat.S_IFMT(entry.mode)
             if dir_mtimes is not None:
                 dir_mtimes.extend(pending.members)
             for key, mtime in reversed(pending.dirs):
@@ -546,12 +552,17 @@ class Extractor:
         """Write one file; True when something had to be removed first."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         cleared = False
-        try:
-            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
-        except FileExistsError:
-            self._clear(dfd, leaf, key)
-            cleared = True
-            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+        for attempt in range(4):
+            try:
+                fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+                break
+            except FileExistsError:
+                # Another archive extracting in parallel may put the name
+                # back between our removal and our creation.
+                if attempt == 3:
+                    raise
+                self._clear(dfd, leaf, key)
+                cleared = True
         try:
             digest = hashlib.md5() if md5sums is not None else None
             _copy_data(entry._archive_p, fd, entry.size or 0, digest)
