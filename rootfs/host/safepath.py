@@ -70,6 +70,42 @@ def _split(path: str) -> list[str]:
     return [c for c in path.split("/") if c not in ("", ".")]
 
 
+def repository_path(location: str, what: str) -> str:
+    """A path an index gives for a package file (deb `Filename:`, rpm
+    `location href`), checked to stay inside the repository it came from:
+    not absolute, no URL scheme, no `..` that climbs above the top, no NUL,
+    newline, `?` or `#` (which would change the URL). Returns it
+    normalised; refuses with VerifyError naming `what` before anything is
+    fetched."""
+    from rootfs.model.errors import VerifyError
+
+    def refuse(why: str):
+        return VerifyError(f"{what} {shown(location)}, which {why}; refused")
+
+    if not location:
+        raise refuse("is empty")
+    if any(c in location for c in "\0\n\r?#\\"):
+        raise refuse("holds a character no repository path has")
+    if location.startswith("/"):
+        raise refuse("is absolute")
+    head = location.split("/", 1)[0]
+    if ":" in head:
+        raise refuse("carries a URL scheme")
+    done: list[str] = []
+    for comp in location.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not done:
+                raise refuse("climbs out of the repository")
+            done.pop()
+            continue
+        done.append(comp)
+    if not done:
+        raise refuse("names no file")
+    return "/".join(done)
+
+
 def resolve_in_root(root: str | os.PathLike, path: str, *, follow_last: bool = True) -> str:
     """The real host path of `path` inside `root`, following symlinks that
     exist under root as if root were `/`. `..` stops at the root, absolute

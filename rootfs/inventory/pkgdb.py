@@ -22,7 +22,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from rootfs.host.safepath import PathEscape, resolve_in_root
+from rootfs.host.safepath import PathEscape, resolve_in_root, shown
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
 DPKG_STATUS = "var/lib/dpkg/status"
@@ -307,7 +307,23 @@ def _wanted(path: str) -> bool:
 
 
 def _norm(name: str) -> str:
-    return "/".join(c for c in name.split("/") if c not in ("", "."))
+    """A layer member's path with chroot semantics: `..` stops at the top,
+    so no name read from an image can point above it."""
+    done: list[str] = []
+    for c in name.split("/"):
+        if c in ("", "."):
+            continue
+        if c == "..":
+            if done:
+                done.pop()
+            continue
+        done.append(c)
+    return "/".join(done)
+
+
+# The largest package-database file read from a layer (Fedora's
+# rpmdb.sqlite is tens of MiB); a bigger one is refused, not read.
+MEMBER_LIMIT = 512 << 20
 
 
 @dataclass
@@ -341,6 +357,9 @@ def merge_layers(layers: Iterable[tarfile.TarFile]) -> dict[str, _Entry]:
             if member.issym():
                 added[path] = _Entry(link=member.linkname)
             elif member.isfile():
+                if member.size > MEMBER_LIMIT:
+                    raise UsageError(f"the image's {shown(path)} is {member.size} bytes, more than the "
+                                     f"{MEMBER_LIMIT} rootfs reads")
                 f = tar.extractfile(member)
                 added[path] = _Entry(data=f.read() if f else b"")
             elif member.islnk():
@@ -395,10 +414,17 @@ def read_layers(layers: Iterable[tarfile.TarFile]) -> PackageDB:
         if not any(k.rsplit("/", 1)[-1] in RPM_DB_FILES for k in members):
             continue
         with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as tmp:
-            for k, v in members.items():
+            for k, v in sorted(members.items()):
+                # k is normalised (no `..`), and only files and the
+                # directories made here exist below tmp: nothing to follow.
                 dest = Path(tmp) / k[len(dbdir) + 1:]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(v.data or b"")
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                except OSError:
+                    continue  # a name that is also a directory of another member
+                with os.fdopen(fd, "wb") as out:
+                    out.write(v.data or b"")
             return PackageDB("rpm", tuple(rpm_query(Path(tmp))), os_release)
     raise UsageError("the image has no package database (neither a dpkg status file nor an rpm database)")
 

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from rootfs.host.safepath import repository_path
 from rootfs.model.errors import VerifyError
 
 CHUNK = 1 << 22
@@ -73,7 +74,9 @@ class Package:
 
     @property
     def url(self) -> str:
-        return self.base_url + self.filename
+        # Checked here, at resolve time: a hostile Filename is refused
+        # before anything is fetched.
+        return self.base_url + repository_path(self.filename, f"the index entry of {self.name} {self.version} names")
 
 
 def parse_stanza(raw: bytes, base_url: str = "") -> Package:

@@ -11,6 +11,7 @@ from rootfs.backends.rpm.modules import apply as modules_apply
 from rootfs.backends.rpm.primary import Package, parse_primary, scan_filelists
 from rootfs.backends.rpm.repomd import Repomd, fetch_data, fetch_repomd
 from rootfs.backends.rpm.resolver import resolve_packages
+from rootfs.host.safepath import repository_path
 from rootfs.model.errors import ResolveError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
@@ -63,7 +64,7 @@ def locked(p: Package, repos: list[Repomd]) -> LockedPackage:
     base = p.base.rstrip("/") if p.base else repos[p.repo].url
     return LockedPackage(
         name=p.name, version=p.evr_text(), architecture=p.arch,
-        url=f"{base}/{p.location.lstrip('/')}", size=p.size, sha256=p.checksum,
+        url=f"{base}/{repository_path(p.location, f'{repos[p.repo].url} lists {p.nevra} at')}", size=p.size, sha256=p.checksum,
         source=p.sourcerpm, depends=tuple(str(d) for d in p.requires),
         provides=tuple(str(d) for d in p.provides), build_time=p.buildtime,
     )
