@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
+from rootfs.host.run import run as host_run
 from rootfs.host.safepath import PathEscape, resolve_in_root, shown
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
@@ -171,9 +171,9 @@ def rpm_query(dbpath: Path) -> list[Package]:
     if shutil.which("rpm") is None:
         raise PrivilegeError("reading an rpm database needs the rpm tool; install rpm")
     try:
-        proc = subprocess.run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF],
-                              capture_output=True, text=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = host_run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF], text=True,
+                        what="rpm reading the package database")
+    except OSError as exc:
         raise OutputError(f"cannot run rpm on the database in {dbpath}: {exc}") from None
     if proc.returncode != 0:
         first = (proc.stderr.strip().splitlines() or ["no message"])[0]

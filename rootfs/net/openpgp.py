@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from rootfs.host.run import run as host_run
 from rootfs.model.errors import PrivilegeError, UsageError, VerifyError
 
 _ARMOR_BEGIN = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
@@ -62,10 +62,8 @@ def _gpgv(tmp: Path, keyring: str | Path, args: list[str], what: str) -> None:
     kr.write_bytes(_keyring_bytes(keyring))
     home = tmp / "home"
     home.mkdir(mode=0o700)
-    proc = subprocess.run(
-        [gpgv, "--homedir", str(home), "--keyring", str(kr), "--status-fd", "1", *args],
-        capture_output=True, check=False,
-    )
+    proc = host_run([gpgv, "--homedir", str(home), "--keyring", str(kr), "--status-fd", "1", *args],
+                    what=f"gpgv checking {what}")
     status = proc.stdout.decode(errors="replace").splitlines()
     words = {line.split()[1] for line in status if line.startswith("[GNUPG:] ") and len(line.split()) > 1}
     if proc.returncode == 0 and "VALIDSIG" in words and "GOODSIG" in words:

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from rootfs.host.run import popen, watch
 from rootfs.host.safepath import repository_path
 from rootfs.model.errors import VerifyError
 
@@ -277,9 +278,7 @@ def _pieces(data: bytes) -> Iterator[bytes]:
 
 
 def _xz_subprocess(data: bytes, what: str) -> Iterator[bytes]:
-    proc = subprocess.Popen(
-        ["xz", "-T2", "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = popen(["xz", "-T2", "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def feed() -> None:
         try:
@@ -291,15 +290,16 @@ def _xz_subprocess(data: bytes, what: str) -> Iterator[bytes]:
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    try:
-        while chunk := proc.stdout.read(CHUNK):  # type: ignore[union-attr]
-            yield chunk
-    finally:
-        proc.stdout.close()  # type: ignore[union-attr]
-        writer.join()
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        rc = proc.wait()
+    with watch(proc, f"xz decompressing {what}"):
+        try:
+            while chunk := proc.stdout.read(CHUNK):  # type: ignore[union-attr]
+                yield chunk
+        finally:
+            proc.stdout.close()  # type: ignore[union-attr]
+            writer.join()
+            err = proc.stderr.read()  # type: ignore[union-attr]
+            proc.stderr.close()  # type: ignore[union-attr]
+            rc = proc.wait()
     if rc != 0:
         raise VerifyError(f"{what} is not valid xz data: {err.decode(errors='replace').strip()}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 from rootfs import ui
 from rootfs.backends import ResolveOptions
@@ -19,6 +18,8 @@ from rootfs.backends.deb.release import (
     parse_date,
 )
 from rootfs.backends.deb.resolver import resolve_set, variant_request
+from rootfs.host.run import run as host_run
+from rootfs.model.errors import CommandTimeout
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
 from rootfs.net.fetch import Downloader
@@ -29,9 +30,8 @@ def apt_checks_valid_until() -> bool:
     if not shutil.which("apt-config"):
         return True
     try:
-        out = subprocess.run(["apt-config", "dump", "Acquire::Check-Valid-Until"],
-                             capture_output=True, text=True, timeout=30, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out = host_run(["apt-config", "dump", "Acquire::Check-Valid-Until"], text=True, seconds=30).stdout
+    except (OSError, CommandTimeout):
         return True
     for line in out.splitlines():
         key, _, value = line.partition(" ")
