@@ -14,6 +14,7 @@ import base64
 import errno
 import http.client
 import json
+import re
 import random
 import socket
 import ssl
@@ -33,6 +34,13 @@ from rootfs.registry.ref import Reference
 USER_AGENT = "rootfs/0.1"
 BLOCK = 1 << 20
 
+
+# A manifest is at most 4 MiB (what registries accept); tokens and error
+# bodies are far smaller. Anything bigger is refused, not buffered.
+RESPONSE_LIMIT = 4 << 20
+ERROR_TEXT = 300
+# RFC 6750 b64token: what may follow "Bearer " in a header.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 
 @dataclass
 class RegistryOptions:
@@ -71,21 +79,33 @@ class Response:
     def json(self) -> dict:
         try:
             value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return {}
         return value if isinstance(value, dict) else {}
 
     def error_text(self) -> str:
-        """The registry's own error codes and messages, for our message."""
+        """The registry's own error codes and messages, for our message
+        (cut to a readable length: the body is the server's to choose)."""
         errs = self.json().get("errors")
         if isinstance(errs, list) and errs:
-            return "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errs if isinstance(e, dict))
-        text = self.body[:200].decode("utf-8", "replace").strip()
+            text = "; ".join(f"{_text(e.get('code', '?'))}: {_text(e.get('message', ''))}".strip()
+                             for e in errs if isinstance(e, dict))
+        else:
+            text = self.body[:ERROR_TEXT].decode("utf-8", "replace").strip()
+        text = " ".join(text.split())
+        if len(text) > ERROR_TEXT:
+            text = text[: ERROR_TEXT - 1] + "\u2026"
         return text or f"HTTP {self.status}"
 
     def error_codes(self) -> set[str]:
         errs = self.json().get("errors")
-        return {e.get("code") for e in errs if isinstance(e, dict)} if isinstance(errs, list) else set()
+        if not isinstance(errs, list):
+            return set()
+        return {e["code"] for e in errs if isinstance(e, dict) and isinstance(e.get("code"), str)}
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)[:ERROR_TEXT]
 
 
 class Transport:
@@ -187,7 +207,12 @@ class Transport:
                     sink(chunk)
                 data = b""
             else:
-                data = resp.read()
+                # Manifests, tokens and error bodies: small, and read whole.
+                data = resp.read(RESPONSE_LIMIT + 1)
+                if len(data) > RESPONSE_LIMIT:
+                    self.drop(url)
+                    raise RegistryError(f"{u.netloc} answered {method} {u.path[:200]} with more than "
+                                        f"{RESPONSE_LIMIT} bytes; a manifest, token or error is never that big")
             if resp.will_close:
                 self.drop(url)
         except ssl.SSLCertVerificationError as exc:
@@ -314,6 +339,9 @@ class Session:
             raise RegistryError(f"authentication to {self.ref.host} failed: the token service refused "
                                 f"the credentials{' from ' + self.creds.source if self.creds else ''}")
         token = r.json().get("token") or r.json().get("access_token")
+        if r.status == 200 and token and (not isinstance(token, str) or not _TOKEN.match(token)):
+            raise RegistryError(f"authentication to {self.ref.host} failed: the token service answered "
+                                "with a token that is not a bearer token")
         if r.status != 200 or not token:
             raise RegistryError(f"authentication to {self.ref.host} failed: the token service answered "
                                 f"HTTP {r.status} without a token")
