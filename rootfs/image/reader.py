@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import zstandard
+
 from rootfs.host.safepath import UnsafeName, normalise, shown
 from rootfs.model.arch import host_platform
 from rootfs.model.errors import UsageError, VerifyError
@@ -294,10 +296,8 @@ class Image:
                         yield tar
                 except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
                     raise VerifyError(f"{self.path}: layer {layer.digest} is not a readable tar ({exc})") from None
-                except Exception as exc:
-                    if type(exc).__module__.startswith("zstd"):
-                        raise VerifyError(f"{self.path}: layer {layer.digest} is not readable ({exc})") from None
-                    raise
+                except zstandard.ZstdError as exc:
+                    raise VerifyError(f"{self.path}: layer {layer.digest} is not readable ({exc})") from None
             checked.finish()
 
     def blobs(self) -> list[Descriptor]:
@@ -414,8 +414,6 @@ def _decompressed(raw: BinaryIO, media_type: str) -> Iterator:
         with gzip.GzipFile(fileobj=src, mode="rb") as g:  # type: ignore[arg-type]
             yield g
     elif head == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
         with zstandard.ZstdDecompressor().stream_reader(src) as z:  # type: ignore[arg-type]
             yield z
     else:
@@ -531,7 +529,56 @@ def _finish(path, kind, tag, root, root_bytes, desc, manifest_bytes, manifest, s
     img = Image(path, kind, tag, root, root_bytes, desc, manifest_bytes, manifest, cfg, b"", {}, layers, store, names)
     img.config_bytes = img.read_blob(cfg.digest, cfg.size, CONFIG_LIMIT)
     img.config = _parse_json(img.config_bytes, f"{where} config")
+    check_config(img.config, f"{where} config")
     return img
+
+
+# The types the OCI image spec gives the config fields rootfs reads; a
+# config that says otherwise is refused here, once, so that no reader of it
+# meets a number where a string belongs.
+_STR, _STRS, _MAP = "a string", "a list of strings", "a map of strings"
+_CONFIG_FIELDS = {"created": _STR, "author": _STR, "architecture": _STR, "variant": _STR, "os": _STR}
+_RUN_FIELDS = {"User": _STR, "Env": _STRS, "Entrypoint": _STRS, "Cmd": _STRS, "WorkingDir": _STR,
+               "Labels": _MAP, "ExposedPorts": "a map", "Volumes": "a map", "StopSignal": _STR}
+_HISTORY_FIELDS = {"created": _STR, "created_by": _STR, "comment": _STR, "author": _STR}
+
+
+def _is(value, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _STRS:
+        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+    if kind == _MAP:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    return isinstance(value, dict)
+
+
+def check_config(cfg: dict, where: str) -> None:
+    def need(obj: dict, fields: dict[str, str], prefix: str) -> None:
+        for key, kind in fields.items():
+            if not _is(obj.get(key), kind):
+                raise UsageError(f"{where}: {prefix}{key} is not {kind}")
+
+    need(cfg, _CONFIG_FIELDS, "")
+    run = cfg.get("config")
+    if run is not None:
+        if not isinstance(run, dict):
+            raise UsageError(f"{where}: config is not an object")
+        need(run, _RUN_FIELDS, "config.")
+    rootfs = cfg.get("rootfs")
+    if rootfs is not None:
+        if not isinstance(rootfs, dict) or not _is(rootfs.get("diff_ids"), _STRS):
+            raise UsageError(f"{where}: rootfs.diff_ids is not {_STRS}")
+    history = cfg.get("history")
+    if history is not None:
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise UsageError(f"{where}: history is not a list of objects")
+        for h in history:
+            need(h, _HISTORY_FIELDS, "history[].")
+            if not isinstance(h.get("empty_layer", False), bool):
+                raise UsageError(f"{where}: history[].empty_layer is not a boolean")
 
 
 def _tag_list(entries: list[Descriptor]) -> str:

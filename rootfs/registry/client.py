@@ -322,7 +322,11 @@ class Session:
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"authentication to {self.ref.host} failed: unsupported challenge {header!r}")
         realm = params["realm"]
-        realm_u = urllib.parse.urlsplit(realm)
+        try:
+            realm_u = urllib.parse.urlsplit(realm)
+            realm_u.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            raise RegistryError(f"authentication to {self.ref.host} failed: bad token realm {realm[:200]!r}") from None
         if realm_u.scheme == "http" and not self.opts.insecure:
             raise RegistryError(f"authentication to {self.ref.host} failed: its token service {realm} is "
                                 "plain HTTP (pass --insecure to allow it)")

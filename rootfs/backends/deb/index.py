@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from debian.debian_support import Version as _Version
+
 from rootfs.host.run import popen, watch
 from rootfs.host.safepath import repository_path
 from rootfs.model.errors import VerifyError
@@ -105,6 +107,10 @@ def parse_stanza(raw: bytes, base_url: str = "") -> Package:
         raise VerifyError(f"package {values['name']} has a bad Size field") from None
     essential = values.pop("essential", "").lower() == "yes"
     values.setdefault("architecture", "")
+    try:
+        _Version(values["version"])  # what sorting by version will need
+    except ValueError:
+        raise VerifyError(f"package {values['name'][:100]} has an invalid Version {values['version'][:100]!r}") from None
     return Package(size=size, essential=essential, base_url=base_url, **values)
 
 
@@ -197,10 +203,10 @@ class Index:
     # -- lookups ------------------------------------------------------------
 
     def names(self) -> list[str]:
-        return sorted(n.decode() for n in self._raw)
+        return sorted(n.decode("utf-8", "surrogateescape") for n in self._raw)
 
     def __contains__(self, name: str) -> bool:
-        return name.encode() in self._raw
+        return name.encode("utf-8", "surrogateescape") in self._raw
 
     def packages(self, name: str) -> list[Package]:
         """Every stanza for name installable on this architecture (its own or
@@ -212,7 +218,7 @@ class Index:
 
             seen: set[tuple[str, str]] = set()
             got = []
-            for raw in self._entries(name.encode()):
+            for raw in self._entries(name.encode("utf-8", "surrogateescape")):
                 p = parse_stanza(raw, self.base_url)
                 if p.architecture not in (self.architecture, "all"):
                     continue
@@ -233,11 +239,11 @@ class Index:
             # A resolve asks about a handful of virtual names: a substring scan
             # of the ~10,000 Provides lines kept at load time (a millisecond)
             # beats building a table of every virtual name in the archive.
-            needle = name.encode()
+            needle = name.encode("utf-8", "surrogateescape")
             found: set[str] = set()
             for pname, line in self._provides_lines:
                 if needle in line and any(v == name for v, _ in parse_provides(line.decode("utf-8", "replace"))):
-                    found.add(pname.decode())
+                    found.add(pname.decode("utf-8", "surrogateescape"))
             names = self._providers[name] = sorted(found)
         out = []
         for pname in names:
@@ -260,7 +266,7 @@ class Index:
                     continue
             elif needle not in entries:
                 continue
-            name = bname.decode()
+            name = bname.decode("utf-8", "surrogateescape")
             pkgs = self.packages(name)
             if not pkgs:
                 continue

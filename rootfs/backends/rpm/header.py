@@ -117,7 +117,7 @@ def read_header(f: BinaryIO, what: str) -> Header:
                 tags[tag] = list(struct.unpack_from(f">{count}I", store, off))
             elif typ == 5:
                 tags[tag] = list(struct.unpack_from(f">{count}Q", store, off))
-    except (ValueError, struct.error):
+    except (ValueError, struct.error, IndexError):
         raise VerifyError(f"{what} has a corrupt header") from None
     return Header(tags, pre + index + store)
 

@@ -54,10 +54,15 @@ def parse_modules(stream: IO[bytes], where: str) -> tuple[ModularFilter, set[str
     streams: list[tuple[str, str, list[str]]] = []
     for doc in docs:
         data = doc.get("data") or {}
+        if not isinstance(data, dict):
+            raise VerifyError(f"{where} has a {doc.get('document')!s:.40} document whose data is not a mapping")
         if doc.get("document") == "modulemd-defaults" and data.get("stream") is not None:
             defaults[str(data.get("module"))] = str(data["stream"])
         elif doc.get("document") == "modulemd":
-            rpms = ((data.get("artifacts") or {}).get("rpms") or [])
+            artifacts = data.get("artifacts") or {}
+            rpms = (artifacts.get("rpms") or []) if isinstance(artifacts, dict) else []
+            if not isinstance(rpms, list):
+                raise VerifyError(f"{where} has a module whose artifacts are not a list")
             streams.append((str(data.get("name")), str(data.get("stream")), [str(r) for r in rpms]))
     out = ModularFilter()
     modular: set[str] = set()

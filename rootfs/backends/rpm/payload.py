@@ -76,11 +76,19 @@ def file_entries(rpm: RpmFile) -> list[FileEntry]:
     inodes, devices, rdevs, caps = arr(H.FILEINODES, 0), arr(H.FILEDEVICES, 0), arr(H.FILERDEVS, 0), arr(H.FILECAPS, "")
     if len(dirindexes) != n or len(sizes) != n:
         raise InstallError(f"{rpm.path.name} has inconsistent file arrays in its header")
-    return [
-        FileEntry(i, dirnames[dirindexes[i]] + basenames[i], modes[i], sizes[i], users[i], groups[i],
-                  links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i])
-        for i in range(n)
-    ]
+    try:
+        out = [
+            FileEntry(i, dirnames[dirindexes[i]] + basenames[i], modes[i], sizes[i], users[i], groups[i],
+                      links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i])
+            for i in range(n)
+        ]
+        for e in out:  # the types the header's tags must have
+            stat.S_IFMT(e.mode), e.size + e.flags + e.mtime + e.inode + e.device + e.rdev  # noqa: B018
+            if not all(isinstance(x, str) for x in (e.path, e.user, e.group, e.linkto)):
+                raise TypeError(e.index)
+    except (IndexError, TypeError):
+        raise InstallError(f"{rpm.path.name} has inconsistent file arrays in its header") from None
+    return out
 
 
 def hardlink_sets(entries: list[FileEntry]) -> dict[int, list[int]]:
@@ -159,7 +167,10 @@ class CpioReader:
         self._pad()
         magic = self._read(6)
         if magic == STRIPPED:
-            fx = int(self._read(8), 16)
+            try:
+                fx = int(self._read(8), 16)
+            except ValueError:
+                raise InstallError(f"{self.what}: corrupt cpio header in the payload") from None
             self.remaining = sizes_by_index(fx)
             return None, fx, self.remaining
         if magic not in (NEWC, CRC):

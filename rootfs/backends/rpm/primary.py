@@ -263,11 +263,15 @@ def parse_primary(stream: IO[bytes], repo: int = 0, where: str = "primary.xml") 
         if first_file >= 0 and body.find("&", first_file) >= 0:
             files = [text(f) for f in files]
         checksum = checksum.strip()
+        try:
+            size_n, build_n = int(size or 0), int(build or 0)
+        except ValueError:
+            raise VerifyError(f"{where}: package {text(name)[:100]} has a malformed size or build time") from None
         yield Package(
             name=intern(text(name)), epoch=epoch or "0", version=text(ver), release=text(rel), arch=intern(arch),
             location=text(href), base=text(base or ""), checksum_type=ck_type, checksum=checksum,
-            size=int(size or 0), sourcerpm=text(_between(body[fmt:stop], "<rpm:sourcerpm>", "</rpm:sourcerpm>")),
-            buildtime=int(build or 0), provide_names=tuple(map(intern, names)), files=tuple(files), repo=repo,
+            size=size_n, sourcerpm=text(_between(body[fmt:stop], "<rpm:sourcerpm>", "</rpm:sourcerpm>")),
+            buildtime=build_n, provide_names=tuple(map(intern, names)), files=tuple(files), repo=repo,
             pkgid=checksum, raw_deps={"provides": provides, **sections},
         )
 
