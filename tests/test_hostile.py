@@ -584,3 +584,230 @@ def test_a_hanging_maintainer_script_ends_the_build_with_exit_11(tmp_path, gpg_k
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# -- images rootfs reads ---------------------------------------------------------------
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _layer(members) -> bytes:
+    return tar_bytes(members)
+
+
+def _config(layers: list[bytes]) -> bytes:
+    return json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05Z",
+                       "rootfs": {"type": "layers", "diff_ids": [_digest(x) for x in layers]},
+                       "history": [{"created": "2024-01-02T03:04:05Z", "created_by": "test"}]}).encode()
+
+
+def oci_layout(path: Path, layers: list[bytes], *, config: bytes | None = None, manifest: bytes | None = None,
+               tamper=None) -> Path:
+    """An OCI layout of uncompressed layers; tamper(path) may change it after."""
+    config = config if config is not None else _config(layers)
+    manifest = manifest if manifest is not None else json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": _digest(x), "size": len(x)}
+                   for x in layers]}).encode()
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    for b in [config, manifest, *layers]:
+        (blobs / hashlib.sha256(b).hexdigest()).write_bytes(b)
+    (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _digest(manifest),
+         "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    if tamper:
+        tamper(path)
+    return path
+
+
+def docker_archive(path: Path, layers: list[bytes], manifest_json=None) -> Path:
+    config = _config(layers)
+    names = [f"{hashlib.sha256(x).hexdigest()}/layer.tar" for x in layers]
+    entries = manifest_json if manifest_json is not None else [
+        {"Config": f"{hashlib.sha256(config).hexdigest()}.json", "RepoTags": ["evil:1"], "Layers": names}]
+    files = {"manifest.json": json.dumps(entries).encode(), f"{hashlib.sha256(config).hexdigest()}.json": config}
+    files.update(zip(names, layers))
+    with tarfile.open(path, "w") as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    return path
+
+
+READERS = {
+    "inspect": lambda img, w: ["inspect", img],
+    "history": lambda img, w: ["history", img],
+    "sbom": lambda img, w: ["sbom", img, "-o", w / "out.spdx.json"],
+    "graph": lambda img, w: ["graph", img, "-o", w / "out.dot"],
+    "push": lambda img, w: ["push", img, "127.0.0.1:9/evil:1", "--insecure", "--retries", "0"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_rpmdb_members_climbing_out_of_a_layer_write_nothing_outside(world, command):
+    """Layer members under var/lib/rpm/ with `..`: read as the image's own
+    paths (chroot semantics), never written above rootfs's temporary
+    directory."""
+    escape = f"var/lib/rpm/{'../' * 12}{str(world).lstrip('/')}/escaped"
+    layer = _layer([("var/", tarfile.DIRTYPE, 0o755, b""), ("var/lib/", tarfile.DIRTYPE, 0o755, b""),
+                    ("var/lib/rpm/", tarfile.DIRTYPE, 0o755, b""),
+                    ("var/lib/rpm/rpmdb.sqlite", tarfile.REGTYPE, 0o644, b"not a database"),
+                    (escape, tarfile.REGTYPE, 0o644, b"written outside\n"),
+                    ("var/lib/rpm/../../../../../../../../tmp/rootfs-escaped-by-layer", tarfile.REGTYPE, 0o644,
+                     b"written outside\n")])
+    img = docker_archive(world / "evil.docker.tar", [layer])
+    before = tree(world)
+    p = run_rootfs(READERS[command](img, world), world)
+    assert "Traceback" not in p.stderr, p.stderr
+    assert not (world / "escaped").exists() and not Path("/tmp/rootfs-escaped-by-layer").exists()
+    assert os.listdir(world / "tmp") == []
+    after = tree(world, (world / "out.spdx.json", world / "out.dot"))
+    assert after == before
+    if command in ("sbom", "graph"):
+        # the image's rpm database is the bytes above: rpm cannot read it
+        assert_refused(p, 8, "rpm")
+    elif command == "push":
+        assert_refused(p, 5, "127.0.0.1:9")  # read whole, then the registry is unreachable
+    else:
+        assert p.returncode == 0, p.stderr
+
+
+def _symlinked_config(path: Path) -> None:
+    index = json.loads((path / "index.json").read_text())
+    manifest = json.loads((path / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    blob = path / "blobs/sha256" / manifest["config"]["digest"].split(":")[1]
+    blob.unlink()
+    blob.symlink_to("/etc/passwd")
+
+
+def _tampered_layer(path: Path) -> None:
+    index = json.loads((path / "index.json").read_text())
+    manifest = json.loads((path / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    blob = path / "blobs/sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    data = bytearray(blob.read_bytes())
+    i = data.index(b"Version: 1")
+    data[i + 9] = ord("2")  # one byte: the package's version
+    blob.write_bytes(bytes(data))
+
+
+STATUS_LAYER = [("var/", tarfile.DIRTYPE, 0o755, b""), ("var/lib/", tarfile.DIRTYPE, 0o755, b""),
+                ("var/lib/dpkg/", tarfile.DIRTYPE, 0o755, b""),
+                ("var/lib/dpkg/status", tarfile.REGTYPE, 0o644,
+                 b"Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n")]
+
+HOSTILE_LAYOUTS = {
+    # a blob that is a symlink out of the layout: never followed
+    "symlinked-blob": (dict(tamper=_symlinked_config), 2, "links are not followed"),
+    # a layer whose bytes no longer match its digest
+    "tampered-layer": (dict(tamper=_tampered_layer), 4, "does not match its digest"),
+    # a manifest larger than any registry accepts
+    "huge-manifest": (dict(manifest=b'{"schemaVersion": 2, "pad": "' + b"x" * (5 << 20) + b'"}'), 2, "more than"),
+    # a config whose fields have the wrong types
+    "config-types": (dict(config=b'{"architecture": "amd64", "os": "linux", "history": [{"created": 5}]}'), 2,
+                     "history[].created is not a string"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+@pytest.mark.parametrize("case", sorted(HOSTILE_LAYOUTS))
+def test_hostile_oci_layouts(world, case, command):
+    kwargs, code, words = HOSTILE_LAYOUTS[case]
+    layout = oci_layout(world / "layout", [_layer(STATUS_LAYER)], **kwargs)
+    before = tree(world)
+    p = run_rootfs(READERS[command](layout, world), world)
+    if case == "tampered-layer" and command == "history":
+        assert p.returncode == 0, p.stderr  # history reads no layer
+    elif case == "tampered-layer" and command == "push":
+        assert_refused(p, 5, "127.0.0.1:9")  # push leaves the digest to the registry's final check
+    else:
+        assert_refused(p, code, words)
+    assert tree(world, (world / "out.spdx.json", world / "out.dot")) == before
+    assert os.listdir(world / "tmp") == []
+
+
+def test_docker_archive_names_are_taken_inside_the_archive(world):
+    layer = _layer(STATUS_LAYER)
+    img = docker_archive(world / "a.tar", [layer], manifest_json=[
+        {"Config": "../../../../etc/passwd", "RepoTags": ["x:1"], "Layers": ["../../../../etc/shadow"]}])
+    p = run_rootfs(["inspect", img], world)
+    assert_refused(p, 2, "'etc/passwd' is missing from the archive")
+    config = _config([layer])
+    img = docker_archive(world / "b.tar", [layer], manifest_json=[
+        {"Config": "0" * 64 + ".json", "Layers": []}])
+    with tarfile.open(img, "a") as t:
+        ti = tarfile.TarInfo("0" * 64 + ".json")
+        ti.size = len(config)
+        t.addfile(ti, io.BytesIO(config))
+    p = run_rootfs(["inspect", img], world)
+    assert_refused(p, 4, "does not match the digest its name gives")
+
+
+class HostileRegistry(http.server.BaseHTTPRequestHandler):
+    """Answers /v2/ and the manifest of evil:1 with what the test says."""
+
+    manifest: bytes = b""
+    blobs: dict[str, bytes] = {}
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def do_GET(self):  # noqa: N802
+        if self.path == "/v2/":
+            body, ctype = b"{}", "application/json"
+        elif self.path.startswith("/v2/evil/manifests/"):
+            body, ctype = self.manifest, "application/vnd.oci.image.manifest.v1+json"
+        elif self.path.startswith("/v2/evil/blobs/"):
+            body, ctype = self.blobs.get(self.path.rsplit("/", 1)[1], b""), "application/octet-stream"
+        else:
+            body, ctype = b'{"errors": [{"code": "NAME_UNKNOWN"}]}', "application/json"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("case", ["huge-manifest", "wrong-blob", "not-an-object"])
+def test_pull_from_a_hostile_registry(world, case):
+    layer = _layer(STATUS_LAYER)
+    config = _config([layer])
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": _digest(config), "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                       "digest": _digest(layer), "size": len(layer)}]}).encode()
+    blobs = {_digest(config): config, _digest(layer): layer}
+    if case == "huge-manifest":
+        manifest = manifest[:-1] + b', "pad": "' + b"x" * (5 << 20) + b'"}'
+        words, code = ("more than",), 10
+    elif case == "wrong-blob":
+        blobs[_digest(layer)] = layer[:-1] + b"\x01"
+        words, code = ("does not match its digest",), 4
+    else:
+        manifest = b"[1, 2, 3]"
+        words, code = ("not a JSON object",), 10
+    handler = type("R", (HostileRegistry,), {"manifest": manifest, "blobs": blobs})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        before = tree(world, (world / "tmp",))
+        p = run_rootfs(["pull", f"127.0.0.1:{httpd.server_address[1]}/evil:1", world / "pulled", "--insecure",
+                        "--retries", "0"], world, env={"XDG_CACHE_HOME": str(world / "tmp")})
+        assert_refused(p, code, *words)
+        assert not (world / "pulled").exists()
+        assert tree(world, (world / "tmp",)) == before
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
