@@ -30,6 +30,7 @@ import debrepo
 import pytest
 from conftest import needs_root
 from debrepo import Pkg, build_repo, write_recipe
+from test_escapes import ar_archive
 
 from rootfs.host.policy import Policy, PolicyViolation
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
@@ -41,7 +42,7 @@ MTIME = 1_700_000_000
 # -- building hostile packages ----------------------------------------------------
 
 
-def tar_bytes(members) -> bytes:
+def tar_archive(members) -> bytes:
     """members: (name, type, mode, data-or-linkname, extra TarInfo attrs)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
@@ -61,22 +62,14 @@ def tar_bytes(members) -> bytes:
     return buf.getvalue()
 
 
-def ar_bytes(members: list[tuple[str, bytes]]) -> bytes:
-    out = [b"!<arch>\n"]
-    for name, data in members:
-        out.append(f"{name:<16}{0:<12}{0:<6}{0:<6}{0o100644:<8o}{len(data):<10}`\n".encode())
-        out.append(data + (b"\n" if len(data) % 2 else b""))
-    return b"".join(out)
-
-
 def raw_deb(name: str, data: list, control_files: dict[str, bytes] | None = None, arch: str = "amd64") -> bytes:
     control = (f"Package: {name}\nVersion: 1.0\nArchitecture: {arch}\nMaintainer: t <t@example.org>\n"
                f"Priority: optional\nDescription: hostile\n").encode()
     members = [("./", tarfile.DIRTYPE, 0o755, b""), ("./control", tarfile.REGTYPE, 0o644, control)]
     members += [(f"./{k}", tarfile.REGTYPE, 0o755 if k in ("preinst", "postinst") else 0o644, v)
                 for k, v in (control_files or {}).items()]
-    return ar_bytes([("debian-binary", b"2.0\n"), ("control.tar.gz", gzip.compress(tar_bytes(members), mtime=0)),
-                     ("data.tar", tar_bytes([("./", tarfile.DIRTYPE, 0o755, b"")] + data))])
+    return ar_archive([("debian-binary", b"2.0\n"), ("control.tar.gz", gzip.compress(tar_archive(members), mtime=0)),
+                     ("data.tar", tar_archive([("./", tarfile.DIRTYPE, 0o755, b"")] + data))])
 
 
 def hostile_repo(tmp: Path, key, hostile: dict[str, bytes], extra: list[Pkg] = (), monkeypatch=None,
@@ -593,7 +586,7 @@ def _digest(data: bytes) -> str:
 
 
 def _layer(members) -> bytes:
-    return tar_bytes(members)
+    return tar_archive(members)
 
 
 def _config(layers: list[bytes]) -> bytes:

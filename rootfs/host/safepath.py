@@ -52,6 +52,15 @@ def normalise(path: str, what: str = "a path") -> str:
     raw = path.encode("utf-8", "surrogateescape")
     if len(raw) > PATH_MAX:
         raise UnsafeName(f"{what} names a path of {len(raw)} bytes, longer than {PATH_MAX}: {shown(path)}")
+    done = lexical(path)
+    if any(len(comp.encode("utf-8", "surrogateescape")) > NAME_MAX for comp in done):
+        raise UnsafeName(f"{what} names a path with a component longer than {NAME_MAX} bytes: {shown(path)}")
+    return "/" + "/".join(done)
+
+
+def lexical(path: str) -> list[str]:
+    """The components of path with chroot semantics, without looking at
+    any filesystem: "" and "." dropped, ".." stopped at the top."""
     done: list[str] = []
     for comp in path.split("/"):
         if comp in ("", "."):
@@ -60,10 +69,8 @@ def normalise(path: str, what: str = "a path") -> str:
             if done:
                 done.pop()
             continue
-        if len(comp.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            raise UnsafeName(f"{what} names a path with a component longer than {NAME_MAX} bytes: {shown(path)}")
         done.append(comp)
-    return "/" + "/".join(done)
+    return done
 
 
 def _split(path: str) -> list[str]:

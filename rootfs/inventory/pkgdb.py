@@ -22,7 +22,7 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from rootfs.host.run import run as host_run
-from rootfs.host.safepath import PathEscape, resolve_in_root, shown
+from rootfs.host.safepath import PathEscape, lexical, resolve_in_root, shown
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
 DPKG_STATUS = "var/lib/dpkg/status"
@@ -309,16 +309,7 @@ def _wanted(path: str) -> bool:
 def _norm(name: str) -> str:
     """A layer member's path with chroot semantics: `..` stops at the top,
     so no name read from an image can point above it."""
-    done: list[str] = []
-    for c in name.split("/"):
-        if c in ("", "."):
-            continue
-        if c == "..":
-            if done:
-                done.pop()
-            continue
-        done.append(c)
-    return "/".join(done)
+    return "/".join(lexical(name))
 
 
 # The largest package-database file read from a layer (Fedora's
