@@ -81,6 +81,11 @@ class Sack:
         self.pool = solv.Pool()
         self.pool.setdisttype(solv.Pool.DISTTYPE_RPM)
         self.pool.setarch(arch)
+        # As dnf's sack: packages of another arch color (i686 beside
+        # x86_64) can be installed beside each other, and hidden packages
+        # stay visible to queries (the solver still never picks them).
+        self.pool.set_flag(solv.Pool.POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1)
+        self.pool.set_flag(solv.Pool.POOL_FLAG_WHATPROVIDESWITHDISABLED, 1)
         self.arch = arch
         self.repos: list[solv.Repo] = []
         self._filelists = filelists
