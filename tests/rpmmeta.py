@@ -38,6 +38,7 @@ class Pkg:
     enhances: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
+    description: str = ""
 
     @property
     def evr(self) -> str:
@@ -82,7 +83,7 @@ def primary_xml(pkgs: list[Pkg]) -> bytes:
         out.append(f'<package type="rpm">\n  <name>{escape(p.name)}</name>\n  <arch>{p.arch}</arch>\n'
                    f'  <version epoch="{p.epoch}" ver={quoteattr(p.version)} rel={quoteattr(p.release)}/>\n'
                    f'  <checksum type="sha256" pkgid="YES">{p.pkgid}</checksum>\n'
-                   f'  <summary>{escape(p.name)}</summary>\n  <description>{escape(p.name)}</description>\n'
+                   f'  <summary>{escape(p.name)}</summary>\n  <description>{escape(p.description or p.name)}</description>\n'
                    f'  <packager/>\n  <url/>\n  <time file="{TIMESTAMP}" build="{TIMESTAMP}"/>\n'
                    f'  <size package="1000" installed="2000" archive="2100"/>\n'
                    f'  <location href="Packages/{escape(p.filename)}"/>\n  <format>\n'

@@ -84,23 +84,26 @@ class Selector:
     def _apply_filters(self) -> None:
         """Hide the excluded packages and those modularity hides."""
         sack = self.sack
+        pool = sack.pool
         hidden: set[int] = set()
-        if self.exclude:
-            for s in (s for r in sack.repos for s in r.solvables):
-                if any(fnmatch.fnmatchcase(s.name, x) or fnmatch.fnmatchcase(str(s), x) for x in self.exclude):
-                    hidden.add(s.id)
+        for pattern in self.exclude:
+            names = [n for n in sack.names() if fnmatch.fnmatchcase(n, pattern)]
+            if names:
+                hidden.update(s.id for n in names for s in sack.named_all(n))
+            else:  # a NEVRA, or a glob over NEVRAs
+                hidden.update(s.id for r in sack.repos for s in r.solvables if fnmatch.fnmatchcase(str(s), pattern))
         if self.modules:
             self.active = self.modules.active(self.enabled)
             gone, taken_over = self.modules.hidden(self.active)
             included = {a for d in self.active for a in d.artifacts}
+            ids = sack.nevra_ids()
+            hidden.update(i for key in gone for i in ids.get(key, ()))
             # What has the name of an active stream's package, or provides
             # that name, and is not in the stream, is hidden (as dnf does).
-            pool = sack.pool
-            rivals = {s.id for n in taken_over for s in pool.whatprovides(pool.str2id(n))}
-            for s in (s for r in sack.repos for s in r.solvables):
-                key = nevra_key(s.name, s.evr, s.arch)
-                if key in gone or ((s.name in taken_over or s.id in rivals) and key not in included):
-                    hidden.add(s.id)
+            for n in taken_over:
+                for s in pool.whatprovides(pool.str2id(n)):
+                    if nevra_key(s.name, s.evr, s.arch) not in included:
+                        hidden.add(s.id)
         sack.set_hidden(hidden)
 
     # -- requests -----------------------------------------------------------------------
@@ -139,7 +142,6 @@ class Selector:
         """The offered packages spec names, and the NEVRA form that named
         them (None for a capability or a path)."""
         sack = self.sack
-        by_name = sack.by_name()
         for form, rx in FORMS:
             m = rx.match(spec)
             if not m:
@@ -155,10 +157,10 @@ class Selector:
                 (name, epoch, ver, rel), arch = g, None
             else:
                 (name, epoch, ver), rel, arch = g, None, None
-            names = [n for n in by_name if fnmatch.fnmatchcase(n, name)] if is_glob(name) else [name]
+            names = sorted(n for n in sack.names() if fnmatch.fnmatchcase(n, name)) if is_glob(name) else [name]
             hits = []
             for n in names:
-                for s in by_name.get(n, ()):
+                for s in sack.named(n):
                     e, v, r = split_evr(s.evr)
                     if (_match(epoch, e) and _match(ver, v) and _match(rel, r) and _match(arch, s.arch)):
                         hits.append(s)
@@ -243,9 +245,8 @@ class Selector:
                     raise ResolveError(f"@{spec}: the default profile {missing[0]} is not in module {name}:{stream}")
             artifacts = {a for d in docs for a in d.artifacts}
             packages = dict.fromkeys(p for n in names for p in latest.profiles[n])
-            by_name = self.sack.by_name()
             for pkg in sorted(packages):
-                candidates = by_name.get(pkg, [])
+                candidates = self.sack.named(pkg)
                 modular = [s for s in candidates if nevra_key(s.name, s.evr, s.arch) in artifacts]
                 if not (modular or candidates):
                     raise ResolveError(f"@{spec}: no package {pkg} (in profile {', '.join(names)}) is offered")
@@ -279,9 +280,8 @@ class Selector:
                     names.setdefault((p.name, p.requires, p.basearchonly), p)
         out = []
         pool = self.sack.pool
-        by_name = self.sack.by_name()
         for (name, requires, basearchonly), _ in sorted(names.items()):
-            found = [s for s in by_name.get(name, ()) if not basearchonly or s.arch == self.sack.arch]
+            found = [s for s in self.sack.named(name) if not basearchonly or s.arch == self.sack.arch]
             if not found:
                 continue  # dnf warns and goes on: "No match for group package"
             if requires:

@@ -48,6 +48,7 @@ from typing import IO
 
 import solv
 
+from rootfs.backends.rpm.modules import nevra_key
 from rootfs.model.errors import ResolveError, VerifyError
 
 # dnf's default installonlypkgs: these may be installed in several versions.
@@ -91,7 +92,10 @@ class Sack:
         self._filelists = filelists
         self._file_paths_done: set[str] = set()
         self._shadowed: set[int] = set()  # a later repository's copies of an earlier one's NEVRAs
-        self._excluded: set[int] = set()
+        self._hidden: set[int] = set()
+        self._ids: list[int] = []
+        self._names: set[str] | None = None
+        self._nevras: dict[str, list[int]] | None = None
 
     # -- loading ---------------------------------------------------------------------
 
@@ -120,19 +124,20 @@ class Sack:
         if not ok:
             why = self.pool.errstr.replace("repo_rpmmd: ", "").replace("\n", "")
             raise VerifyError(f"{where} is not valid primary metadata: {why}")
-        seen = {self._nevra_key(s) for r in self.repos for s in r.solvables}
-        self._shadowed.update(s.id for s in repo.solvables if self._nevra_key(s) in seen)
         self.repos.append(repo)
         return repo
-
-    @staticmethod
-    def _nevra_key(s: solv.XSolvable) -> tuple[int, int, int]:
-        return (s.nameid, s.evrid, s.archid)
 
     def prepare(self, request_paths: Iterable[str] = ()) -> None:
         """Index provides, reading filelists.xml for the file dependencies
         (and requested paths) primary.xml cannot answer."""
         pool = self.pool
+        self._ids = [s.id for r in self.repos for s in r.solvables]
+        if len(self.repos) > 1:
+            seen: set[tuple[int, int, int]] = set()
+            for r in self.repos:
+                keys = [(s.id, (s.nameid, s.evrid, s.archid)) for s in r.solvables]
+                self._shadowed.update(i for i, k in keys if k in seen)
+                seen.update(k for _, k in keys)
         file_deps = [pool.id2str(i) for i in pool.addfileprovides_queue()]
         pool.createwhatprovides()
         wanted = {p for p in file_deps if not in_primary(p) or not pool.whatprovides(pool.str2id(p))}
@@ -150,49 +155,57 @@ class Sack:
         wanted -= self._file_paths_done
         if wanted and self._filelists is not None:
             self._file_paths_done |= wanted
-            by_id: dict[tuple[int, str], list[solv.XSolvable]] = {}
-            for i, repo in enumerate(self.repos):
-                for s in repo.solvables:
-                    ck = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
-                    if ck is not None:
-                        by_id.setdefault((i, ck.hex()), []).append(s)
+            owners: dict[tuple[int, str, str, str], list[solv.XSolvable]] = {}
             added = False
             for repo_index, pkgid, name, arch, path in self._filelists(wanted):
-                for s in by_id.get((repo_index, pkgid), ()):
-                    if s.name == name and s.arch == arch:
-                        s.add_provides(pool.str2id(path), 1)
-                        added = True
+                key = (repo_index, pkgid, name, arch)
+                if key not in owners:
+                    owners[key] = [s for s in self.named_all(name) if s.arch == arch
+                                   and self.repo_index(s) == repo_index
+                                   and (ck := s.lookup_checksum(solv.SOLVABLE_CHECKSUM)) is not None
+                                   and ck.hex() == pkgid]
+                for s in owners[key]:
+                    s.add_provides(pool.str2id(path), 1)
+                    added = True
             if added:
                 pool.createwhatprovides()
+        self.set_hidden(set())
 
     # -- what is offered -----------------------------------------------------------------
 
     def set_hidden(self, hidden: set[int]) -> None:
         """Hide packages (excludes, modular filtering) from requests and the solver."""
-        self._excluded = set(hidden)
-        visible = [s.id for r in self.repos for s in r.solvables
-                   if s.id not in self._excluded and s.id not in self._shadowed]
-        self.pool.set_considered_list(visible)
-        self._visible = None
-
-    def visible(self) -> list[solv.XSolvable]:
-        """The offered binary packages, in repository order."""
-        if getattr(self, "_visible", None) is None:
-            self._visible = [s for r in self.repos for s in r.solvables
-                             if s.id not in self._excluded and s.id not in self._shadowed
-                             and s.arch not in SOURCE_ARCHES]
-        return self._visible
-
-    def by_name(self) -> dict[str, list[solv.XSolvable]]:
-        if getattr(self, "_by_name", None) is None or self._by_name[0] is not self.visible():
-            index: dict[str, list[solv.XSolvable]] = {}
-            for s in self.visible():
-                index.setdefault(s.name, []).append(s)
-            self._by_name = (self.visible(), index)
-        return self._by_name[1]
+        self._hidden = set(hidden) | self._shadowed
+        self.pool.set_considered_list([i for i in self._ids if i not in self._hidden])
 
     def is_visible(self, s: solv.XSolvable) -> bool:
-        return s.id not in self._excluded and s.id not in self._shadowed and s.arch not in SOURCE_ARCHES
+        """Offered: not hidden, not a source package."""
+        return s.id not in self._hidden and s.arch not in SOURCE_ARCHES
+
+    def named_all(self, name: str) -> list[solv.XSolvable]:
+        """Every package called name, hidden or not, in repository order."""
+        pool = self.pool
+        nid = pool.str2id(name, False)
+        return [s for s in pool.whatprovides(nid) if s.nameid == nid] if nid else []
+
+    def named(self, name: str) -> list[solv.XSolvable]:
+        """The offered packages called name."""
+        return [s for s in self.named_all(name) if self.is_visible(s)]
+
+    def names(self) -> set[str]:
+        """Every package name (for globs)."""
+        if self._names is None:
+            self._names = {s.name for r in self.repos for s in r.solvables}
+        return self._names
+
+    def nevra_ids(self) -> dict[str, list[int]]:
+        """Solvable ids by NEVRA as modulemd writes it (name-epoch:version-release.arch)."""
+        if self._nevras is None:
+            self._nevras = {}
+            for r in self.repos:
+                for s in r.solvables:
+                    self._nevras.setdefault(nevra_key(s.name, s.evr, s.arch), []).append(s.id)
+        return self._nevras
 
     def repo_index(self, s: solv.XSolvable) -> int:
         return int(s.repo.name)
