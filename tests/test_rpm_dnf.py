@@ -124,7 +124,7 @@ def _real_cases(loaded: Loaded, seed: int = 7) -> list[Case]:
     """Requests drawn from the repositories' own names, provides, paths,
     groups and modules."""
     rng = random.Random(seed)
-    names = sorted(loaded.sack.by_name())
+    names = sorted(n for n in loaded.sack.names() if loaded.sack.named(n))
     cases = [Case([n]) for n in rng.sample(names, min(40, len(names)))]
     cases += [Case(rng.sample(names, 4)) for _ in range(5)]
     for name in ("bash", "coreutils", "systemd", "glibc", "python3", "dnf"):

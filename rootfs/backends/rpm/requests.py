@@ -92,7 +92,7 @@ class Selector:
                 hidden.update(s.id for n in names for s in sack.named_all(n))
             else:  # a NEVRA, or a glob over NEVRAs
                 hidden.update(s.id for r in sack.repos for s in r.solvables if fnmatch.fnmatchcase(str(s), pattern))
-        if self.modules:
+        if self.modules or self.enabled:
             self.active = self.modules.active(self.enabled)
             gone, taken_over = self.modules.hidden(self.active)
             included = {a for d in self.active for a in d.artifacts}
