@@ -76,7 +76,6 @@ class Selector:
     active: list[ModuleDoc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._keys: dict[str, list[int]] | None = None
         self._apply_filters()
 
     # -- what is offered --------------------------------------------------------------
@@ -123,7 +122,6 @@ class Selector:
         return out
 
     def package_jobs(self, spec: str) -> list[solv.Job]:
-        sack = self.sack
         found, form = self.query(spec)
         if not found:
             raise ResolveError(f"no package provides {spec} in the given repositories")
