@@ -30,9 +30,11 @@ with atheris.instrument_imports(include=["rootfs"]):
     import rootfs.backends.rpm.header  # noqa: F401
     import rootfs.backends.rpm.modules  # noqa: F401
     import rootfs.backends.rpm.payload  # noqa: F401
-    import rootfs.backends.rpm.primary  # noqa: F401
+    import rootfs.backends.rpm.comps  # noqa: F401
+    import rootfs.backends.rpm.filelists  # noqa: F401
     import rootfs.backends.rpm.repomd  # noqa: F401
     import rootfs.backends.rpm.resolve  # noqa: F401
+    import rootfs.backends.rpm.solver  # noqa: F401
     import rootfs.host.safepath  # noqa: F401
     import rootfs.host.unpacker  # noqa: F401
     import rootfs.image.info  # noqa: F401

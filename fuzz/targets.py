@@ -20,7 +20,6 @@ import json
 import lzma
 import os
 import shutil
-import struct
 import sys
 import tarfile
 import tempfile
@@ -344,6 +343,15 @@ PRIMARY = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 MODULES = b"""---
+document: modulemd-defaults
+version: 1
+data:
+  module: nodejs
+  stream: "18"
+  profiles:
+    "18": [common]
+...
+---
 document: modulemd
 version: 2
 data:
@@ -355,6 +363,12 @@ data:
   artifacts:
     rpms:
     - nodejs-1:18.14.2-2.module+el8.7.0+18251+5e01f1a5.x86_64
+  profiles:
+    common:
+      rpms: [nodejs, npm]
+  dependencies:
+  - requires:
+      platform: [el8]
 ...
 ---
 document: modulemd-defaults
@@ -376,33 +390,67 @@ def repomd(data: bytes) -> None:
 
 @target(lambda: [PRIMARY])
 def primary(data: bytes) -> None:
-    """primary.xml, then every package as the lock would take it."""
-    from rootfs.backends.rpm.primary import parse_primary, scan_filelists
+    """primary.xml into libsolv's pool, then every package as the lock
+    takes it (the location check included); the same bytes as filelists."""
+    from rootfs.backends.rpm.comps import Comps
+    from rootfs.backends.rpm.filelists import scan_filelists
+    from rootfs.backends.rpm.modules import Modules
     from rootfs.backends.rpm.repomd import Repomd
-    from rootfs.backends.rpm.resolve import locked
+    from rootfs.backends.rpm.resolve import Loaded, locked
+    from rootfs.backends.rpm.solver import Sack
 
-    repos = [Repomd(url="http://mirror.invalid/repo", revision="1", data={}, raw=b"")]
-    for p in parse_primary(io.BytesIO(data), where="primary.xml"):
-        for kind in ("provides", "requires", "conflicts", "obsoletes", "recommends", "supplements"):
-            p.deps(kind)
-        p.file_requires()
-        p.nevra  # noqa: B018
-        try:
-            p.evr  # noqa: B018
-            locked(p, repos)
-        except RootfsError as exc:
-            if not documented(exc):
-                raise
+    sack = Sack("x86_64")
+    sack.add_primary(io.BytesIO(data), "primary.xml")
+    sack.prepare()
+    loaded = Loaded([Repomd(url="http://mirror.invalid/repo", revision="1", data={}, raw=b"")], sack, Modules(),
+                    Comps())
+    for repo in sack.repos:
+        for solvable in list(repo.solvables)[:50]:
+            try:
+                locked(solvable, loaded)
+            except RootfsError as exc:
+                if not documented(exc):
+                    raise
     list(scan_filelists(io.BytesIO(data), {"/usr/bin/bash"}, "filelists.xml"))
+
+
+COMPS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<comps>
+  <group>
+    <id>core</id>
+    <name>Core</name>
+    <name xml:lang="de">Kern</name>
+    <packagelist>
+      <packagereq type="mandatory">bash</packagereq>
+      <packagereq type="conditional" requires="x">y</packagereq>
+      <packagereq type="optional">vim</packagereq>
+    </packagelist>
+  </group>
+  <environment>
+    <id>minimal</id>
+    <name>Minimal</name>
+    <grouplist><groupid>core</groupid></grouplist>
+    <optionlist><groupid>standard</groupid></optionlist>
+  </environment>
+</comps>
+"""
+
+
+@target(lambda: [COMPS])
+def comps(data: bytes) -> None:
+    from rootfs.backends.rpm.comps import parse_comps
+
+    parse_comps(io.BytesIO(data), "comps.xml")
 
 
 @target(lambda: [MODULES])
 def modules(data: bytes) -> None:
-    from rootfs.backends.rpm.modules import parse_modules
+    from rootfs.backends.rpm.modules import Modules, parse_modules
 
-    filt, modular = parse_modules(io.BytesIO(data), "modules.yaml")
-    for nevra in sorted(modular)[:10]:
-        filt.keeps(nevra, nevra.split("-", 1)[0], modular)
+    found = parse_modules(io.BytesIO(data), "modules.yaml")
+    Modules().merge(found)
+    for doc in found.docs[:10]:
+        doc.name_stream  # noqa: B018
 
 
 # -- images ------------------------------------------------------------------

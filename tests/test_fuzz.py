@@ -23,7 +23,7 @@ RUNS = {"data_tar": 1500, "deb": 1500, "rpm": 1500, "oci_layer": 1500, "registry
 
 def test_every_untrusted_parser_has_a_target():
     assert set(targets.TARGETS) == {
-        "release", "packages", "deb", "data_tar", "rpm", "repomd", "primary", "modules",
+        "release", "packages", "deb", "data_tar", "rpm", "repomd", "primary", "modules", "comps",
         "oci_index", "oci_manifest", "oci_config", "oci_layer", "docker_manifest", "registry"}
 
 

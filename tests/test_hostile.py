@@ -522,24 +522,40 @@ def test_index_filename_refused_before_any_fetch(tmp_path, gpg_key, monkeypatch,
         httpd.server_close()
 
 
-@pytest.mark.parametrize("href,why", [("../x.rpm", "climbs out"), ("/x.rpm", "absolute"),
-                                      ("https://elsewhere.invalid/x.rpm", "URL scheme"), ("a/b?c.rpm", "character")])
-def test_rpm_location_refused_at_resolve_time(href, why):
-    from rootfs.backends.rpm.primary import Package
+PRIMARY = """<?xml version="1.0" encoding="UTF-8"?>
+<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="1">
+<package type="rpm"><name>x</name><arch>noarch</arch><version epoch="0" ver="1" rel="1"/>
+<checksum type="sha256" pkgid="YES">{sha}</checksum><summary>x</summary>
+<time file="1" build="1"/><size package="1" installed="1" archive="1"/><location href="{href}"/>
+<format><rpm:license>MIT</rpm:license></format></package>
+</metadata>
+"""
+
+
+def _locked_url(href: str) -> str:
+    from rootfs.backends.rpm.comps import Comps
+    from rootfs.backends.rpm.modules import Modules
     from rootfs.backends.rpm.repomd import Repomd
-    from rootfs.backends.rpm.resolve import locked
+    from rootfs.backends.rpm.resolve import Loaded, locked
+    from rootfs.backends.rpm.solver import Sack
+
+    sack = Sack("x86_64")
+    sack.add_primary(io.BytesIO(PRIMARY.format(sha="0" * 64, href=href).encode()), "primary.xml")
+    sack.prepare()
+    loaded = Loaded([Repomd("http://mirror.invalid/repo", b"", "1", {})], sack, Modules(), Comps())
+    (solvable,) = list(sack.repos[0].solvables)
+    return locked(solvable, loaded).url
+
+
+@pytest.mark.parametrize("href,why", [("../x.rpm", "climbs out"), ("/x.rpm", "absolute"),
+                                      ("https://elsewhere.invalid/x.rpm", "URL scheme"),
+                                      ("a/b?c.rpm", "character")])
+def test_rpm_location_refused_at_resolve_time(href, why):
     from rootfs.model.errors import VerifyError
 
-    pkg = Package(name="x", epoch="0", version="1", release="1", arch="noarch", location=href, base="",
-                  checksum_type="sha256", checksum="0" * 64, size=1, sourcerpm="", buildtime=0,
-                  provide_names=(), files=(), repo=0, pkgid="", raw_deps={})
     with pytest.raises(VerifyError, match=why):
-        locked(pkg, [Repomd("http://mirror.invalid/repo", b"", "1", {})])
-    import dataclasses
-
-    assert locked(dataclasses.replace(pkg, location="Packages/x/./x-1-1.noarch.rpm"),
-                  [Repomd("http://mirror.invalid/repo", b"", "1", {})]).url == \
-        "http://mirror.invalid/repo/Packages/x/x-1-1.noarch.rpm"
+        _locked_url(href)
+    assert _locked_url("Packages/x/./x-1-1.noarch.rpm") == "http://mirror.invalid/repo/Packages/x/x-1-1.noarch.rpm"
 
 
 # -- commands that hang ----------------------------------------------------------------
