@@ -3,7 +3,7 @@
     python fuzz/run.py TARGET [libFuzzer options...]    e.g. -max_total_time=60 -seed=1 -runs=100000
 
 The target's seeds (fuzz/targets.py) are written into a fresh corpus
-directory, to which what the fuzzer finds is added. A crash -- any
+directory (in a scratch directory removed at the end), to which what the fuzzer finds is added. A crash -- any
 exception but one of rootfs's own errors with a documented exit code --
 stops the run with the input saved as crash-* under fuzz/crashes/ (or
 -artifact_prefix) and the traceback on stderr. libFuzzer's last line says
@@ -13,11 +13,25 @@ how many inputs ran: `Done N runs in S second(s)`.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import atheris
+if __name__ == "__main__" and "ROOTFS_FUZZ_WORK" not in os.environ:
+    # libFuzzer ends the process without running Python's exit handlers:
+    # the fuzzer runs as a child with a scratch directory of its own as
+    # TMPDIR, which this parent removes however the child ends.
+    work = tempfile.mkdtemp(prefix="rootfs-fuzz.")
+    try:
+        rc = subprocess.call([sys.executable, __file__, *sys.argv[1:]],
+                             env={**os.environ, "ROOTFS_FUZZ_WORK": work, "TMPDIR": work})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(rc)
+
+import atheris  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
