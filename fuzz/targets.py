@@ -274,6 +274,8 @@ def _inside(work: Path, root: Path) -> None:
 # -- rpm ---------------------------------------------------------------------
 
 def _rpm_seeds() -> list[bytes]:
+    # fuzz/seeds/fz-{gzip,xz}.rpm: rpmbuild of a noarch spec with a %config
+    # file, a hard link and a symlink, in both payload compressions.
     here = Path(__file__).resolve().parent / "seeds"
     return [p.read_bytes() for p in sorted(here.glob("*.rpm"))] or [b"\xed\xab\xee\xdb" + bytes(92)]
 
