@@ -837,3 +837,36 @@ def test_pull_from_a_hostile_registry(world, case):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@needs_root()
+def test_a_copy_keeps_the_marks_of_script_made_nodes(world):
+    """`rootfs pack -f dir` without root writes a record beside the copy:
+    the nodes the configure stage made stay packable from it, a waived one
+    needs waiving again."""
+    from rootfs.pack import PackOptions, pack
+
+    root = world / "root"
+    (root / "var/lib").mkdir(parents=True)
+    (root / "var/lib/scripted").write_bytes(b"")
+    (root / "var/lib/waived").write_bytes(b"")
+    rec = AttrRecord()
+    rec.set(".", Attr(stat.S_IFDIR | 0o755))
+    rec.set("var/lib/scripted", Attr(stat.S_IFCHR | 0o620, rdev=os.makedev(1, 3)))
+    rec.set("var/lib/waived", Attr(stat.S_IFCHR | 0o600, rdev=os.makedev(1, 1)))
+    rec.scripted.add("var/lib/scripted")
+    pid = os.fork()
+    if pid == 0:  # as nobody: the copy cannot hold device nodes, so it gets a record
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            pack(root, ["dir"], world / "tmp" / "copy", PackOptions(attrs=rec, policy=Policy(frozenset({"device"}))))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    copy = AttrRecord.load(sidecar_path(world / "tmp" / "copy"))
+    assert copy.scripted == {"var/lib/scripted"}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -339,6 +340,13 @@ class _Job:
                 # Not root: the copy cannot hold other owners or devices, so
                 # it carries the record the next pack reads them from.
                 self.dir_record = fsimage.record_of(extractors["dir"].every)
+                # Nodes made by the configure stage stay marked so in the
+                # copy's record (rootfs.host.policy); waived ones do not.
+                made = self.attrs.scripted if self.attrs is not None else set()
+                for key, attr in self.dir_record.items():
+                    if stat.S_IFMT(attr.mode) in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO) \
+                            and (opts.nodes_checked or key in made):
+                        self.dir_record.scripted.add(key)
             arts.append(Artifact("dir", targets["dir"]))
         order = {f: i for i, f in enumerate(self.formats)}
         return sorted(arts, key=lambda a: order[a.format])
