@@ -15,15 +15,17 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zstandard
 from debian.deb822 import Deb822
 
 from rootfs.host.run import run as host_run
 from rootfs.host.safepath import PathEscape, lexical, resolve_in_root, shown
-from rootfs.model.errors import OutputError, PrivilegeError, UsageError
+from rootfs.model.errors import OutputError, PrivilegeError, UsageError, VerifyError
 
 DPKG_STATUS = "var/lib/dpkg/status"
 # Distroless images keep one status paragraph per file here instead.
@@ -328,38 +330,49 @@ def merge_layers(layers: Iterable[tarfile.TarFile]) -> dict[str, _Entry]:
     whiteouts (`.wh.NAME`, `.wh..wh..opq`) delete what is below them."""
     files: dict[str, _Entry] = {}
     for tar in layers:
-        added: dict[str, _Entry] = {}
-        for member in tar:
-            path = _norm(member.name)
-            base = path.rsplit("/", 1)[-1]
-            parent = path.rsplit("/", 1)[0] if "/" in path else ""
-            if base == ".wh..wh..opq":
-                prefix = parent + "/" if parent else ""
-                for k in [k for k in files if k.startswith(prefix)]:
-                    del files[k]
-                continue
-            if base.startswith(".wh."):
-                gone = (parent + "/" if parent else "") + base[4:]
-                for k in [k for k in files if k == gone or k.startswith(gone + "/")]:
-                    del files[k]
-                continue
-            if not _wanted(path):
-                continue
-            if member.issym():
-                added[path] = _Entry(link=member.linkname)
-            elif member.isfile():
-                if member.size > MEMBER_LIMIT:
-                    raise UsageError(f"the image's {shown(path)} is {member.size} bytes, more than the "
-                                     f"{MEMBER_LIMIT} rootfs reads")
-                f = tar.extractfile(member)
-                added[path] = _Entry(data=f.read() if f else b"")
-            elif member.islnk():
-                target = _norm(member.linkname)
-                src = added.get(target) or files.get(target)
-                if src is not None:
-                    added[path] = src
+        try:
+            added = _members(tar, files)
+        except (tarfile.TarError, EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+            # A layer's bytes are read as its members are: a broken one
+            # shows here, not where the layer was opened.
+            raise VerifyError(f"a layer of the image is not a readable tar ({exc})") from None
         files.update(added)
     return files
+
+
+def _members(tar: tarfile.TarFile, files: dict[str, _Entry]) -> dict[str, _Entry]:
+    """One layer's wanted members; its whiteouts applied to files."""
+    added: dict[str, _Entry] = {}
+    for member in tar:
+        path = _norm(member.name)
+        base = path.rsplit("/", 1)[-1]
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if base == ".wh..wh..opq":
+            prefix = parent + "/" if parent else ""
+            for k in [k for k in files if k.startswith(prefix)]:
+                del files[k]
+            continue
+        if base.startswith(".wh."):
+            gone = (parent + "/" if parent else "") + base[4:]
+            for k in [k for k in files if k == gone or k.startswith(gone + "/")]:
+                del files[k]
+            continue
+        if not _wanted(path):
+            continue
+        if member.issym():
+            added[path] = _Entry(link=member.linkname)
+        elif member.isfile():
+            if member.size > MEMBER_LIMIT:
+                raise UsageError(f"the image's {shown(path)} is {member.size} bytes, more than the "
+                                 f"{MEMBER_LIMIT} rootfs reads")
+            f = tar.extractfile(member)
+            added[path] = _Entry(data=f.read() if f else b"")
+        elif member.islnk():
+            target = _norm(member.linkname)
+            src = added.get(target) or files.get(target)
+            if src is not None:
+                added[path] = src
+    return added
 
 
 def _lookup(files: dict[str, _Entry], path: str) -> bytes | None:
