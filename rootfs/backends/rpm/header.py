@@ -183,6 +183,7 @@ class RpmFile:
     payload_offset: int
     lead_major: int = 4
     lead_type: int = LEAD_BINARY
+    v3: bool = False  # an RPM v3 header (no immutable region), read through retrofit_v3
 
     @property
     def nevra(self) -> str:
@@ -277,9 +278,9 @@ def open_rpm(path: Path) -> RpmFile:
             pad = (8 - (len(sig.raw) % 8)) % 8
             _read_exact(f, pad, what)
             hdr = read_header(f, what)
-            rpm = RpmFile(Path(path), sig, hdr, f.tell(), major, ltype)
+            rpm = RpmFile(Path(path), sig, hdr, f.tell(), major, ltype, HEADERIMMUTABLE not in hdr.tags)
     except OSError as exc:
         raise VerifyError(f"cannot read {path}: {exc.strerror}") from None
-    if HEADERIMMUTABLE not in hdr.tags or OLDFILENAMES in hdr.tags:
+    if rpm.v3 or OLDFILENAMES in hdr.tags:
         retrofit_v3(hdr)
     return rpm

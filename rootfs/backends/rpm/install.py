@@ -273,6 +273,8 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
             raise InstallError(f"no package file for {p.name} {p.version} {p.architecture}")
         rpm = open_rpm(path)
         check_package(rpm, p)
+        if rpm.v3:
+            ui.warn(f"RPM v3 packages are deprecated: {rpm.nevra} (read as rpm 4.18 reads it)")
         rpms.append(rpm)
     if lock.keys:
         check_signatures([r.path for r in rpms], lock.keys)
@@ -364,7 +366,7 @@ def _transaction(lock, rpms, root, opts, unpacker, runner, report) -> InstallRep
         report.skipped.append("scriptlets: " + "; ".join(skipped_scripts))
     report.skipped.extend(failed)
     if unpacker.accounts.unknown:
-        report.skipped.append("owners not in the root's passwd/group, root used instead: "
+        report.skipped.append("owners not in the root's passwd/group, root used instead and set-id bits dropped as rpm does: "
                               + ", ".join(sorted(unpacker.accounts.unknown)))
     return report
 

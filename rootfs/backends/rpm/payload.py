@@ -153,7 +153,7 @@ class CpioReader:
             while len(out) < n:
                 chunk = self.f.read(n - len(out))
                 if not chunk:
-                    raise VerifyError(f"{self.what}: the payload is truncated")
+                    raise corrupt(self.rpm, "it ends early")
                 out += chunk
         except (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise corrupt(self.rpm, exc) from None
@@ -190,7 +190,7 @@ class CpioReader:
             self.remaining = sizes_by_index(fx)
             return None, fx, self.remaining
         if magic not in (NEWC, CRC):
-            raise VerifyError(f"{self.what}: the payload is not a cpio archive rpm writes")
+            raise corrupt(self.rpm, "no cpio header where one belongs")
         fields = self._read(104)
         filesize = self._hex(fields[48:56])
         namesize = self._hex(fields[88:96])
@@ -205,7 +205,7 @@ class CpioReader:
         try:
             return int(field, 16)
         except ValueError:
-            raise VerifyError(f"{self.what}: corrupt cpio header in the payload") from None
+            raise corrupt(self.rpm, "a cpio header is garbled") from None
 
     def copy_to(self, fd: int, n: int, digest=None) -> None:
         """Write the next n bytes of the entry to fd, through digest (a
@@ -264,10 +264,10 @@ def payload_contents(rpm: RpmFile, entries: list[FileEntry]) -> Iterator[tuple[F
             stream.close()
 
 
-def corrupt(rpm: RpmFile, exc: BaseException) -> VerifyError:
+def corrupt(rpm: RpmFile, why: BaseException | str) -> VerifyError:
     comp = rpm.header.str(H.PAYLOADCOMPRESSOR) or "uncompressed"
-    why = str(exc).strip() or type(exc).__name__
-    return VerifyError(f"{rpm.path.name}: the {comp} payload is corrupt ({why[:120]})")
+    text = str(why).strip() or type(why).__name__
+    return VerifyError(f"{rpm.path.name}: the {comp} payload is corrupt ({text[:120]})")
 
 
 def check_file_digest(rpm: RpmFile, e: FileEntry, digest) -> None:

@@ -1,9 +1,19 @@
-"""resolve(recipe, opts, downloader) -> Lock for rpm-md repositories."""
+"""resolve(recipe, opts, downloader) -> Lock for rpm-md repositories.
+
+Trust follows dnf's defaults: every package must be signed by one of the
+recipe's keys (gpgcheck, checked when the packages are installed, from the
+keys the lock carries), and repomd.xml's own signature is checked only
+when the recipe asks for it with `repo_gpgcheck` (most distributions,
+Fedora's and CentOS's among them, do not sign repomd.xml). A recipe
+without a key is refused unless --no-check-gpg is given, which then says
+loudly what is not checked.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.backends.rpm.keys import armored_key
 from rootfs.backends.rpm.modules import ModularFilter, parse_modules
@@ -17,15 +27,34 @@ from rootfs.model.recipe import Recipe
 from rootfs.net.fetch import Downloader
 
 
+def signing_key(recipe: Recipe, opts: ResolveOptions) -> str:
+    """The key file packages (and, with repo_gpgcheck, repomd.xml) are
+    checked with; "" with --no-check-gpg. No key is a usage error."""
+    if not opts.check_gpg:
+        return ""
+    key = opts.keyring or recipe.settings.gpgkey
+    if not key:
+        raise UsageError(f"recipe {recipe.name} names no gpgkey, so its packages' signatures cannot be checked; "
+                         "pass --gpgkey FILE (or --no-check-gpg to install unsigned packages)")
+    return key
+
+
 def load_repos(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> tuple[list[Repomd], list[Package]]:
     if not recipe.settings.repos:
         raise UsageError("an rpm recipe needs at least one repository (repos = [...] or --repo URL)")
-    keyring = (opts.keyring or recipe.settings.gpgkey) if opts.check_gpg else ""
+    key = signing_key(recipe, opts)
+    repo_key = key if recipe.settings.repo_gpgcheck else ""
     repos: list[Repomd] = []
     packages: list[Package] = []
     modular_filter, modular = ModularFilter(), set()
     for i, url in enumerate(recipe.settings.repos):
-        md = fetch_repomd(downloader, url, keyring or None)
+        md = fetch_repomd(downloader, url, repo_key or None)
+        if not opts.check_gpg:
+            ui.warn(f"NOT checking the signatures of {md.url}/repodata/repomd.xml or of its packages "
+                    "(--no-check-gpg): anyone between you and the repository can choose what gets installed")
+        elif not repo_key:
+            ui.detail(f"{md.url}/repodata/repomd.xml: its signature is not checked (repo_gpgcheck is off, "
+                      "as in dnf); every package's is")
         repos.append(md)
         stream = fetch_data(downloader, md, "primary")
         assert stream is not None  # parse_repomd insists on primary
@@ -84,7 +113,7 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
     )
     if not chosen:
         raise ResolveError("nothing to install")
-    key = (opts.keyring or recipe.settings.gpgkey) if opts.check_gpg else ""
+    key = signing_key(recipe, opts)
     revisions = [int(md.revision) for md in repos if md.revision.isdigit()]
     epoch = max(revisions) if revisions else max(p.buildtime for p in chosen)
     return Lock(

@@ -15,6 +15,7 @@ class RpmSettings:
     packages: tuple[str, ...] = ()
     gpgkey: str = ""
     weak_deps: bool = False
+    repo_gpgcheck: bool = False  # dnf's name and default: repomd.xml's signature is checked too
 
 
 SECTION_KEYS = {
@@ -22,6 +23,7 @@ SECTION_KEYS = {
     "packages": list,
     "gpgkey": str,
     "weak_deps": bool,
+    "repo_gpgcheck": bool,
 }
 
 
@@ -31,6 +33,7 @@ def parse(table: dict, where: str, recipe) -> RpmSettings:
         packages=tuple(table.get("packages", [])),
         gpgkey=table.get("gpgkey", ""),
         weak_deps=table.get("weak_deps", False),
+        repo_gpgcheck=table.get("repo_gpgcheck", False),
     )
 
 

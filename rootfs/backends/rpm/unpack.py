@@ -63,15 +63,14 @@ class Accounts:
         self.users = _ids(self.ex.read_file("etc/passwd"))
         self.groups = _ids(self.ex.read_file("etc/group"))
 
-    def ids(self, user: str, group: str) -> tuple[int, int]:
+    def ids(self, user: str, group: str) -> tuple[int | None, int | None]:
+        """The ids of user and group; None for a name the root lacks."""
         uid = self.users.get(user, 0 if user == "root" else None)
         gid = self.groups.get(group, 0 if group == "root" else None)
         if uid is None:
             self.unknown.add(f"user {user}")
-            uid = 0
         if gid is None:
             self.unknown.add(f"group {group}")
-            gid = 0
         return uid, gid
 
 
@@ -91,9 +90,16 @@ class Unpacker:
 
     def _entry(self, e: FileEntry, **kw) -> Entry:
         uid, gid = self.accounts.ids(e.user, e.group)
+        mode = e.mode
+        # As rpm does: an owner the root does not know becomes root, and the
+        # set-id bit that would have given that owner's powers is dropped.
+        if uid is None:
+            uid, mode = 0, mode & ~stat.S_ISUID
+        if gid is None:
+            gid, mode = 0, mode & ~stat.S_ISGID
         xattrs = ((capsmod.XATTR, capsmod.xattr_value(e.caps)),) if e.caps and stat.S_ISREG(e.mode) else ()
         rdev = _rdev(e.rdev) if stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode) else 0
-        return Entry(e.path, e.mode, uid, gid, e.mtime, e.linkto, rdev, xattrs, **kw)
+        return Entry(e.path, mode, uid, gid, e.mtime, e.linkto, rdev, xattrs, **kw)
 
     def _entries(self, rpm: RpmFile, entries: list[FileEntry]) -> Iterator[Entry]:
         links = hardlink_sets(entries)
