@@ -836,7 +836,7 @@ echo data > %{buildroot}/usr/share/fx-envcheck/data
 
 %post
 for f in /dev/* /dev/pts/ptmx; do echo "dev $f" >> /var/lib/fx/env; done
-if : 2>/dev/null > /sys/fx-probe; then echo "sys writable" >> /var/lib/fx/env; else echo "sys read-only" >> /var/lib/fx/env; fi
+if (echo probe > /sys/fx-probe) 2>/dev/null; then echo "sys writable" >> /var/lib/fx/env; else echo "sys read-only" >> /var/lib/fx/env; fi
 while read src dst fs opts rest; do
     case "$dst" in /sys|/dev|/proc) echo "mount $dst $fs ${opts%%%%,*}" >> /var/lib/fx/env;; esac
 done < /proc/self/mounts
@@ -1049,10 +1049,12 @@ def sign_rpms(rpms: list[Path], key) -> None:
         raise RuntimeError(f"rpmsign failed: {proc.stderr.decode(errors='replace')}")
 
 
-def make_repo(dest: Path, rpms: list[Path], *, compress: str = "gz", key=None, sign_rpms_too: bool = False) -> Path:
+def make_repo(dest: Path, rpms: list[Path], *, compress: str = "gz", key=None, sign_rpms_too: bool = False,
+              repomd_checksum: str = "") -> Path:
     """An rpm-md repository at dest: Packages/ with copies of rpms, repodata/
     by createrepo_c with metadata compressed as compress (gz, xz, bz2 or
-    zst), repomd.xml.asc when key is given. Returns dest."""
+    zst), repomd.xml.asc when key is given, repomd.xml's checksums of the
+    metadata in repomd_checksum (md5, sha1...) when given. Returns dest."""
     pk = dest / "Packages"
     pk.mkdir(parents=True)
     copies = []
@@ -1066,7 +1068,8 @@ def make_repo(dest: Path, rpms: list[Path], *, compress: str = "gz", key=None, s
     ctype = {"gz": "gz", "xz": "xz", "bz2": "bz2", "zst": "gz", "plain": "gz"}[compress]
     subprocess.run(
         ["createrepo_c", "--quiet", "--no-database", "--revision", str(SOURCE_DATE_EPOCH),
-         "--set-timestamp-to-revision", "--general-compress-type", ctype, str(dest)],
+         "--set-timestamp-to-revision", "--general-compress-type", ctype,
+         *(["--repomd-checksum", repomd_checksum] if repomd_checksum else []), str(dest)],
         check=True, capture_output=True,
     )
     if compress in ("zst", "plain"):

@@ -147,20 +147,25 @@ class CpioReader:
         self.offset = 0
         self.remaining = 0  # bytes of the current entry's data not yet read
 
-    def _read(self, n: int) -> bytes:
-        out = bytearray()
+    def _chunk(self, n: int) -> bytes:
+        """Up to n bytes of the decompressed stream; a decoder's complaint
+        is a corrupt payload."""
         try:
-            while len(out) < n:
-                chunk = self.f.read(n - len(out))
-                if not chunk:
-                    raise corrupt(self.rpm, "it ends early")
-                out += chunk
+            return self.f.read(n)
         except (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise corrupt(self.rpm, exc) from None
         except OSError as exc:
             if exc.errno is not None:  # reading the file failed, not decoding it
                 raise
             raise corrupt(self.rpm, exc) from None  # gzip's and bz2's "invalid data"
+
+    def _read(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = self._chunk(n - len(out))
+            if not chunk:
+                raise corrupt(self.rpm, "it ends early")
+            out += chunk
         self.offset += n
         return bytes(out)
 
@@ -220,6 +225,10 @@ class CpioReader:
             n -= len(chunk)
             self.remaining -= len(chunk)
 
+    def drain(self) -> None:
+        while self._chunk(1 << 20):
+            pass
+
     def read_data(self, n: int) -> bytes:
         data = self._read(n)
         self.remaining -= n
@@ -260,6 +269,9 @@ def payload_contents(rpm: RpmFile, entries: list[FileEntry]) -> Iterator[tuple[F
                     e = entries[fx]
                 if stat.S_ISREG(e.mode) and not e.ghost and size:
                     yield e, reader, size
+            # To the end of the stream, so that the decoder checks what it
+            # checks there (gzip's CRC, the ends of xz and bzip2 streams).
+            reader.drain()
         finally:
             stream.close()
 
