@@ -458,6 +458,7 @@ def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
     """A root that has rpm runs Lua scriptlets with it. The root here is
     the host's rpm with its libraries, the minimum that runs `rpm --eval`."""
     from rootfs.backends.rpm.scriptlets import Runner, Scriptlet, ScriptletError
+    from rootfs.host.unpacker import Extractor
 
     root = tmp_path / "root"
     ldd = subprocess.run(["ldd", shutil.which("rpm")], capture_output=True, text=True, check=True).stdout
@@ -467,7 +468,7 @@ def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(f, dest)
     (root / "var/tmp").mkdir(parents=True)
-    runner = Runner(str(root))
+    runner = Runner(Extractor(root))
     body = 'local f = io.open("/var/tmp/trace", "w") f:write("lua post " .. arg[2]) f:close()'
     s = Scriptlet("fx-lua-1-1.noarch", "post", ("<lua>",), body)
     assert runner.can_run(s) is None
@@ -476,7 +477,8 @@ def test_lua_scriptlet_runs_with_the_roots_rpm(tmp_path):
     assert list((root / "var/tmp").iterdir()) == [root / "var/tmp/trace"]  # the script file is gone
     with pytest.raises(ScriptletError, match="failed"):
         runner.run(Scriptlet("fx-lua-1-1.noarch", "post", ("<lua>",), 'error("boom")'), ["1"])
-    assert "needs rpm inside the root" in Runner(str(tmp_path / "empty")).can_run(s)
+    (tmp_path / "empty").mkdir()
+    assert "needs rpm inside the root" in Runner(Extractor(tmp_path / "empty")).can_run(s)
 
 
 def test_file_conflicts(built, tmp_path):

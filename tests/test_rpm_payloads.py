@@ -77,7 +77,11 @@ def lock_for(paths):
 def appliance(paths: list[Path], dest: Path) -> Path:
     """An appliance directory (lock.json + packages/) for exactly paths,
     what `rootfs prepare --no-check-gpg` writes for them."""
+    import dataclasses
+
     lock, files = lock_for(paths)
+    # prepare takes it from the repository's revision: the fixtures' date.
+    lock = dataclasses.replace(lock, source_date_epoch=rpmrepo.SOURCE_DATE_EPOCH)
     (dest / "packages").mkdir(parents=True)
     for p in lock.packages:
         shutil.copy2(files[p.key], dest / "packages" / p.filename)

@@ -42,7 +42,7 @@ from rootfs.backends.rpm.scriptlets import (
 )
 from rootfs.backends.rpm.unpack import Unpacker
 from rootfs.backends.rpm.version import EQUAL, parse_evr, ranges_overlap
-from rootfs.host.safepath import resolve_in_root
+from rootfs.host.safepath import relative_to_root, resolve_in_root
 from rootfs.host.unpacker import Extractor
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import InstallError, PrivilegeError, VerifyError
@@ -227,30 +227,34 @@ def register(root: Path, paths: list[Path], source_date_epoch: int = 0, wrap: li
     dbpath = target_macro(root, "_dbpath") or DEFAULT_DBPATH
     if not dbpath.startswith("/"):
         dbpath = DEFAULT_DBPATH
-    db = Path(resolve_in_root(root, dbpath))
-    db.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
-        proc = subprocess.run(
-            [*(wrap or []), rpm, "--root", str(root), "--dbpath", dbpath, "--define", "_db_backend sqlite",
-             "-i", "--justdb", "--nodeps", "--noscripts",
-             "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
-             "--replacefiles", "--replacepkgs", *map(str, paths)],
-            capture_output=True, env=_register_env(home, source_date_epoch),
-        )
-    if proc.returncode != 0:
-        raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
-    remove_db_leftovers(db)
+    with Extractor(root, mode="extract") as ex:
+        # The host's rpm opens ROOT + --dbpath before it chroots, so the
+        # kernel would follow a link a package planted on the way: it gets
+        # the path with every link resolved inside the root instead.
+        ex.make_dir(dbpath.lstrip("/"))
+        real = "/" + relative_to_root(ex.root, resolve_in_root(ex.root, dbpath))
+        with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
+            proc = subprocess.run(
+                [*(wrap or []), rpm, "--root", ex.root, "--dbpath", real, "--define", "_db_backend sqlite",
+                 "-i", "--justdb", "--nodeps", "--noscripts",
+                 "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
+                 "--replacefiles", "--replacepkgs", *map(str, paths)],
+                capture_output=True, env=_register_env(home, source_date_epoch),
+            )
+        if proc.returncode != 0:
+            raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
+        remove_db_leftovers(ex, real.lstrip("/"))
     return None
 
 
-def remove_db_leftovers(db: Path) -> None:
+def remove_db_leftovers(ex: Extractor, db: str) -> None:
     """rpm has closed the database: sqlite's shared-memory index, an empty
     write-ahead log and rpm's lock file are leftovers of this run, not
     data (a write-ahead log with content is data and stays)."""
-    for leftover in ("rpmdb.sqlite-shm", "rpmdb.sqlite-wal", ".rpm.lock"):
-        f = db / leftover
-        if f.is_file() and not f.is_symlink() and (leftover != "rpmdb.sqlite-wal" or f.stat().st_size == 0):
-            f.unlink()
+    ex.remove(f"{db}/rpmdb.sqlite-shm")
+    ex.remove(f"{db}/.rpm.lock")
+    if ex.read_file(f"{db}/rpmdb.sqlite-wal") == b"":
+        ex.remove(f"{db}/rpmdb.sqlite-wal")
 
 
 def _register_env(home: str, source_date_epoch: int) -> dict[str, str]:
@@ -289,14 +293,14 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
                                            warn=opts.log))
         runner: Runner | None = None
         if as_root:
-            runner = Runner(ex.root, opts.log)
+            runner = Runner(ex, opts.log)
         elif opts.mode == "rootless":
             from rootfs.host.userns import UserChroot
 
             # rpm has no policy-rc.d and copies no resolv.conf: neither is made.
             session = stack.enter_context(UserChroot(ex.root, log=opts.log, attrs=opts.attrs,
                                                      resolv_conf=False, fake_services=False))
-            runner = Runner(ex.root, opts.log, session)
+            runner = Runner(ex, opts.log, session)
         return _transaction(lock, rpms, root, opts, Unpacker(ex, opts.log), runner, report)
 
 

@@ -17,14 +17,15 @@ rpm's `arg` table); a root without rpm reports them as skipped.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
-import tempfile
 from dataclasses import dataclass
 
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.header import RpmFile
 from rootfs.host.chroot import Chroot
 from rootfs.host.safepath import resolve_in_root
+from rootfs.host.unpacker import Extractor
 from rootfs.model.errors import InstallError
 
 TRIGGERIN = 1 << 16
@@ -104,12 +105,13 @@ class ScriptletError(Exception):
 
 
 class Runner:
-    """Runs scriptlets in root: each in a Chroot of its own, or in session
-    (a rootfs.host.userns.UserChroot entered for the whole install, which
-    records the ownership changes they make)."""
+    """Runs scriptlets in the Extractor's root: each in a Chroot of its
+    own, or in session (a rootfs.host.userns.UserChroot entered for the
+    whole install, which records the ownership changes they make)."""
 
-    def __init__(self, root: str, log=lambda msg: None, session=None):
-        self.root = str(root)
+    def __init__(self, ex: Extractor, log=lambda msg: None, session=None):
+        self.ex = ex
+        self.root = ex.root
         self.log = log
         self.session = session
 
@@ -131,27 +133,23 @@ class Runner:
         if lua and not s.body:
             return
         argv = [] if lua else list(s.prog)
-        # A place for the script the root lacks is made for the run and
-        # removed after, so the tree stays what the packages made it (the
-        # Chroot does the same for its mount points).
-        made = []
-        script_host = None
+        # The script goes into the root's /var/tmp (or /tmp) through the
+        # Extractor, so a link a package planted there cannot carry it out;
+        # a /tmp the root lacks is made for the run and removed after, so
+        # the tree stays what the packages made it (the Chroot does the
+        # same for its mount points).
+        made = ""
+        script = ""
         if s.body:
-            tmpdir = resolve_in_root(self.root, "var/tmp")
-            if not os.path.isdir(tmpdir):
-                tmpdir = resolve_in_root(self.root, "tmp")
-            if not os.path.isdir(tmpdir):
-                tmpdir = os.path.join(self.root, "tmp")
-                os.mkdir(tmpdir, 0o1777)
-                made.append(tmpdir)
-            fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=tmpdir)
-            with os.fdopen(fd, "w") as f:
-                if lua:
-                    # rpm hands a Lua scriptlet its arguments as `arg`.
-                    f.write("local arg = {" + ", ".join(f'"{a}"' for a in ("<lua>", *args)) + "}\n")
-                f.write(s.body)
-            script = "/" + os.path.relpath(script_host, self.root)
-            argv.extend([LUA_RPM, "--eval", f'%{{lua: dofile("{script}")}}'] if lua else [script])
+            tmpdir = next((d for d in ("var/tmp", "tmp") if os.path.isdir(resolve_in_root(self.root, d))), "")
+            if not tmpdir:
+                tmpdir = made = "tmp"
+                self.ex.make_dir(made, 0o1777)
+            script = f"{tmpdir}/rpm-tmp.{secrets.token_hex(6)}"
+            # rpm hands a Lua scriptlet its arguments as `arg`.
+            head = "local arg = {" + ", ".join(f'"{a}"' for a in ("<lua>", *args)) + "}\n" if lua else ""
+            self.ex.write_file(script, (head + s.body).encode("utf-8", "surrogateescape"), 0o700)
+            argv.extend([LUA_RPM, "--eval", f'%{{lua: dofile("/{script}")}}'] if lua else [f"/{script}"])
         if not lua:
             argv.extend(args)
         try:
@@ -159,13 +157,10 @@ class Runner:
         except (OSError, subprocess.SubprocessError, ScriptletError) as exc:
             raise ScriptletError(f"{s.label} could not start: {exc}") from None
         finally:
-            if script_host:
-                os.unlink(script_host)
-            for where in made:
-                try:
-                    os.rmdir(where)
-                except OSError:
-                    pass  # the scriptlet put something there: it stays
+            if script:
+                self.ex.remove(script)
+            if made:
+                self.ex.remove_dir(made)  # unless the scriptlet put something there
         for line in output.decode(errors="replace").splitlines():
             self.log(f"{s.label}: {line}")
         if returncode != 0:
