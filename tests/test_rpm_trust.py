@@ -21,24 +21,9 @@ import pytest
 import rpmcraft
 import rpmrepo
 from conftest import needs_root, needs_tool
-from test_rpm_payloads import appliance, rootfs
+from test_rpm_payloads import appliance, built, matrix, rootfs, setup_rpm  # noqa: F401 (fixtures)
 
 pytestmark = needs_tool("rpmbuild", "createrepo_c", "rpm")
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return rpmrepo.built_once(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def matrix(tmp_path_factory):
-    return rpmrepo.matrix_once(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def setup_rpm(built) -> Path:
-    return next(p for p in built.fx if p.name.startswith("fx-setup-"))
 
 
 def refused(p: subprocess.CompletedProcess, code: int, *phrases: str) -> None:

@@ -729,16 +729,20 @@ class Extractor:
         self._record(key, Attr(stat.S_IFDIR | stat.S_IMODE(e.mode), e.uid, e.gid, 0, e.xattrs))
         return key
 
-    def _entry_file(self, dfd: int, leaf: str, key: str, e: Entry) -> bool:
-        """Write one regular file; True when something had to be removed first."""
+    def _create(self, dfd: int, leaf: str, key: str) -> tuple[int, bool]:
+        """A new, empty regular file leaf in dfd, open for writing, in place
+        of whatever non-directory was there (never written through); and
+        whether something had to be removed first."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        cleared = False
         try:
-            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+            return os.open(leaf, flags, 0o600, dir_fd=dfd), False
         except FileExistsError:
             self._clear(dfd, leaf, key)
-            cleared = True
-            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+            return os.open(leaf, flags, 0o600, dir_fd=dfd), True
+
+    def _entry_file(self, dfd: int, leaf: str, key: str, e: Entry) -> bool:
+        """Write one regular file; True when something had to be removed first."""
+        fd, cleared = self._create(dfd, leaf, key)
         try:
             if e.fill is not None:
                 e.fill(fd)
