@@ -220,7 +220,8 @@ class TestRecordAndPacker:
         record = rootfs_install(root, [setup_rpm, pkg], mode="extract")
         record.set(".", record.get(".") or _dir_attr())
         record.save(sidecar_path(root))
-        assert AttrRecord.load(sidecar_path(root)).items() is not None
+        if cls == "files":  # a name that is not UTF-8 survives the record's JSON
+            assert AttrRecord.load(sidecar_path(root)).get("usr/share/fx-mx/caf\udce9.txt") is not None
         p = rootfs("pack", root, "-f", "tar", "-o", tmp_path / "t.tar")
         assert p.returncode == 0, p.stderr
         got = tar_tree(tmp_path / "t.tar")
