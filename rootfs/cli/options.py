@@ -26,10 +26,12 @@ RepoOpt = Annotated[Optional[list[str]], typer.Option("--repo", help="rpm-md rep
 GpgKeyOpt = Annotated[Optional[Path], typer.Option("--gpgkey", help="rpm: the key packages must be signed with (and repomd.xml, with --repo-gpgcheck).")]
 RepoGpgcheckOpt = Annotated[bool, typer.Option("--repo-gpgcheck", help="rpm: check repomd.xml's signature too (dnf's repo_gpgcheck).")]
 WeakDepsOpt = Annotated[Optional[bool], typer.Option("--weak-deps/--no-weak-deps", help="rpm: install Recommends/Supplements.")]
+NoDepsOpt = Annotated[bool, typer.Option("--nodeps", help="rpm: exactly the named packages, none of their dependencies.")]
+ModuleOpt = Annotated[Optional[list[str]], typer.Option("--module", help="rpm: enable a module stream NAME:STREAM (repeatable).")]
 
 
 def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=None, components=None,
-               arch=None, keyring=None, repo=None, packages=(), weak_deps=None):
+               arch=None, keyring=None, repo=None, packages=(), weak_deps=None, nodeps=False, modules=None):
     from rootfs.pipeline.stages import Selection, apply_selection
 
     if keyring is not None and not keyring.is_file():
@@ -45,6 +47,8 @@ def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=N
         repos=tuple(repo or ()),
         packages=tuple(packages),
         weak_deps=weak_deps,
+        nodeps=nodeps or None,
+        modules=tuple(x for v in modules or () for x in split_list(v)),
     )
     return apply_selection(recipe, sel)
 
