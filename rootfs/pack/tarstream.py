@@ -160,17 +160,18 @@ def write_stream(entries: Iterable[Entry], write: Callable[[bytes], None],
                 remaining = e.size
                 while remaining:
                     if pos == CHUNK:
-                        emit()
+                        emit()  # a sink's failure (a closed pipe) is its own, not a read error
                     want = min(remaining, CHUNK - pos)
-                    n = os.readv(fd, [memoryview(buf)[pos:pos + want]])
+                    try:
+                        n = os.readv(fd, [memoryview(buf)[pos:pos + want]])
+                    except OSError as exc:
+                        raise OutputError(f"cannot read {os.fsdecode(e.path)}: {exc.strerror}") from None
                     if n == 0:
                         # The file shrank under us: keep the header's promise
                         # (the chunk is already zeros).
                         n = want
                     pos += n
                     remaining -= n
-            except OSError as exc:
-                raise OutputError(f"cannot read {os.fsdecode(e.path)}: {exc.strerror}") from None
             finally:
                 os.close(fd)
         pad = -e.size % BLOCK

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from rootfs.model.report import (
     recipe_digest,
 )
 from rootfs.net.fetch import Cache, Downloader
+from rootfs.pack.outputs import check_output
 from rootfs.pipeline.publish import (
     OutputPlan,
     build_id,
@@ -126,10 +126,14 @@ def _safe_rmtree(path: Path) -> None:
 def make(req: MakeRequest) -> BuildReport:
     from rootfs.pipeline import stages as pipeline
 
+    t0 = time.monotonic()
+
     report = BuildReport(recipe=req.recipe.name, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     report.formats = list(req.formats)
     report.recipe_digest = recipe_digest(req.recipe)
     report.output = req.output
+    # A bad output path is found now, not after the whole build.
+    check_output(req.output, req.formats, req.keep)
     downloader = Downloader()
     if req.output == "-":
         return _make_stream(req, report, downloader)
@@ -170,13 +174,16 @@ def make(req: MakeRequest) -> BuildReport:
             staging = staging_dir(plan)
             try:
                 _build_into(req, lock, files, staging, report, final_path)
-                publish(plan, staging, bid)
+                with ui.phase("publish") as ph:
+                    publish(plan, staging, bid)
+                    ph.summary = str(out)
             except BaseException:
                 _safe_rmtree(staging)
                 raise
     if req.push:
         with report.stage("push"):
             _push(req, plan, report)
+    ui.info(f"I: success in {time.monotonic() - t0:.1f} s")
     return report
 
 
@@ -195,20 +202,12 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     if attrs is not None and keep_dir:
         attrs.save(sidecar_path(root))
     atomic_write_text(staging / "lock.json", lock.to_json())
-    annotations = {}
-    if req.sbom:
-        with report.stage("sbom"):
-            from rootfs.inventory.sbom import SbomOptions, write_sbom
-            from rootfs.pack import source_date_epoch
-
-            sde = source_date_epoch(lock.source_date_epoch or None)
-            _, sbom_digest = write_sbom(root, lock, staging / "sbom.spdx.json",
-                                        SbomOptions(name=req.recipe.name, source_date_epoch=sde))
-        annotations["org.rootfs.sbom.digest"] = "sha256:" + sbom_digest
+    annotations = _sbom(req, lock, root, staging / "sbom.spdx.json", report)
     others = [f for f in req.formats if f != "dir"]
     if others:
-        with report.stage("pack"):
+        with report.stage("pack"), ui.phase("pack") as ph:
             arts = _pack(req, lock, root, attrs, others, staging, annotations)
+            ph.summary = ", ".join(f"{a.format} {ui.size_text(a.size)}" if a.size else a.format for a in arts)
         for a in arts:
             report.artifacts[str(final_path(a.format))] = a.digest
     if keep_dir:
@@ -218,6 +217,20 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     # Written last: its presence marks a complete build (publish moves it last).
     report.outcome = "built"
     atomic_write_text(staging / "build.json", report.to_json())
+
+
+def _sbom(req: MakeRequest, lock: Lock, root: Path, dest: Path, report: BuildReport) -> dict[str, str]:
+    """Write the SBOM of root to dest; the image annotations that name it."""
+    if not req.sbom:
+        return {}
+    from rootfs.inventory.sbom import SbomOptions, write_sbom
+    from rootfs.pack import source_date_epoch
+
+    with report.stage("sbom"), ui.phase("sbom") as ph:
+        sde = source_date_epoch(lock.source_date_epoch or None)
+        _, digest = write_sbom(root, lock, dest, SbomOptions(name=req.recipe.name, source_date_epoch=sde))
+        ph.summary = f"SPDX 2.3, {len(lock.packages)} packages"
+    return {"org.rootfs.sbom.digest": "sha256:" + digest}
 
 
 def created_by(recipe: Recipe, lock: Lock) -> str:
@@ -264,17 +277,14 @@ def _pack(req, lock, root, attrs, formats, staging, annotations):
 
 
 def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) -> BuildReport:
-    """`-o -`: the tar goes to standard output; nothing is kept but the cache."""
+    """`-o -`: the tar (or the oci- or docker-archive) goes to standard
+    output; nothing is kept but the cache."""
     import tempfile
 
     from rootfs.host.locks import cache_lock
     from rootfs.pack import pack
     from rootfs.pipeline import stages as pipeline
 
-    if len(req.formats) != 1 or not req.formats[0].startswith("tar"):
-        raise UsageError("-o - streams exactly one tar format (--format tar, tar.gz, tar.zst or tar.xz)")
-    if sys.stdout.isatty():
-        raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
     with report.stage("resolve"):
         lock = _load_lock(req, downloader)
     report.packages = package_versions(lock)
@@ -288,8 +298,12 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             attrs = None if req.mode == "root" else AttrRecord()
             with report.stage("install"):
                 pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs))
-            with report.stage("pack"):
-                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, {}))
+            # The same image a file build writes: its SBOM is named in it,
+            # though the SBOM itself is not kept.
+            annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report)
+            with report.stage("pack"), ui.phase("pack") as ph:
+                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, annotations))
+                ph.summary = f"{req.formats[0]} to standard output"
         finally:
             with contextlib.suppress(RootfsError):
                 _safe_rmtree(work)
