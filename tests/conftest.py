@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import random
 import shutil
 import subprocess
 import threading
@@ -157,3 +158,39 @@ def bookworm_build(tmp_path_factory) -> RealBuild:
     # reason to skip the tests that need it.
     assert p.returncode == 0, f"rootfs make bookworm failed: {p.stderr[-2000:]}"
     return build
+
+
+# -- a small signed apt repository for `rootfs make` runs ---------------------
+
+def packages(version: str = "1.0") -> list:
+    from debrepo import File, Pkg, Symlink
+
+    big = random.Random(7).randbytes(3 << 20)  # large enough that a kill lands mid-download
+    return [
+        Pkg("base-files", version=version, priority="required", essential=True,
+            files={"etc/os-release": f"VERSION={version}\n".encode(), "usr/bin/tool": File(b"#!/bin/sh\n", 0o755),
+                   "usr/share/blob": big}),
+        Pkg("libthing", priority="required", files={"usr/lib/libthing.so.1": b"\x7fELF" + b"x" * 5000}),
+        Pkg("apt", priority="important", depends="libthing", files={"usr/bin/apt": File(b"#!/bin/sh\n", 0o755)}),
+        Pkg("linkpkg", priority="required", files={"usr/lib/link": Symlink("libthing.so.1")}),
+    ]
+
+
+@pytest.fixture
+def repo_env(tmp_path, gpg_key, http_serve):
+    """A signed repository of packages() served on 127.0.0.1, its recipe, and
+    the `rootfs make` arguments that build it in --mode extract."""
+    from debrepo import build_repo, write_recipe
+
+    repo = build_repo(tmp_path / "repo", packages(), key=gpg_key, suite="stable")
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, variant="minbase")
+    return {
+        "tmp": tmp_path,
+        "repo": repo,
+        "server": server,
+        "recipe": recipe,
+        "base": ["make", recipe, "--mirror", server.url + "/", "--mode", "extract",
+                 "--cache-dir", tmp_path / "cache"],
+        "key": gpg_key,
+    }

@@ -10,13 +10,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 from conftest import needs_root
-from test_make_ops import ROOTFS, repo_env, rootfs, sha256  # noqa: F401 (repo_env is a fixture)
+from test_make_ops import ROOTFS, rootfs, sha256
 
 from rootfs import __version__
 

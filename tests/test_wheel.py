@@ -12,8 +12,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import packages
 from debrepo import build_repo
-from test_make_ops import packages
 
 REPO = Path(__file__).resolve().parent.parent
 

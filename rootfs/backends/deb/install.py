@@ -169,7 +169,7 @@ def _extract_one(pkg: LockedPackage, path: Path, ex: Extractor) -> Unpacked:
 
 def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: InstallOptions) -> list[Unpacked]:
     """Extract every package, two at a time: xz decoding runs in libarchive
-    without the GIL, so on two cores this is ~1.5x faster than one by one.
+    without the GIL, so two cores both work.
     Overlaps are settled afterwards as a one-by-one extraction in lock order
     would have left them."""
     # By name, as a lock file lists them: a freshly resolved lock and the
