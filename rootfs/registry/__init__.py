@@ -1,6 +1,7 @@
 """OCI distribution client: `rootfs push`, `rootfs pull`, `rootfs make --push`.
 
-Why a small client of our own on http.client rather than a library:
+Why a small client of our own, on the HTTP transport the fetcher uses too
+(rootfs.net.http, which says why that is http.client), rather than a library:
 
 - python-dxf, the best-kept Python registry client, is built on requests
   (two more dependencies), hashes every blob before it uploads it (a second
