@@ -41,7 +41,15 @@ from pathlib import Path
 from rootfs.model.errors import NetworkError, OutputError, VerifyError
 from rootfs.model.lock import LockedPackage
 from rootfs.net.cache import Cache, default_cache_dir, sha256_file
-from rootfs.net.http import BadURL, Broken, CertificateRejected, Exchange, HostUnknown, NotTLS, Transport
+from rootfs.net.http import (
+    BadURL,
+    Broken,
+    CertificateRejected,
+    Exchange,
+    HostUnknown,
+    NotTLS,
+    Transport,
+)
 
 __all__ = [
     "CHUNK",

@@ -11,17 +11,13 @@ with files over 4 GiB), whose entries carry only an index into the header.
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import zstandard
-
+from rootfs import decompress
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.header import RpmFile
 from rootfs.model.errors import InstallError
@@ -100,24 +96,13 @@ def open_payload(rpm: RpmFile) -> BinaryIO:
     head = f.read(6)
     f.seek(rpm.payload_offset)
     comp = rpm.header.str(H.PAYLOADCOMPRESSOR)
-    try:
-        if head[:2] == b"\x1f\x8b":
-            return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
-        if head[:3] == b"BZh":
-            return bz2.BZ2File(f)  # type: ignore[return-value]
-        if head == b"\xfd7zXZ\x00":
-            return lzma.LZMAFile(f, format=lzma.FORMAT_XZ)  # type: ignore[return-value]
-        if head[:4] == b"\x28\xb5\x2f\xfd":
-            return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=True)  # type: ignore[return-value]
-        if head[:5] == b"07070":  # newc, crc or stripped cpio: not compressed
-            return f
-        if comp == "lzma" or head[:1] == b"\x5d":
-            return lzma.LZMAFile(f, format=lzma.FORMAT_ALONE)  # type: ignore[return-value]
-    except Exception:
+    kind = decompress.sniff(head)
+    if kind is None and head[:5] != b"07070" and (comp == "lzma" or head[:1] == b"\x5d"):
+        kind = "lzma"  # lzma-alone has no magic
+    if kind is None and head[:5] != b"07070":  # newc, crc or stripped cpio: not compressed
         f.close()
-        raise
-    f.close()
-    raise InstallError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
+        raise InstallError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
+    return decompress.reader(f, kind)
 
 
 class CpioReader:
@@ -226,7 +211,7 @@ def payload_contents(rpm: RpmFile, entries: list[FileEntry]) -> Iterator[tuple[F
                 e = entries[fx]
             if stat.S_ISREG(e.mode) and not e.ghost and size:
                 yield e, reader, size
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+    except decompress.ERRORS as exc:
         raise InstallError(f"{rpm.path.name}: cannot read the payload: {exc}") from None
     finally:
         stream.close()
