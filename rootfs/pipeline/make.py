@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from rootfs import __version__, ui
 from rootfs.backends import InstallOptions, Mode, ResolveOptions
 from rootfs.host.atomic import atomic_write_text
 from rootfs.host.mounts import mounts_under
-from rootfs.model.attrs import AttrRecord, sidecar_path
+from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
@@ -60,6 +61,7 @@ class MakeRequest:
     push: str | None = None
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
+    command: str = "make"  # what the image history says built it
 
 
 def artifact_name(fmt: str) -> str:
@@ -165,26 +167,33 @@ def make(req: MakeRequest) -> BuildReport:
         with cache_lock(req.cache_dir, shared=True, timeout=None):
             with report.stage("fetch"):
                 files = pipeline.fetch(lock, cache, downloader, req.jobs)
-            bid = build_id(report.packages_digest)
-
-            def final_path(fmt: str) -> Path:
-                name = artifact_name(fmt)
-                return out / bid / name if req.keep else plan.artifact_path(name)
-
-            staging = staging_dir(plan)
-            try:
-                _build_into(req, lock, files, staging, report, final_path)
-                with ui.phase("publish") as ph:
-                    publish(plan, staging, bid)
-                    ph.summary = str(out)
-            except BaseException:
-                _safe_rmtree(staging)
-                raise
+            build_and_publish(req, lock, files, report, plan)
     if req.push:
         with report.stage("push"):
             _push(req, plan, report)
     ui.info(f"I: success in {time.monotonic() - t0:.1f} s")
     return report
+
+
+def build_and_publish(req: MakeRequest, lock: Lock, files: dict[str, Path], report: BuildReport,
+                      plan: OutputPlan) -> None:
+    """Install, SBOM and pack in a staging directory beside the output, then
+    publish it atomically: the part of `make` that `rootfs build` runs too."""
+    bid = build_id(report.packages_digest)
+
+    def final_path(fmt: str) -> Path:
+        name = artifact_name(fmt)
+        return plan.out / bid / name if req.keep else plan.artifact_path(name)
+
+    staging = staging_dir(plan)
+    try:
+        _build_into(req, lock, files, staging, report, final_path)
+        with ui.phase("publish") as ph:
+            publish(plan, staging, bid)
+            ph.summary = str(plan.out)
+    except BaseException:
+        _safe_rmtree(staging)
+        raise
 
 
 def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: Path, report: BuildReport,
@@ -197,6 +206,9 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     attrs = None if req.mode == "root" else AttrRecord()
     with report.stage("install"):
         result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs))
+    if attrs is not None and attrs.get(".") is None:
+        # The root directory itself belongs to root in the image, whoever built it.
+        attrs.set(".", Attr(stat.S_IFDIR | 0o755))
     for step in result.skipped:
         ui.warn(f"skipped: {step}")
     if attrs is not None and keep_dir:
@@ -233,14 +245,14 @@ def _sbom(req: MakeRequest, lock: Lock, root: Path, dest: Path, report: BuildRep
     return {"org.rootfs.sbom.digest": "sha256:" + digest}
 
 
-def created_by(recipe: Recipe, lock: Lock) -> str:
+def created_by(recipe: Recipe, lock: Lock, command: str = "make") -> str:
     """The image history's account of the layer: what was built, from which
     lock. Never the command line: paths and flags differ between two builds
     that must give the same bytes."""
     what = f"{lock.distribution} {lock.suite}".strip() or recipe.name
     variant = f" {lock.variant}" if lock.variant else ""
-    return (f"rootfs {__version__} make {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} packages, "
-            f"lock sha256:{lock.digest()}")
+    return (f"rootfs {__version__} {command} {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} "
+            f"packages, lock sha256:{lock.digest()}")
 
 
 def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
@@ -256,7 +268,7 @@ def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
         image=image,
         architecture=lock.architecture,
         layer_compression=req.layer_compression,
-        created_by=created_by(req.recipe, lock),
+        created_by=created_by(req.recipe, lock, req.command),
     )
 
 
