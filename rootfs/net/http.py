@@ -16,7 +16,7 @@ ssl.SSLContext), and streaming without a second hashing pass (both hand out
 the body in chunks). So it would not remove our retry, proxy-choice or
 error-sorting code. Nor is it faster: bench/transport.py, on 127.0.0.1
 against http.server in another process (2 cores shared with other work,
-load 7-8; medians of 5 to 9 alternating runs, three sessions), found the
+load 7-8; medians of 5 to 9 alternating rounds, in three runs), found the
 200-300 MB download streamed to disk through sha256 a tie (urllib3/this
 transport 0.8-1.9 in wall time, 0.5-2.2 in CPU time: both are bound by
 the hash and the disk), and 2000 small keep-alive GETs, as index and
