@@ -54,7 +54,7 @@ def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=N
 
 
 ArtifactFormatOpt = Annotated[Optional[list[str]], typer.Option(
-    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable).")]
+    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable; default: from -o's suffix, else dir).")]
 TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]
 
 

@@ -26,7 +26,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -34,6 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rootfs.host.mounts import mounts_under
 from rootfs.host.safepath import parent_in_root, resolve_in_root
 from rootfs.model.errors import InstallError, PrivilegeError
 
@@ -90,19 +90,6 @@ def _umount(target: str) -> None:
         err = ctypes.get_errno()
     if err != errno.EINVAL:  # EINVAL: not mounted (any more)
         raise OSError(err, f"umount {target}: {os.strerror(err)}")
-
-
-def mounts_under(root: str | os.PathLike) -> list[str]:
-    """Mount points at or below root, from /proc/self/mountinfo."""
-    prefix = os.path.realpath(os.fspath(root)).rstrip("/")
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            # mountinfo escapes space, tab, newline and backslash as \ooo
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                out.append(point)
-    return out
 
 
 @contextlib.contextmanager
@@ -343,4 +330,4 @@ def _rmdir_quiet(path: str) -> None:
         os.rmdir(path)
 
 
-__all__ = ["Chroot", "PATH", "Terminated", "mounts_under", "sigterm_raises"]
+__all__ = ["Chroot", "PATH", "Terminated", "sigterm_raises"]
