@@ -12,7 +12,7 @@ import pytest
 from conftest import needs_root
 
 from rootfs.backends.deb.mirror import host_mirror
-from rootfs.host.chroot import mounts_under
+from rootfs.host.mounts import mounts_under
 
 pytestmark = [pytest.mark.mirror, pytest.mark.slow, needs_root()]
 

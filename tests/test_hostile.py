@@ -309,9 +309,9 @@ def test_pack_refuses_setuid_writable_and_device_nodes(world):
     assert_refused(p, 6, "/srv/mem", "--allow device")
     assert not out.exists()
     assert_nothing_outside(world, before)
-    p = run_rootfs(["pack", root, "-f", "tar", "-f", "oci", "-o", out, "--allow", "device"], world)
+    p = run_rootfs(["pack", root, "-f", "tar", "-f", "oci", "-o", world / "img", "--allow", "device"], world)
     assert_refused(p, 6, "/usr/bin/own-me", "writable by group or others", "--allow setid-writable")
-    assert not out.exists()
+    assert not (world / "img").exists()
     p = run_rootfs(["pack", root, "-f", "tar", "-o", out, "--allow", "device,setid-writable"], world)
     assert p.returncode == 0, p.stderr
     with tarfile.open(out) as t:

@@ -102,6 +102,3 @@ class Backend(Protocol):
 def backend_module(name: str) -> Backend:
     return importlib.import_module(f"rootfs.backends.{name}.backend")  # type: ignore[return-value]
 
-
-def is_root() -> bool:
-    return os.geteuid() == 0

@@ -22,6 +22,7 @@ from rootfs.cli.options import (
     KeyringOpt,
     MirrorOpt,
     NoGpgOpt,
+    RepoGpgcheckOpt,
     RepoOpt,
     TagOpt,
     VariantOpt,
@@ -71,6 +72,7 @@ def resolve(
     keyring: KeyringOpt = None,
     repo: RepoOpt = None,
     gpgkey: GpgKeyOpt = None,
+    repo_gpgcheck: RepoGpgcheckOpt = False,
     weak_deps: WeakDepsOpt = None,
     nodeps: NoDepsOpt = False,
     module: ModuleOpt = None,
@@ -87,6 +89,10 @@ def resolve(
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
                    nodeps=nodeps, modules=module)
+    if repo_gpgcheck:
+        if r.backend != "rpm":
+            raise UsageError(f"--repo-gpgcheck does not apply to {r.backend} recipes")
+        r = r.with_settings(repo_gpgcheck=True)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     if lock:
@@ -100,7 +106,7 @@ def resolve(
 @command
 def make(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (one format), a directory (several), or - for a tar on stdout. Default: out/RECIPE.")] = None,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (its suffix names the format when --format is not given: .tar, .tar.zst, .oci.tar, .docker.tar, .ext4, .squashfs...; else a directory), a directory (several formats), or - for standard output. Default: out/RECIPE.")] = None,
     fmt: ArtifactFormatOpt = None,
     tag: TagOpt = None,
     mirror: MirrorOpt = None,
@@ -134,6 +140,7 @@ def make(
     """Resolve, fetch, install and pack a recipe; publish the result atomically."""
     from rootfs.host.mounts import enter_private_mount_namespace
     from rootfs.pack import check_formats
+    from rootfs.pack.outputs import check_output, choose_formats
     from rootfs.pipeline.make import MakeRequest
     from rootfs.pipeline.make import make as run_make
 
@@ -143,7 +150,8 @@ def make(
     policy = check_allow(allow)
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
-    formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
+    output = output or str(Path("out") / r.name)
+    formats = check_formats(choose_formats(output, [x for v in fmt or () for x in split_list(v)]))
     if push and "oci" not in formats:
         formats.append("oci")
     if output == "-" and (keep or push):
@@ -156,9 +164,10 @@ def make(
 
         parse_reference(push)
     registry = registry_options(creds, ca_cert, insecure, 4) if push else None
+    check_output(output, formats, keep)
     req = MakeRequest(
         recipe=r,
-        output=output or str(Path("out") / r.name),
+        output=output,
         formats=tuple(formats),
         resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until),
         cache_dir=cache_dir or default_cache_dir(),

@@ -23,7 +23,8 @@ KeyringOpt = Annotated[Optional[Path], typer.Option("--keyring", help="Keyring t
 NoGpgOpt = Annotated[bool, typer.Option("--no-check-gpg", help="DANGEROUS: accept unsigned or badly signed metadata.")]
 IgnoreValidOpt = Annotated[bool, typer.Option("--ignore-valid-until", help="Accept an expired Release (snapshot mirrors).")]
 RepoOpt = Annotated[Optional[list[str]], typer.Option("--repo", help="rpm-md repository URL (repeatable).")]
-GpgKeyOpt = Annotated[Optional[Path], typer.Option("--gpgkey", help="Key to verify rpm-md metadata and packages with.")]
+GpgKeyOpt = Annotated[Optional[Path], typer.Option("--gpgkey", help="rpm: the key packages must be signed with (and repomd.xml, with --repo-gpgcheck).")]
+RepoGpgcheckOpt = Annotated[bool, typer.Option("--repo-gpgcheck", help="rpm: check repomd.xml's signature too (dnf's repo_gpgcheck).")]
 WeakDepsOpt = Annotated[Optional[bool], typer.Option("--weak-deps/--no-weak-deps", help="rpm: install Recommends/Supplements.")]
 NoDepsOpt = Annotated[bool, typer.Option("--nodeps", help="rpm: exactly the named packages, none of their dependencies.")]
 ModuleOpt = Annotated[Optional[list[str]], typer.Option("--module", help="rpm: enable a module stream NAME:STREAM (repeatable).")]
@@ -63,7 +64,7 @@ def check_allow(values):
 
 
 ArtifactFormatOpt = Annotated[Optional[list[str]], typer.Option(
-    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable).")]
+    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable; default: from -o's suffix, else dir).")]
 TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]
 
 

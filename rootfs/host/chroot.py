@@ -26,7 +26,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -34,6 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rootfs.host.mounts import mounts_under
 from rootfs.host.run import PIPE, STDOUT
 from rootfs.host.run import run as host_run
 from rootfs.host.safepath import parent_in_root, resolve_in_root
@@ -92,19 +92,6 @@ def _umount(target: str) -> None:
         err = ctypes.get_errno()
     if err != errno.EINVAL:  # EINVAL: not mounted (any more)
         raise OSError(err, f"umount {target}: {os.strerror(err)}")
-
-
-def mounts_under(root: str | os.PathLike) -> list[str]:
-    """Mount points at or below root, from /proc/self/mountinfo."""
-    prefix = os.path.realpath(os.fspath(root)).rstrip("/")
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            # mountinfo escapes space, tab, newline and backslash as \ooo
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                out.append(point)
-    return out
 
 
 @contextlib.contextmanager
@@ -233,8 +220,16 @@ class Chroot:
         if not os.path.isdir(parent):
             if not always:
                 return
-            os.makedirs(parent, 0o755)
-            self._undo.append(lambda: _rmdir_quiet(parent))
+            # Every directory made here goes again (deepest last in the
+            # undo list, so first), not just the innermost one.
+            missing = []
+            d = parent
+            while not os.path.isdir(d):
+                missing.append(d)
+                d = os.path.dirname(d)
+            for d in reversed(missing):
+                os.mkdir(d, 0o755)
+                self._undo.append(lambda d=d: _rmdir_quiet(d))
         host = os.path.join(parent, name)
         aside = host + ".REAL" if name == "start-stop-daemon" else host + ".rootfs-aside"
         if os.path.lexists(aside):
@@ -326,4 +321,4 @@ def _rmdir_quiet(path: str) -> None:
         os.rmdir(path)
 
 
-__all__ = ["Chroot", "PATH", "Terminated", "mounts_under", "sigterm_raises"]
+__all__ = ["Chroot", "PATH", "Terminated", "sigterm_raises"]

@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import hashlib
 import json
 import os
 import stat
 import tarfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-import zstandard
-
+from rootfs import decompress
 from rootfs.host.safepath import UnsafeName, normalise, shown
 from rootfs.model.arch import host_platform
 from rootfs.model.errors import UsageError, VerifyError
@@ -294,11 +291,10 @@ class Image:
                 try:
                     with tarfile.open(fileobj=stream, mode="r|") as tar:
                         yield tar
-                except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+                except (tarfile.TarError, *decompress.ERRORS) as exc:
                     raise VerifyError(f"{self.path}: layer {layer.digest} is not a readable tar ({exc})") from None
-                except zstandard.ZstdError as exc:
-                    raise VerifyError(f"{self.path}: layer {layer.digest} is not readable ({exc})") from None
-            checked.finish()
+                # before the decompressor's close closes the blob too
+                checked.finish()
 
     def blobs(self) -> list[Descriptor]:
         """Every blob the image references, children before parents, the
@@ -356,6 +352,9 @@ class _Checked:
             raise VerifyError(f"{self.where}: layer {self.desc.digest} is larger than its {self.desc.size} bytes")
         return data
 
+    def close(self) -> None:
+        self.raw.close()
+
     def finish(self) -> None:
         while self.read(CHUNK):
             pass
@@ -403,21 +402,17 @@ class _PeekReader:
             return data
         return self.raw.read(n)
 
+    def close(self) -> None:
+        self.raw.close()
+
 
 @contextlib.contextmanager
 def _decompressed(raw: BinaryIO, media_type: str) -> Iterator:
     # Sniff rather than trust the media type: docker-archives say nothing,
     # and some tools label gzip layers as plain tar.
-    head = raw.read(4)
-    src = _PeekReader(raw, head)
-    if head[:2] == b"\x1f\x8b":
-        with gzip.GzipFile(fileobj=src, mode="rb") as g:  # type: ignore[arg-type]
-            yield g
-    elif head == b"\x28\xb5\x2f\xfd":
-        with zstandard.ZstdDecompressor().stream_reader(src) as z:  # type: ignore[arg-type]
-            yield z
-    else:
-        yield src
+    head = raw.read(6)
+    with contextlib.closing(decompress.reader(_PeekReader(raw, head), decompress.sniff(head))) as stream:  # type: ignore[arg-type]
+        yield stream
 
 
 # -- opening -------------------------------------------------------------------

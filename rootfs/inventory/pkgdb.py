@@ -23,6 +23,7 @@ from pathlib import Path
 import zstandard
 from debian.deb822 import Deb822
 
+from rootfs.backends.deb.relations import parse_provides
 from rootfs.host.run import run as host_run
 from rootfs.host.safepath import PathEscape, lexical, resolve_in_root, shown
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError, VerifyError
@@ -125,7 +126,7 @@ def _deb_package(para: dict[str, str], copyright_text: str | None) -> Package:
         source, _, rest = source.partition("(")
         source, source_version = source.strip(), rest.rstrip(")").strip()
     depends = tuple(f"{f}: {' '.join(para[f].split())}" for f in ("Pre-Depends", "Depends") if para.get(f))
-    provides = tuple(p.strip() for p in " ".join(para.get("Provides", "").split()).split(",") if p.strip())
+    provides = tuple(f"{n} (= {v})" if v else n for n, v in parse_provides(para.get("Provides", "")))
     names, texts = parse_copyright(copyright_text) if copyright_text else ((), ())
     return Package(
         format="deb",
@@ -173,16 +174,16 @@ def rpm_query(dbpath: Path) -> list[Package]:
     if shutil.which("rpm") is None:
         raise PrivilegeError("reading an rpm database needs the rpm tool; install rpm")
     try:
-        proc = host_run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF], text=True,
-                        what="rpm reading the package database")
+        proc = host_run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF], what="rpm reading the package database")
     except OSError as exc:
         raise OutputError(f"cannot run rpm on the database in {dbpath}: {exc}") from None
     if proc.returncode != 0:
-        first = (proc.stderr.strip().splitlines() or ["no message"])[0]
+        first = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
         raise OutputError(f"rpm cannot read the database in {dbpath}: {first}")
     pkgs: list[Package] = []
     files: list[list[str]] = []
-    for rec in proc.stdout.split(_RS):
+    # File names need not be UTF-8: kept as bytes (surrogateescape) here.
+    for rec in proc.stdout.decode("utf-8", "surrogateescape").split(_RS):
         if not rec.strip():
             continue
         values = rec.split(_FS)
@@ -287,7 +288,15 @@ def read_root(root: Path) -> PackageDB:
         return PackageDB("deb", tuple(pkgs), os_release)
     dbpath = _rpm_dbpath_in_root(root)
     if dbpath is not None:
-        return PackageDB("rpm", tuple(rpm_query(dbpath)), os_release)
+        # Queried in a copy: rpm leaves a lock file and sqlite its shared
+        # memory and log beside any database it opens, and the root is
+        # about to be packed.
+        with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as tmp:
+            for f in os.listdir(dbpath):
+                src = dbpath / f
+                if src.is_file() and not src.is_symlink():
+                    shutil.copyfile(src, Path(tmp) / f)
+            return PackageDB("rpm", tuple(rpm_query(Path(tmp))), os_release)
     raise UsageError(f"{root} has no package database (neither {DPKG_STATUS} nor an rpm database)")
 
 

@@ -88,7 +88,7 @@ EXIT_CODES: dict[int, str] = {
     5: "network: mirror or registry unreachable, download kept failing",
     6: "install: dpkg, a maintainer script or scriptlet failed, hostile payload",
     7: "privilege: the host lacks root, user namespaces or a needed tool",
-    8: "output: missing input root, unwritable output, disk full, unknown format",
+    8: "output: missing input root, unwritable or contradictory output, disk full, unknown format, output closed",
     9: "busy: another run holds the lock on this output or cache",
     10: "registry: authentication or protocol error from a registry",
     11: "timeout: a command (dpkg, a maintainer script, gpgv, mke2fs...) outlived ROOTFS_TIMEOUT and was stopped",

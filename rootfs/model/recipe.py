@@ -19,7 +19,9 @@ from typing import Any
 from rootfs.model.arch import host_architecture
 from rootfs.model.errors import UsageError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
+# Shipped in the package (a wheel carries them); recipes/ at the top of the
+# checkout is a link here, for the Makefile and the README.
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 BACKENDS = ("deb", "rpm")
 
@@ -92,7 +94,7 @@ def settings_module(backend: str):
 
 def recipe_dirs() -> list[Path]:
     """$ROOTFS_RECIPES (colon-separated directories) first, then the
-    recipes/ directory of this checkout."""
+    recipes shipped in the package."""
     extra = [Path(d) for d in os.environ.get("ROOTFS_RECIPES", "").split(":") if d]
     return extra + [RECIPES_DIR]
 
@@ -102,7 +104,7 @@ def recipe_names() -> list[str]:
 
 
 def find_recipe(name_or_path: str) -> Path:
-    """A recipe name from recipes/, or a path to a recipe file."""
+    """A recipe name (see recipe_dirs), or a path to a recipe file."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or os.sep in name_or_path:
         if not candidate.is_file():

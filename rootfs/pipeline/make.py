@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from rootfs.host.atomic import atomic_write_text
 from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
 from rootfs.host.policy import Policy
 from rootfs.host.mounts import mounts_under
-from rootfs.model.attrs import AttrRecord, sidecar_path
+from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
@@ -35,6 +35,7 @@ from rootfs.model.report import (
     recipe_digest,
 )
 from rootfs.net.fetch import Cache, Downloader
+from rootfs.pack.outputs import check_output
 from rootfs.pipeline.publish import (
     OutputPlan,
     build_id,
@@ -63,6 +64,7 @@ class MakeRequest:
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
     policy: Policy = DEFAULT_POLICY  # the payload and image rules, with what --allow waived
+    command: str = "make"  # what the image history says built it
 
 
 def artifact_name(fmt: str) -> str:
@@ -129,10 +131,14 @@ def _safe_rmtree(path: Path) -> None:
 def make(req: MakeRequest) -> BuildReport:
     from rootfs.pipeline import stages as pipeline
 
+    t0 = time.monotonic()
+
     report = BuildReport(recipe=req.recipe.name, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     report.formats = list(req.formats)
     report.recipe_digest = recipe_digest(req.recipe)
     report.output = req.output
+    # A bad output path is found now, not after the whole build.
+    check_output(req.output, req.formats, req.keep)
     downloader = Downloader()
     if req.output == "-":
         return _make_stream(req, report, downloader)
@@ -164,23 +170,33 @@ def make(req: MakeRequest) -> BuildReport:
         with cache_lock(req.cache_dir, shared=True, timeout=None):
             with report.stage("fetch"):
                 files = pipeline.fetch(lock, cache, downloader, req.jobs)
-            bid = build_id(report.packages_digest)
-
-            def final_path(fmt: str) -> Path:
-                name = artifact_name(fmt)
-                return out / bid / name if req.keep else plan.artifact_path(name)
-
-            staging = staging_dir(plan)
-            try:
-                _build_into(req, lock, files, staging, report, final_path)
-                publish(plan, staging, bid)
-            except BaseException:
-                _safe_rmtree(staging)
-                raise
+            build_and_publish(req, lock, files, report, plan)
     if req.push:
         with report.stage("push"):
             _push(req, plan, report)
+    ui.info(f"I: success in {time.monotonic() - t0:.1f} s")
     return report
+
+
+def build_and_publish(req: MakeRequest, lock: Lock, files: dict[str, Path], report: BuildReport,
+                      plan: OutputPlan) -> None:
+    """Install, SBOM and pack in a staging directory beside the output, then
+    publish it atomically: the part of `make` that `rootfs build` runs too."""
+    bid = build_id(report.packages_digest)
+
+    def final_path(fmt: str) -> Path:
+        name = artifact_name(fmt)
+        return plan.out / bid / name if req.keep else plan.artifact_path(name)
+
+    staging = staging_dir(plan)
+    try:
+        _build_into(req, lock, files, staging, report, final_path)
+        with ui.phase("publish") as ph:
+            publish(plan, staging, bid)
+            ph.summary = str(plan.out)
+    except BaseException:
+        _safe_rmtree(staging)
+        raise
 
 
 def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: Path, report: BuildReport,
@@ -193,25 +209,20 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     attrs = None if req.mode == "root" else AttrRecord()
     with report.stage("install"):
         result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs, policy=req.policy))
+    if attrs is not None and attrs.get(".") is None:
+        # The root directory itself belongs to root in the image, whoever built it.
+        attrs.set(".", Attr(stat.S_IFDIR | 0o755))
     for step in result.skipped:
         ui.warn(f"skipped: {step}")
     if attrs is not None and keep_dir:
         attrs.save(sidecar_path(root))
     atomic_write_text(staging / "lock.json", lock.to_json())
-    annotations = {}
-    if req.sbom:
-        with report.stage("sbom"):
-            from rootfs.inventory.sbom import SbomOptions, write_sbom
-            from rootfs.pack import source_date_epoch
-
-            sde = source_date_epoch(lock.source_date_epoch or None)
-            _, sbom_digest = write_sbom(root, lock, staging / "sbom.spdx.json",
-                                        SbomOptions(name=req.recipe.name, source_date_epoch=sde))
-        annotations["org.rootfs.sbom.digest"] = "sha256:" + sbom_digest
+    annotations = _sbom(req, lock, root, staging / "sbom.spdx.json", report)
     others = [f for f in req.formats if f != "dir"]
     if others:
-        with report.stage("pack"):
+        with report.stage("pack"), ui.phase("pack") as ph:
             arts = _pack(req, lock, root, attrs, others, staging, annotations, result.payloads_checked)
+            ph.summary = ", ".join(f"{a.format} {ui.size_text(a.size)}" if a.size else a.format for a in arts)
         for a in arts:
             report.artifacts[str(final_path(a.format))] = a.digest
     if keep_dir:
@@ -223,14 +234,28 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     atomic_write_text(staging / "build.json", report.to_json())
 
 
-def created_by(recipe: Recipe, lock: Lock) -> str:
+def _sbom(req: MakeRequest, lock: Lock, root: Path, dest: Path, report: BuildReport) -> dict[str, str]:
+    """Write the SBOM of root to dest; the image annotations that name it."""
+    if not req.sbom:
+        return {}
+    from rootfs.inventory.sbom import SbomOptions, write_sbom
+    from rootfs.pack import source_date_epoch
+
+    with report.stage("sbom"), ui.phase("sbom") as ph:
+        sde = source_date_epoch(lock.source_date_epoch or None)
+        _, digest = write_sbom(root, lock, dest, SbomOptions(name=req.recipe.name, source_date_epoch=sde))
+        ph.summary = f"SPDX 2.3, {len(lock.packages)} packages"
+    return {"org.rootfs.sbom.digest": "sha256:" + digest}
+
+
+def created_by(recipe: Recipe, lock: Lock, command: str = "make") -> str:
     """The image history's account of the layer: what was built, from which
     lock. Never the command line: paths and flags differ between two builds
     that must give the same bytes."""
     what = f"{lock.distribution} {lock.suite}".strip() or recipe.name
     variant = f" {lock.variant}" if lock.variant else ""
-    return (f"rootfs {__version__} make {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} packages, "
-            f"lock sha256:{lock.digest()}")
+    return (f"rootfs {__version__} {command} {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} "
+            f"packages, lock sha256:{lock.digest()}")
 
 
 def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict, nodes_checked: bool):
@@ -246,7 +271,7 @@ def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict, nodes_
         image=image,
         architecture=lock.architecture,
         layer_compression=req.layer_compression,
-        created_by=created_by(req.recipe, lock),
+        created_by=created_by(req.recipe, lock, req.command),
         policy=req.policy,
         nodes_checked=nodes_checked,
     )
@@ -269,17 +294,14 @@ def _pack(req, lock, root, attrs, formats, staging, annotations, nodes_checked):
 
 
 def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) -> BuildReport:
-    """`-o -`: the tar goes to standard output; nothing is kept but the cache."""
+    """`-o -`: the tar (or the oci- or docker-archive) goes to standard
+    output; nothing is kept but the cache."""
     import tempfile
 
     from rootfs.host.locks import cache_lock
     from rootfs.pack import pack
     from rootfs.pipeline import stages as pipeline
 
-    if len(req.formats) != 1 or not req.formats[0].startswith("tar"):
-        raise UsageError("-o - streams exactly one tar format (--format tar, tar.gz, tar.zst or tar.xz)")
-    if sys.stdout.isatty():
-        raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
     with report.stage("resolve"):
         lock = _load_lock(req, downloader)
     report.packages = package_versions(lock)
@@ -294,9 +316,13 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             with report.stage("install"):
                 result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs,
                                                                             policy=req.policy))
-            with report.stage("pack"):
-                arts = pack(root, list(req.formats), "-",
-                            _pack_options(req, lock, attrs, {}, result.payloads_checked))
+            # The same image a file build writes: its SBOM is named in it,
+            # though the SBOM itself is not kept.
+            annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report)
+            with report.stage("pack"), ui.phase("pack") as ph:
+                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, annotations,
+                                                                          result.payloads_checked))
+                ph.summary = f"{req.formats[0]} to standard output"
         finally:
             with contextlib.suppress(RootfsError):
                 _safe_rmtree(work)
