@@ -30,6 +30,11 @@ def configure(quiet: bool = False, verbose: bool = False) -> None:
     _state["verbose"] = verbose
 
 
+def verbosity() -> int:
+    """0 with --quiet, 2 with --verbose, else 1 (as mmdebstrap counts)."""
+    return 0 if _state["quiet"] else 2 if _state["verbose"] else 1
+
+
 def info(msg: str) -> None:
     if not _state["quiet"]:
         _console.print(msg, markup=False)
