@@ -64,6 +64,10 @@ class HookRunner:
         self._tmp: str | None = None
 
     def __enter__(self) -> HookRunner:
+        return self
+
+    def _ensure(self) -> str:
+        """The runner's own temporary directory, made on first use."""
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix="rootfs-hooks.")
             os.chmod(self._tmp, 0o755)
@@ -74,7 +78,7 @@ class HookRunner:
                         f"PYTHONPATH={shlex.quote(package_parent)}${{PYTHONPATH:+:$PYTHONPATH}} "
                         f"exec {shlex.quote(sys.executable)} -m {HELPER_MODULE} \"$@\"\n")
             os.chmod(shim, 0o755)
-        return self
+        return self._tmp
 
     def __exit__(self, *exc) -> None:
         if self._tmp:
@@ -87,8 +91,7 @@ class HookRunner:
     @property
     def scratch(self) -> str:
         """A directory of this runner's for files handed to the helper."""
-        assert self._tmp, "HookRunner used outside its with block"
-        return self._tmp
+        return self._ensure()
 
     def helper(self, session, *args: str) -> None:
         """Run rootfs.host.hookhelper ARGS in the session (None: on the host)."""
@@ -105,8 +108,7 @@ class HookRunner:
 
     @property
     def argv0(self) -> str:
-        assert self._tmp, "HookRunner used outside its with block"
-        return os.path.join(self._tmp, "mmdebstrap")
+        return os.path.join(self._ensure(), "mmdebstrap")
 
     def environment(self, point: str, hooksock: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "APT_CONFIG")}
@@ -126,7 +128,7 @@ class HookRunner:
             "MMDEBSTRAP_INCLUDE": ",".join(_percent(i) for i in self.ctx.include),
             "MMDEBSTRAP_HOOKSOCK": str(hooksock),
             "ROOTFS_MODE": self.ctx.mode,
-            ERROR_FILE_ENV: os.path.join(self._tmp or "", "error"),
+            ERROR_FILE_ENV: os.path.join(self.scratch, "error"),
         })
         if self.ctx.source_date_epoch and "SOURCE_DATE_EPOCH" not in env:
             env["SOURCE_DATE_EPOCH"] = str(self.ctx.source_date_epoch)
@@ -151,7 +153,7 @@ class HookRunner:
         root = os.path.realpath(os.fspath(root))
         for hook in hooks:
             self.log(f"running the {hook.label}")
-            error_file = os.path.join(self._tmp or "", "error")
+            error_file = os.path.join(self.scratch, "error")
             if os.path.exists(error_file):
                 os.unlink(error_file)
             sock = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
