@@ -13,7 +13,6 @@ difference being one listed below with its reason.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys

@@ -24,7 +24,7 @@ import pytest
 from conftest import needs_root, needs_tool, serve_directory
 from debrepo import Dir, File, Pkg, build_deb, build_repo, write_recipe
 from test_deb_install import MULTIARCH, host_file, host_packages, shared_libraries, which
-from unpriv import make_unpriv
+from test_rootless import unpriv  # noqa: F401,F811 (a fixture: the session's unprivileged user)
 
 from rootfs.model.customize import Hook, check_hook, hook_dir
 from rootfs.model.errors import UsageError
@@ -211,15 +211,7 @@ def custom_recipe(d: Path, repo, keyring: Path, customize: str = CUSTOMIZE, incl
 
 
 @pytest.fixture(scope="session")
-def unpriv_user():
-    u = make_unpriv(Path("/tmp"))
-    yield u
-    if u.scratch:
-        shutil.rmtree(u.scratch, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def custom_pair(custom_repo, unpriv_user, tmp_path_factory):
+def custom_pair(custom_repo, unpriv, tmp_path_factory):
     """The customized image built as root and as nobody (rootless)."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
@@ -227,11 +219,11 @@ def custom_pair(custom_repo, unpriv_user, tmp_path_factory):
     recipe = custom_recipe(base / "recipe", custom_repo["repo"], custom_repo["keyring"])
     p = rootfs("make", recipe, "--mirror", custom_repo["url"], "-f", "tar", "-f", "dir", "-o", base / "out",
                "--cache-dir", base / "cache")
-    home = unpriv_user.sandbox()
+    home = unpriv.sandbox()
     shutil.copy(custom_repo["keyring"], home / "keyring.gpg")
     urecipe = custom_recipe(home / "recipe", custom_repo["repo"], home / "keyring.gpg")
-    subprocess.run(["chown", "-R", f"{unpriv_user.uid}:{unpriv_user.gid}", str(home / "recipe")], check=True)
-    q = unpriv_user.rootfs(home, "make", urecipe, "--mirror", custom_repo["url"], "-f", "tar", "-o", home / "out")
+    subprocess.run(["chown", "-R", f"{unpriv.uid}:{unpriv.gid}", str(home / "recipe")], check=True)
+    q = unpriv.rootfs(home, "make", urecipe, "--mirror", custom_repo["url"], "-f", "tar", "-o", home / "out")
     yield {"root": base, "root_proc": p, "home": home, "user_proc": q}
     if not os.environ.get("ROOTFS_TEST_KEEP"):
         shutil.rmtree(home, ignore_errors=True)
@@ -533,3 +525,48 @@ def test_include_takes_a_local_package_file_recorded_by_sha256(custom_repo, tmp_
     status = subprocess.run(["dpkg-query", f"--admindir={out}/var/lib/dpkg", "-W", "-f", "${Status} ${Version}",
                              "localtool"], capture_output=True, text=True).stdout
     assert status == "install ok installed 9.9"
+
+
+# -- the rpm backend's points ----------------------------------------------------------
+
+@needs_root()
+@needs_tool("rpmbuild", "createrepo_c")
+def test_rpm_hooks_run_at_setup_extract_and_customize(tmp_path_factory, tmp_path):
+    import rpmrepo
+
+    built = rpmrepo.built_once(tmp_path_factory)
+    repo = rpmrepo.make_repo(tmp_path / "repo", built.scripted)
+    recipe = tmp_path / "fx.toml"
+    recipe.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n[rpm]\n'
+                      f'repos = ["{repo.as_uri()}"]\npackages = ["fx-scripted"]\n')
+    (tmp_path / "note").write_text("note\n")
+    out = tmp_path / "out"
+    common = ["make", recipe, "-f", "dir", "--cache-dir", tmp_path / "c", "--no-sbom"]
+    p = rootfs(*common, "-o", out, "--setup-hook", 'echo "$MMDEBSTRAP_HOOK" > "$1/setup-mark"',
+               "--extract-hook", 'cp "$1/var/lib/fx/trace" "$1/trace-at-extract"',
+               "--customize-hook", 'chroot "$1" /bin/sh -c "echo custom > /custom-mark"',
+               "--customize-hook", "upload note /note", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (out / "setup-mark").read_text() == "setup\n"
+    at_extract = (out / "trace-at-extract").read_text().splitlines()
+    assert "posttrans" not in at_extract and "posttrans" in (out / "var/lib/fx/trace").read_text().splitlines()
+    assert (out / "custom-mark").read_text() == "custom\n"
+    assert (out / "note").read_text() == "note\n"
+    q = rootfs(*common, "-o", tmp_path / "out2", "--essential-hook", "true", cwd=tmp_path)
+    assert q.returncode == 2 and "rpm installs have no essential point" in q.stderr
+
+
+@needs_root()
+def test_a_changed_customize_entry_rebuilds_and_an_unchanged_one_does_not(custom_repo, tmp_path):
+    def make(command: str) -> dict:
+        recipe = write_recipe(tmp_path, custom_repo["repo"], variant="essential", keyring=custom_repo["keyring"],
+                              extra=f'[customize]\ncommands = ["{command}"]\n')
+        p = rootfs("make", recipe, "--mirror", custom_repo["url"], "-f", "tar", "-o", tmp_path / "img.tar",
+                   "--cache-dir", tmp_path / "c", "--json")
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    assert make("echo 1 > /etc/x")["outcome"] == "built"
+    assert make("echo 1 > /etc/x")["outcome"] == "up-to-date"
+    again = make("echo 2 > /etc/x")
+    assert again["outcome"] == "built" and again["reason"] == "the customization (hooks, [customize]) changed"

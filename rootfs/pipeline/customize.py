@@ -42,12 +42,13 @@ def accounts(root: str):
 
 
 def _run(session, argv: list[str], what: str, log) -> None:
+    """argv chrooted in the session; its output logged, a failure said
+    with its last line."""
     proc = session.run(argv)
-    for line in proc.stdout.decode("utf-8", "replace").splitlines():
-        if line.strip():
-            log("  " + line)
+    lines = [x for x in proc.stdout.decode("utf-8", "replace").splitlines() if x.strip()]
+    for line in lines:
+        log("  " + line)
     if proc.returncode != 0:
-        lines = [x for x in proc.stdout.decode("utf-8", "replace").splitlines() if x.strip()]
         tail = f": {lines[-1].strip()}" if lines else ""
         raise InstallError(f"{what} failed (exit status {proc.returncode}){tail}")
 
@@ -156,15 +157,7 @@ def set_locale(root: str, c: Customize, session, runner: HookRunner, backend: st
 def run_commands(c: Customize, session, log) -> None:
     for cmd in c.commands:
         log(f"running {cmd!r} inside the root")
-        proc = session.run(["/bin/sh", "-c", cmd])
-        out = proc.stdout.decode("utf-8", "replace")
-        for line in out.splitlines():
-            if line.strip():
-                log("  " + line)
-        if proc.returncode != 0:
-            lines = [x for x in out.splitlines() if x.strip()]
-            tail = f": {lines[-1].strip()}" if lines else ""
-            raise InstallError(f"the customize command {cmd!r} failed (exit status {proc.returncode}){tail}")
+        _run(session, ["/bin/sh", "-c", cmd], f"the customize command {cmd!r}", log)
 
 
 def customize_root(root: str, c: Customize, session, runner: HookRunner, backend: str, log) -> None:
