@@ -34,6 +34,8 @@ from rootfs.cli.options import (
     RepoOpt,
     TagOpt,
     VariantOpt,
+    ModuleOpt,
+    NoDepsOpt,
     WeakDepsOpt,
     check_mode,
     customize_from,
@@ -80,6 +82,8 @@ def resolve(
     repo: RepoOpt = None,
     gpgkey: GpgKeyOpt = None,
     weak_deps: WeakDepsOpt = None,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
     lock: Annotated[Optional[Path], typer.Option("--lock", help="Write the lock file here instead of printing.")] = None,
@@ -91,7 +95,8 @@ def resolve(
     if extra:
         raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps)
+                   components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
+                   nodeps=nodeps, modules=module)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     if lock:
@@ -115,6 +120,8 @@ def make(
     components: ComponentsOpt = None,
     arch: ArchOpt = None,
     keyring: KeyringOpt = None,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
     locked: Annotated[Optional[Path], typer.Option("--locked", help="Build exactly the packages of this lock file.")] = None,
@@ -152,7 +159,7 @@ def make(
     # with this process, even on SIGKILL.
     enter_private_mount_namespace()
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring)
+                   components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
     hooks = hooks_in_order(sys.argv, {"--setup-hook": setup_hook, "--extract-hook": extract_hook,
                                       "--essential-hook": essential_hook, "--customize-hook": customize_hook,
                                       "--hook-dir": hook_dir}, os.getcwd())
@@ -241,6 +248,8 @@ def lock(
     components: ComponentsOpt = None,
     arch: ArchOpt = None,
     keyring: KeyringOpt = None,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
 ) -> None:
@@ -248,7 +257,7 @@ def lock(
     from rootfs.pipeline import stages as pipeline
 
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring)
+                   components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     result.write(output)

@@ -25,10 +25,12 @@ IgnoreValidOpt = Annotated[bool, typer.Option("--ignore-valid-until", help="Acce
 RepoOpt = Annotated[Optional[list[str]], typer.Option("--repo", help="rpm-md repository URL (repeatable).")]
 GpgKeyOpt = Annotated[Optional[Path], typer.Option("--gpgkey", help="Key to verify rpm-md metadata and packages with.")]
 WeakDepsOpt = Annotated[Optional[bool], typer.Option("--weak-deps/--no-weak-deps", help="rpm: install Recommends/Supplements.")]
+NoDepsOpt = Annotated[bool, typer.Option("--nodeps", help="rpm: exactly the named packages, none of their dependencies.")]
+ModuleOpt = Annotated[Optional[list[str]], typer.Option("--module", help="rpm: enable a module stream NAME:STREAM (repeatable).")]
 
 
 def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=None, components=None,
-               arch=None, keyring=None, repo=None, packages=(), weak_deps=None):
+               arch=None, keyring=None, repo=None, packages=(), weak_deps=None, nodeps=False, modules=None):
     from rootfs.pipeline.stages import Selection, apply_selection
 
     if keyring is not None and not keyring.is_file():
@@ -44,6 +46,8 @@ def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=N
         repos=tuple(repo or ()),
         packages=tuple(packages),
         weak_deps=weak_deps,
+        nodeps=nodeps or None,
+        modules=tuple(x for v in modules or () for x in split_list(v)),
     )
     return apply_selection(recipe, sel)
 
