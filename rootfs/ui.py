@@ -49,6 +49,11 @@ def _say(msg: str, style: str | None = None) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def verbosity() -> int:
+    """0 with --quiet, 2 with --verbose, else 1 (as mmdebstrap counts)."""
+    return 0 if _state["quiet"] else 2 if _state["verbose"] else 1
+
+
 def info(msg: str) -> None:
     if not _state["quiet"]:
         _say(msg)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
 from rootfs.host.policy import Policy
 from rootfs.model.attrs import AttrRecord
+from rootfs.model.customize import Customize
 from rootfs.model.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ class InstallOptions:
     attrs: AttrRecord | None = None  # where owners are recorded when not applied (not ROOT)
     progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
     log: Callable[[str], None] = lambda msg: None
+    customize: Customize = field(default_factory=Customize)  # hooks and [customize] entries
+    settings: object = None  # the recipe's backend section, for what it configures beyond packages
+    verbosity: int = 1  # for hooks: 0 quiet, 1 normal, 2 verbose
     # What payloads may hold (rootfs.host.policy); every backend's unpacking
     # goes through an Extractor made with it.
     policy: Policy = DEFAULT_POLICY

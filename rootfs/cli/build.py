@@ -1,6 +1,7 @@
 """Commands that resolve and build recipes: recipes, resolve, make, lock."""
 
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,9 +13,18 @@ from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
     AllowOpt,
+    AptOptOpt,
     ArchOpt,
     ArtifactFormatOpt,
     ComponentsOpt,
+    ContainerProfileOpt,
+    CustomizeHookOpt,
+    DpkgOptOpt,
+    EssentialHookOpt,
+    ExtractHookOpt,
+    HookDirOpt,
+    SetupHookOpt,
+    SlimOpt,
     ExcludeOpt,
     GpgKeyOpt,
     IgnoreValidOpt,
@@ -31,6 +41,8 @@ from rootfs.cli.options import (
     WeakDepsOpt,
     check_allow,
     check_mode,
+    customize_from,
+    hooks_in_order,
     registry_options,
     selection_from,
 )
@@ -131,10 +143,19 @@ def make(
     json_out: Annotated[bool, typer.Option("--json", help="Print the build report (JSON) on stdout.")] = False,
     layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
     no_sbom: Annotated[bool, typer.Option("--no-sbom", help="Do not write the SPDX SBOM.")] = False,
-    push: Annotated[Optional[str], typer.Option("--push", help="Push the OCI image to HOST[:PORT]/NAME[:TAG].")] = None,
+    push: Annotated[Optional[list[str]], typer.Option("--push", help="Push the OCI image to HOST[:PORT]/NAME[:TAG] (repeatable).")] = None,
     creds: Annotated[Optional[str], typer.Option("--creds", help="Registry USER:PASS.")] = None,
     ca_cert: Annotated[Optional[Path], typer.Option("--ca-cert", help="CA certificate for the registry.")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain-HTTP registry.")] = False,
+    setup_hook: SetupHookOpt = None,
+    extract_hook: ExtractHookOpt = None,
+    essential_hook: EssentialHookOpt = None,
+    customize_hook: CustomizeHookOpt = None,
+    hook_dir: HookDirOpt = None,
+    aptopt: AptOptOpt = None,
+    dpkgopt: DpkgOptOpt = None,
+    slim: SlimOpt = False,
+    container_profile: ContainerProfileOpt = None,
     allow: AllowOpt = None,
 ) -> None:
     """Resolve, fetch, install and pack a recipe; publish the result atomically."""
@@ -150,6 +171,13 @@ def make(
     policy = check_allow(allow)
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
+    hooks = hooks_in_order(sys.argv, {"--setup-hook": setup_hook, "--extract-hook": extract_hook,
+                                      "--essential-hook": essential_hook, "--customize-hook": customize_hook,
+                                      "--hook-dir": hook_dir}, os.getcwd())
+    r = customize_from(r, hooks=hooks, aptopt=aptopt, dpkgopt=dpkgopt, slim=slim, container=container_profile)
+    from rootfs.model.customize import check_sources
+
+    check_sources(r.customize)
     output = output or str(Path("out") / r.name)
     formats = check_formats(choose_formats(output, [x for v in fmt or () for x in split_list(v)]))
     if push and "oci" not in formats:
@@ -159,10 +187,10 @@ def make(
     if json_out and output == "-":
         raise UsageError("--json and -o - both want standard output")
     _check_pack_flags(tag or r.image.tag, layer_compression)
-    if push:
+    for dest in push or ():
         from rootfs.registry import parse_reference
 
-        parse_reference(push)
+        parse_reference(dest)
     registry = registry_options(creds, ca_cert, insecure, 4) if push else None
     check_output(output, formats, keep)
     req = MakeRequest(
@@ -179,9 +207,10 @@ def make(
         wait=wait,
         tag=tag or "",
         layer_compression=layer_compression,
-        push=push,
+        push=tuple(push or ()),
         registry=registry,
         sbom=not no_sbom,
+        verbosity=ui.verbosity(),
         policy=policy,
     )
     _run_with_report(req, run_make, report, json_out)

@@ -302,6 +302,32 @@ class Chroot:
         return proc
 
 
+    def outside_argv(self, cmd: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        """How to start cmd on the host side of the session (not chrooted)."""
+        return list(cmd), dict(env)
+
+    def run_outside(self, cmd: Sequence[str], env: Mapping[str, str], *, cwd: str | None = None,
+                    pass_fds: Sequence[int] = ()) -> int:
+        """Run cmd on the host while the root is prepared, as mmdebstrap runs
+        its hooks: not chrooted, the root's path for the command to use, its
+        output passed on to our standard error (standard output may be a tar
+        stream). Exactly `env` is its environment. Returns the exit status."""
+        argv, full_env = self.outside_argv(cmd, env)
+        return run_passing_output(argv, full_env, cwd, pass_fds)
+
+
+def run_passing_output(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
+                       pass_fds: Sequence[int] = ()) -> int:
+    """Run argv in a session of its own with stdout and stderr on our
+    stderr; an interruption takes the whole process group down."""
+    try:
+        # Under the deadline, as every command (rootfs.host.run).
+        return host_run(list(argv), what=" ".join(argv)[:200], env=env, cwd=cwd, stdout=2, stderr=2,
+                        pass_fds=pass_fds).returncode
+    except OSError as exc:
+        raise InstallError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+
+
 def _write_new(host: str, data: bytes, mode: int) -> None:
     fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
@@ -321,4 +347,4 @@ def _rmdir_quiet(path: str) -> None:
         os.rmdir(path)
 
 
-__all__ = ["Chroot", "PATH", "Terminated", "sigterm_raises"]
+__all__ = ["Chroot", "PATH", "Terminated", "run_passing_output", "sigterm_raises"]

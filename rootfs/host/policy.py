@@ -37,6 +37,9 @@ rootless tree's attrs record included):
     packed by a later `rootfs pack` carries no such record, so its nodes
     outside /dev need `--allow device` / `--allow fifo` there.
   - sockets are never packed (tar cannot hold them), so no rule is needed.
+
+What the user's own hooks copy into or out of the root is not a payload:
+those copies use USER_FILES, which waives every rule.
 """
 
 from __future__ import annotations
@@ -127,6 +130,9 @@ def _sentence(who: str, path: str, st_mode: int, rule: str) -> str:
 
 
 DEFAULT = Policy()
+# What the user's own hooks copy in and out (mmdebstrap's copy-in, tar-in,
+# copy-out...): not a package payload, so no rule applies.
+USER_FILES = Policy(frozenset(RULES))
 
-__all__ = ["DEFAULT", "DEVICE", "FIFO", "Policy", "PolicyViolation", "RULES", "SETID_WRITABLE", "SOCKET",
+__all__ = ["DEFAULT", "USER_FILES", "DEVICE", "FIFO", "Policy", "PolicyViolation", "RULES", "SETID_WRITABLE", "SOCKET",
            "hazard", "parse_allow"]

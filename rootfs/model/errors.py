@@ -86,7 +86,7 @@ EXIT_CODES: dict[int, str] = {
     3: "resolve: unknown suite or package, unsatisfiable dependencies, conflicts",
     4: "verification: bad or missing signature, checksum or size mismatch, expired Release",
     5: "network: mirror or registry unreachable, download kept failing",
-    6: "install: dpkg, a maintainer script or scriptlet failed, hostile payload",
+    6: "install: dpkg, a maintainer script, scriptlet, hook or customize command failed, hostile payload",
     7: "privilege: the host lacks root, user namespaces or a needed tool",
     8: "output: missing input root, unwritable or contradictory output, disk full, unknown format, output closed",
     9: "busy: another run holds the lock on this output or cache",

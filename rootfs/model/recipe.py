@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rootfs.model.arch import host_architecture
+from rootfs.model.customize import Customize
 from rootfs.model.errors import UsageError
 
 # Shipped in the package (a wheel carries them); recipes/ at the top of the
@@ -55,6 +56,7 @@ class Recipe:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     image: ImageConfig = field(default_factory=ImageConfig)
+    customize: Customize = field(default_factory=Customize)
     path: Path | None = None
 
     def replace(self, **changes) -> Recipe:
@@ -73,6 +75,7 @@ _TOP_KEYS = {
     "include": list,
     "exclude": list,
     "image": dict,
+    "customize": dict,
     **{name: dict for name in BACKENDS},
 }
 _IMAGE_KEYS = {
@@ -160,6 +163,15 @@ def parse_recipe(text: str, name: str, path: Path | None = None) -> Recipe:
         raise UsageError(f"{where}: a {backend} recipe has no [{other[0]}] section")
     image = data.get("image", {})
     check_table(image, _IMAGE_KEYS, f"{where} [image]")
+    base = path.parent if path else Path.cwd()
+    from rootfs.model import customize as customize_section
+
+    custom = customize_section.parse(data.get("customize", {}), f"{where} [customize]", base)
+    env = _string_map(image, "env", f"{where} [image]")
+    if custom.locale and "LANG" not in dict(env):
+        # A container reads no /etc/default/locale: the image's
+        # environment is where its programs find the locale.
+        env = tuple(sorted(env + (("LANG", custom.locale),)))
     common = Recipe(
         name=name,
         backend=backend,
@@ -168,18 +180,19 @@ def parse_recipe(text: str, name: str, path: Path | None = None) -> Recipe:
         architecture=data.get("architecture") or host_architecture(backend),
         settings=None,
         description=data.get("description", ""),
-        include=tuple(data.get("include", [])),
+        include=tuple(local_paths(data.get("include", []), base)),
         exclude=tuple(data.get("exclude", [])),
         image=ImageConfig(
             tag=image.get("tag", ""),
             cmd=tuple(image.get("cmd", [])),
             entrypoint=tuple(image.get("entrypoint", [])),
-            env=_string_map(image, "env", f"{where} [image]"),
+            env=env,
             labels=_string_map(image, "labels", f"{where} [image]"),
             annotations=_string_map(image, "annotations", f"{where} [image]"),
             workdir=image.get("workdir", ""),
             user=image.get("user", ""),
         ),
+        customize=custom,
         path=path,
     )
     table = data.get(backend, {})
@@ -194,6 +207,17 @@ def load_recipe(name_or_path: str) -> Recipe:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read recipe {path}: {exc}") from None
     return parse_recipe(text, path.stem, path)
+
+
+def is_local_package(entry: str) -> bool:
+    """An --include entry naming a package file rather than a package, as
+    mmdebstrap tells them apart."""
+    return entry.startswith(("/", "./", "../")) or entry.endswith(".deb")
+
+
+def local_paths(entries, base: Path) -> list[str]:
+    """Package files named relative to `base` made absolute."""
+    return [str((base / e).absolute()) if is_local_package(e) and not os.path.isabs(e) else e for e in entries]
 
 
 def split_list(value: str | None) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from rootfs.host.policy import Policy
 from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
+from rootfs.model.inputs import BuildInputs, build_inputs
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
@@ -36,6 +37,7 @@ from rootfs.model.report import (
 )
 from rootfs.net.fetch import Cache, Downloader
 from rootfs.pack.outputs import check_output
+from rootfs.pipeline.customize import check_image_user
 from rootfs.pipeline.publish import (
     OutputPlan,
     build_id,
@@ -60,11 +62,17 @@ class MakeRequest:
     wait: float = 0.0
     tag: str = ""
     layer_compression: str = "gzip"
-    push: str | None = None
+    push: tuple[str, ...] = ()  # registry destinations, HOST[:PORT]/NAME[:TAG]
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
     policy: Policy = DEFAULT_POLICY  # the payload and image rules, with what --allow waived
     command: str = "make"  # what the image history says built it
+    verbosity: int = 1  # what hooks see as MMDEBSTRAP_VERBOSITY
+
+    def __post_init__(self) -> None:
+        if isinstance(self.push, str):
+            self.push = (self.push,)
+        self.push = tuple(self.push or ())
 
 
 def artifact_name(fmt: str) -> str:
@@ -84,20 +92,38 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> Lock:
     return lock
 
 
+IMAGE_FORMATS = ("oci", "oci-archive", "docker-archive")
+
+
+def inputs_of(req: MakeRequest, lock: Lock) -> BuildInputs:
+    """The typed record of everything this build's artifacts depend on.
+    The tag and layer compression count only where an image carries them."""
+    from rootfs.pack import source_date_epoch
+    from rootfs.pipeline.hooks import customize_inputs
+
+    images = any(f in IMAGE_FORMATS for f in req.formats)
+    return build_inputs(
+        req.recipe, lock,
+        files=customize_inputs(req.recipe.customize),
+        formats=req.formats,
+        tag=(req.tag or req.recipe.image.tag) if images else "",
+        layer_compression=req.layer_compression if images else "",
+        source_date_epoch=source_date_epoch(lock.source_date_epoch or None) or 0,
+        sbom=req.sbom,
+    )
+
+
 def _up_to_date(prev: BuildReport | None, report: BuildReport, plan: OutputPlan) -> str:
     """Why the previous build still stands, or "" when it does not."""
-    if prev is None or prev.outcome != "built":
+    if prev is None or prev.outcome not in ("built", "up-to-date"):
         return ""
-    if prev.tool_version != report.tool_version:
-        return ""
-    if prev.recipe_digest != report.recipe_digest or prev.packages_digest != report.packages_digest:
-        return ""
-    if sorted(prev.formats) != sorted(report.formats):
+    if not prev.inputs_digest or prev.inputs_digest != report.inputs_digest:
         return ""
     for fmt in report.formats:
         if not plan.artifact_path(artifact_name(fmt)).exists():
             return ""
-    return "the resolved package set, the recipe and rootfs are unchanged and the artifacts exist"
+    return "every input is unchanged (recipe, packages, customization, formats, tag, SOURCE_DATE_EPOCH) " \
+           "and the artifacts exist"
 
 
 def _rebuild_reason(prev: BuildReport | None, report: BuildReport, force: bool) -> str:
@@ -105,17 +131,13 @@ def _rebuild_reason(prev: BuildReport | None, report: BuildReport, force: bool) 
         return "--force"
     if prev is None:
         return "no previous build"
-    if prev.outcome != "built":
+    if prev.outcome not in ("built", "up-to-date"):
         return "the previous build did not complete"
-    if prev.tool_version != report.tool_version:
-        return f"rootfs changed ({prev.tool_version} -> {report.tool_version})"
-    if prev.recipe_digest != report.recipe_digest:
-        return "the recipe changed"
-    if prev.packages_digest != report.packages_digest:
-        return "the resolved package set changed"
-    if sorted(prev.formats) != sorted(report.formats):
-        return "other formats were asked for"
-    return "an artifact is missing"
+    old = BuildInputs.from_dict(prev.inputs) if prev.inputs else None
+    new = BuildInputs.from_dict(report.inputs)
+    if old is None or new is None:
+        return "the previous build recorded no inputs"
+    return new.changed_since(old) or "an artifact is missing"
 
 
 def _safe_rmtree(path: Path) -> None:
@@ -157,11 +179,21 @@ def make(req: MakeRequest) -> BuildReport:
         report.packages = package_versions(lock)
         report.changes = diff_packages(prev.packages if prev else {}, report.packages)
         report.source_date_epoch = lock.source_date_epoch
+        inputs = inputs_of(req, lock)
+        report.inputs, report.inputs_digest = inputs.to_dict(), inputs.digest()
         why = "" if req.force else _up_to_date(prev, report, plan)
         if why:
             report.outcome, report.reason = "up-to-date", why
-            report.artifacts = prev.artifacts
+            report.artifacts = {k: v for k, v in prev.artifacts.items() if not k.startswith("pushed:")}
+            report.pushed = dict(prev.pushed)
             ui.info(f"{req.recipe.name}: up to date ({why})")
+            todo = [d for d in req.push if d not in report.pushed]
+            if todo:
+                with report.stage("push"):
+                    _push(req, plan, report, todo)
+                _record_pushes(plan, report)
+            for dest in req.push:
+                report.artifacts[f"pushed:{dest}"] = report.pushed[dest]
             return report
         report.reason = _rebuild_reason(prev, report, req.force)
         ui.info(f"{req.recipe.name}: building {len(lock.packages)} packages ({report.reason})")
@@ -171,9 +203,10 @@ def make(req: MakeRequest) -> BuildReport:
             with report.stage("fetch"):
                 files = pipeline.fetch(lock, cache, downloader, req.jobs)
             build_and_publish(req, lock, files, report, plan)
-    if req.push:
-        with report.stage("push"):
-            _push(req, plan, report)
+        if req.push:
+            with report.stage("push"):
+                _push(req, plan, report, list(req.push))
+            _record_pushes(plan, report)
     ui.info(f"I: success in {time.monotonic() - t0:.1f} s")
     return report
 
@@ -208,10 +241,11 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     root.mkdir()
     attrs = None if req.mode == "root" else AttrRecord()
     with report.stage("install"):
-        result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs, policy=req.policy))
+        result = pipeline.install(lock, files, root, _install_options(req, attrs))
     if attrs is not None and attrs.get(".") is None:
         # The root directory itself belongs to root in the image, whoever built it.
         attrs.set(".", Attr(stat.S_IFDIR | 0o755))
+    check_image_user(root, req.recipe.image.user)
     for step in result.skipped:
         ui.warn(f"skipped: {step}")
     if attrs is not None and keep_dir:
@@ -314,8 +348,8 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             root.mkdir()
             attrs = None if req.mode == "root" else AttrRecord()
             with report.stage("install"):
-                result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs,
-                                                                            policy=req.policy))
+                result = pipeline.install(lock, files, root, _install_options(req, attrs))
+            check_image_user(root, req.recipe.image.user)
             # The same image a file build writes: its SBOM is named in it,
             # though the SBOM itself is not kept.
             annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report)
@@ -331,12 +365,32 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
     return report
 
 
-def _push(req: MakeRequest, plan: OutputPlan, report: BuildReport) -> None:
+def _install_options(req: MakeRequest, attrs) -> InstallOptions:
+    return InstallOptions(mode=req.mode, attrs=attrs, customize=req.recipe.customize,
+                          settings=req.recipe.settings, verbosity=req.verbosity, policy=req.policy)
+
+
+def _push(req: MakeRequest, plan: OutputPlan, report: BuildReport, destinations: list[str]) -> None:
     from rootfs.pack import oci
     from rootfs.registry import RegistryOptions, push
 
     layout = plan.artifact_path(artifact_name("oci"))
     tag = oci.parse_tag(req.tag or req.recipe.image.tag or oci.DEFAULT_TAG)
-    result = push(layout, tag, req.push, req.registry or RegistryOptions())
-    report.artifacts[f"pushed:{req.push}"] = result.digest
-    ui.info(f"pushed {req.push}@{result.digest}")
+    for dest in destinations:
+        result = push(layout, tag, dest, req.registry or RegistryOptions())
+        report.pushed[dest] = result.digest
+        report.artifacts[f"pushed:{dest}"] = result.digest
+        ui.info(f"pushed {dest}@{result.digest}")
+
+
+def _record_pushes(plan: OutputPlan, report: BuildReport) -> None:
+    """The published build's report learns where it was pushed, so that the
+    next run pushes only to destinations it has not reached."""
+    path = plan.report_path()
+    prev = read_report(path)
+    if prev is None or prev.inputs_digest != report.inputs_digest:
+        return
+    prev.pushed = dict(report.pushed)
+    for dest, digest in report.pushed.items():
+        prev.artifacts[f"pushed:{dest}"] = digest
+    atomic_write_text(path, prev.to_json())

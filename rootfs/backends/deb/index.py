@@ -133,6 +133,7 @@ class Index:
         self._parsed: dict[str, list[Package]] = {}
         self._providers: dict[str, list[str]] = {}
         self._provides_lines: list[tuple[bytes, bytes]] = []
+        self._own_base: dict[str, str] = {}  # names whose Filename is a whole URL
         self.stanzas = 0
 
     # -- loading ------------------------------------------------------------
@@ -193,6 +194,18 @@ class Index:
     def add_text(self, text: str | bytes) -> None:
         self.add([text.encode() if isinstance(text, str) else text])
 
+    def override(self, stanza: str) -> None:
+        """Make stanza the only candidate for its package name (a package
+        file given by path: apt installs exactly that file). Its Filename is
+        a whole URL."""
+        raw = stanza.strip("\n").encode()
+        name = _stanza_name(raw if raw.startswith(b"Package:") else b"\n" + raw).decode()
+        self._raw.pop(name.encode(), None)
+        self._add_stanzas([raw])
+        self._own_base[name] = ""
+        self._parsed.clear()
+        self._providers.clear()
+
     # -- lookups ------------------------------------------------------------
 
     def names(self) -> list[str]:
@@ -211,8 +224,9 @@ class Index:
 
             seen: set[tuple[str, str]] = set()
             got = []
+            base = self._own_base.get(name, self.base_url)
             for raw in self._entries(name.encode("utf-8", "surrogateescape")):
-                p = parse_stanza(raw, self.base_url)
+                p = parse_stanza(raw, base)
                 if p.architecture not in (self.architecture, "all"):
                     continue
                 if (p.version, p.architecture) in seen:
