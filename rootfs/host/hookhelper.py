@@ -29,8 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rootfs.host.safepath import PathEscape, parent_in_root, resolve_in_root
 from rootfs.host.policy import USER_FILES
+from rootfs.host.safepath import PathEscape, parent_in_root, resolve_in_root
 from rootfs.host.unpacker import Extractor
 from rootfs.model.errors import InstallError, RootfsError, UsageError
 
