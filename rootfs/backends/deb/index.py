@@ -70,6 +70,10 @@ class Package:
 
     @property
     def url(self) -> str:
+        if not self.base_url:
+            # A package file the user named (Index.override): its Filename
+            # is that file's own URL, not a path in a repository.
+            return self.filename
         # Checked here, at resolve time: a hostile Filename is refused
         # before anything is fetched.
         return self.base_url + repository_path(self.filename, f"the index entry of {self.name} {self.version} names")
