@@ -870,3 +870,18 @@ def test_a_copy_keeps_the_marks_of_script_made_nodes(world):
     assert status == 0
     copy = AttrRecord.load(sidecar_path(world / "tmp" / "copy"))
     assert copy.scripted == {"var/lib/scripted"}
+
+
+@pytest.mark.parametrize("data", [
+    b'<?xml version="1.0" encoding="UTF-7"?>\n<metadata packages="0"></metadata>\n',
+    b"<\x00\x00\x00\xd0\x92eta\x00\x00\xd0\x92etadata>\n",
+    b"<metadata>\xff\xfe</metadata>\n",
+])
+def test_primary_xml_that_crashed_libsolv_is_refused_first(data):
+    """Inputs the fuzzer found that kill the process inside libsolv's XML
+    reader: refused in one sentence before libsolv sees them."""
+    from rootfs.backends.rpm.solver import Sack
+    from rootfs.model.errors import VerifyError
+
+    with pytest.raises(VerifyError, match="UTF-7|NUL byte|not UTF-8"):
+        Sack("x86_64").add_primary(io.BytesIO(data), "primary.xml")

@@ -128,8 +128,9 @@ class Sack:
         fd = os.memfd_create("primary.xml")
         try:
             # libsolv's XML reader crashes the process on some inputs in
-            # encodings other than the UTF-8 rpm-md is written in: only
-            # UTF-8, checked as it is copied, reaches it.
+            # encodings other than the UTF-8 rpm-md is written in, and on
+            # NUL bytes: only UTF-8 without NUL, checked as it is copied,
+            # reaches it.
             utf8 = codecs.getincrementaldecoder("utf-8")()
             first = True
             try:
@@ -138,6 +139,8 @@ class Sack:
                         _check_declaration(chunk, where)
                         first = False
                     utf8.decode(chunk)
+                    if b"\0" in chunk:  # XML has no NUL, and libsolv's reader dies on one
+                        raise VerifyError(f"{where} holds a NUL byte, which XML does not allow")
                     os.write(fd, chunk)
                 utf8.decode(b"", final=True)
             except UnicodeDecodeError:
