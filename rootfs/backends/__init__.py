@@ -89,6 +89,10 @@ class Backend(Protocol):
         LockedPackage.key to the verified package file in the cache."""
         ...
 
+    # Optional: locked(lock, recipe, sources_given, opts) -> (Lock, {key: url})
+    # adapts a lock read from a file to this run's command line (see
+    # rootfs.pipeline.stages.use_lock).
+
 
 def backend_module(name: str) -> Backend:
     return importlib.import_module(f"rootfs.backends.{name}.backend")  # type: ignore[return-value]

@@ -19,14 +19,20 @@ from rootfs.cli.options import (
     IgnoreValidOpt,
     IncludeOpt,
     KeyringOpt,
+    ImageMirrorOpt,
+    ImageSecurityMirrorOpt,
     MirrorOpt,
     NoGpgOpt,
+    NoUpdatesOpt,
     RepoOpt,
+    SecurityMirrorOpt,
+    SourceOpt,
     TagOpt,
     VariantOpt,
     WeakDepsOpt,
     check_mode,
     registry_options,
+    selection,
     selection_from,
 )
 from rootfs.model.errors import RootfsError, UsageError
@@ -59,6 +65,9 @@ def _recipe_or_adhoc(args: list[str], repo, arch):
 def resolve(
     args: Annotated[list[str], typer.Argument(metavar="RECIPE | PACKAGE...", help="Recipe name or file; with --repo, packages.")],
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -79,7 +88,8 @@ def resolve(
     if extra:
         raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps)
+                       components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
+                       source=source, security_mirror=security_mirror, no_updates=no_updates)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     if lock:
@@ -97,6 +107,11 @@ def make(
     fmt: ArtifactFormatOpt = None,
     tag: TagOpt = None,
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
+    image_mirror: ImageMirrorOpt = None,
+    image_security_mirror: ImageSecurityMirrorOpt = None,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -130,8 +145,12 @@ def make(
     # Before any thread starts: mounts of the configure stage then vanish
     # with this process, even on SIGKILL.
     enter_private_mount_namespace()
-    r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring)
+    from rootfs.pipeline.stages import apply_selection
+
+    sel = selection(mirror=mirror, variant=variant, include=include, exclude=exclude, components=components,
+                    arch=arch, keyring=keyring, source=source, security_mirror=security_mirror,
+                    no_updates=no_updates, image_mirror=image_mirror, image_security_mirror=image_security_mirror)
+    r = apply_selection(load_recipe(recipe), sel)
     formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
     if push and "oci" not in formats:
         formats.append("oci")
@@ -154,6 +173,7 @@ def make(
         jobs=jobs,
         mode=check_mode(mode),
         locked=locked,
+        relocate=sel.names_sources,
         force=force,
         keep=keep,
         wait=wait,
@@ -206,6 +226,11 @@ def lock(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The lock file to write.")],
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
+    image_mirror: ImageMirrorOpt = None,
+    image_security_mirror: ImageSecurityMirrorOpt = None,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -219,7 +244,9 @@ def lock(
     from rootfs.pipeline import stages as pipeline
 
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring)
+                       components=components, arch=arch, keyring=keyring, source=source,
+                       security_mirror=security_mirror, no_updates=no_updates, image_mirror=image_mirror,
+                       image_security_mirror=image_security_mirror)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     result.write(output)

@@ -325,13 +325,21 @@ def write_fstab(ex: Extractor) -> None:
 
 
 def write_sources(lock: Lock, ex: Extractor) -> None:
+    """The image's own apt sources (rootfs.backends.deb.apt_sources)."""
+    from rootfs.backends.deb import apt_sources
+
     if not lock.sources:
         return
-    src = lock.sources[0]
-    components = " ".join(lock.components or ("main",))
-    ex.make_dir("etc")
-    ex.make_dir("etc/apt")
-    ex.write_file("etc/apt/sources.list", f"deb {src.url} {src.suite or lock.suite} {components}\n".encode())
+    path = apt_sources.sources_path(lock)
+    parent = ""
+    for part in path.split("/")[:-1]:
+        parent = f"{parent}/{part}" if parent else part
+        ex.make_dir(parent)
+    ex.write_file(path, apt_sources.render(lock, lambda p: ex.read_file(p) is not None).encode())
+    pins = apt_sources.preferences(lock)
+    if pins:
+        ex.make_dir("etc/apt/preferences.d")
+        ex.write_file(apt_sources.PREFERENCES, pins.encode())
 
 
 # -- stage 2 -----------------------------------------------------------------
