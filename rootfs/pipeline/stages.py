@@ -109,6 +109,12 @@ def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
     out = recipe.replace(**common) if common else recipe
     if backend:
         out = out.with_settings(**{k: v for k, (_, v) in backend.items()})
+    if out.backend == "deb":
+        # Before anything is fetched: pkg=version and pkg/suite read, and
+        # contradictions among the requests refused.
+        from rootfs.backends.deb.resolver import parse_requests
+
+        parse_requests(out.include, out.exclude)
     return out
 
 

@@ -83,10 +83,8 @@ def parse_wanted(spec: str) -> Wanted:
     return Wanted(name, version, suite)
 
 
-def choose_requested(source: Pool | Index, include=(), exclude=()) -> tuple[str, ...]:
-    """Apply the include items' version and suite choices to the pool's
-    candidates; the names asked for. Contradictions are refused."""
-    pool = _pool(source)
+def parse_requests(include=(), exclude=()) -> dict[str, Wanted]:
+    """The include items by name; contradictions are refused."""
     wanted: dict[str, Wanted] = {}
     for spec in include:
         w = parse_wanted(spec)
@@ -97,6 +95,14 @@ def choose_requested(source: Pool | Index, include=(), exclude=()) -> tuple[str,
     both = sorted(set(wanted) & set(exclude))
     if both:
         raise UsageError(f"{', '.join(both)} is both included and excluded")
+    return wanted
+
+
+def choose_requested(source: Pool | Index, include=(), exclude=()) -> tuple[str, ...]:
+    """Apply the include items' version and suite choices to the pool's
+    candidates; the names asked for."""
+    pool = _pool(source)
+    wanted = parse_requests(include, exclude)
     # Versions first, then suites: a suite's dependency walk sees every
     # version the user fixed.
     for w in wanted.values():
