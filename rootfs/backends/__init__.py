@@ -57,6 +57,9 @@ class ResolveOptions:
     check_gpg: bool = True  # False only with --no-check-gpg
     check_valid_until: bool = True  # False with --ignore-valid-until (snapshot mirrors)
     keyring: str = ""  # overrides the recipe's keyring / gpgkey
+    # Where verified indices may be kept between runs (the package cache);
+    # None: fetch them every time.
+    cache_dir: Path | None = None
 
 
 @dataclass

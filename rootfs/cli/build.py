@@ -90,7 +90,8 @@ def resolve(
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
                        components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
                        source=source, security_mirror=security_mirror, no_updates=no_updates)
-    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
+    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
+                          cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())
     if lock:
         result.write(lock)
@@ -168,7 +169,8 @@ def make(
         recipe=r,
         output=output or str(Path("out") / r.name),
         formats=tuple(formats),
-        resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until),
+        resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
+                                    cache_dir=cache_dir or default_cache_dir()),
         cache_dir=cache_dir or default_cache_dir(),
         jobs=jobs,
         mode=check_mode(mode),
@@ -247,7 +249,8 @@ def lock(
                        components=components, arch=arch, keyring=keyring, source=source,
                        security_mirror=security_mirror, no_updates=no_updates, image_mirror=image_mirror,
                        image_security_mirror=image_security_mirror)
-    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
+    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
+                          cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())
     result.write(output)
     ui.info(f"wrote {output}: {len(result.packages)} packages, lock digest {result.digest()[:12]}")

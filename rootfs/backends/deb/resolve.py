@@ -23,18 +23,19 @@ from rootfs.backends.deb.mirror import choose_mirror, choose_security_mirror
 from rootfs.backends.deb.policy import Pool, PoolSource, default_priority
 from rootfs.backends.deb.release import (
     FetchedRelease,
+    IndexFile,
     check_release,
     fetch_index,
     fetch_release,
     parse_date,
-    plain_size,
 )
 from rootfs.backends.deb.resolver import resolve_set, variant_request
 from rootfs.backends.deb.settings import active_sources
 from rootfs.backends.deb.sources import MIRROR, SECURITY_MIRROR, Mirrors, Repository, repositories, uses
-from rootfs.model.errors import RootfsError, UsageError
+from rootfs.model.errors import OutputError, RootfsError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
+from rootfs.net.cache import Cache
 from rootfs.net.fetch import Downloader
 from rootfs.net.openpgp import check_keyring
 
@@ -132,16 +133,45 @@ def _index_arches(fetched: FetchedRelease, arch: str) -> list[str]:
     return arches
 
 
-def _index_bytes(downloader: Downloader, fetched: FetchedRelease, component: str, arch: str) -> bytes:
+def _index_bytes(downloader: Downloader, fetched: FetchedRelease, component: str, arch: str,
+                 cache: Cache | None) -> tuple[bytes, IndexFile | None]:
+    """The uncompressed index, and its Release entry when it should be
+    kept in the cache. The Release lists the uncompressed file's SHA256
+    too, so the package cache can keep it by that name: a stable suite's
+    main index changes at point releases only, and a nightly resolve then
+    skips the download and the decompression (the entry is checked on
+    every use, as package files are)."""
+    plain = fetched.release.files.get(f"{component}/binary-{arch}/Packages")
+    if cache is not None and plain is not None:
+        try:
+            hit = cache.lookup(plain.sha256, plain.size)
+        except OutputError:
+            hit = None  # a cache this user cannot read: fetch as without one
+        if hit is not None:
+            ui.detail(f"{fetched.url}{plain.path} from the cache (verified)")
+            return hit.read_bytes(), None
     data, ext = fetch_index(downloader, fetched, component, arch)
     what = f"{fetched.url}{component}/binary-{arch}/Packages{ext}"
-    return decompress(data, ext, what, plain_size(fetched.release, component, arch))
+    raw = decompress(data, ext, what, plain.size if plain is not None else 0)
+    return raw, plain if cache is not None else None
+
+
+def _keep(cache: Cache, entry: IndexFile, raw: bytes, what: str) -> None:
+    """Store a decompressed index in the cache (in a thread: hashing and
+    writing run without the GIL while the main thread splits)."""
+    try:
+        cache.store(entry.sha256, raw)
+    except ValueError:
+        raise VerifyError(f"{what} decompresses to other content than its Release lists") from None
+    except OutputError as exc:
+        ui.detail(f"not keeping {what} in the cache: {exc}")
 
 
 def load_sources(recipe: Recipe, opts: ResolveOptions, downloader: Downloader,
                  repos: list[Repository]) -> list[Loaded]:
     """Every source verified (with its own keyring) and its indices loaded."""
     arch = recipe.architecture
+    cache = Cache(opts.cache_dir) if opts.cache_dir is not None else None
     # Asked once, and only when some source is the host's own.
     apt_lenient = opts.check_valid_until and any(_host_chosen(recipe, r) for r in repos) and not apt_checks_valid_until()
     loaded: list[Loaded] = []
@@ -151,15 +181,23 @@ def load_sources(recipe: Recipe, opts: ResolveOptions, downloader: Downloader,
         try:
             for repo, fut in zip(repos, releases):
                 fetched = fut.result()
-                jobs.append([(f"{component}/binary-{a}", pool.submit(_index_bytes, downloader, fetched, component, a))
+                jobs.append([(f"{component}/binary-{a}",
+                              pool.submit(_index_bytes, downloader, fetched, component, a, cache))
                              for component in repo.components for a in _index_arches(fetched, arch)])
                 rel = fetched.release
                 priority = repo.priority if repo.priority is not None else default_priority(
                     rel.not_automatic, rel.but_automatic_upgrades)
                 loaded.append(Loaded(repo, fetched, Index(arch, repo.url, repo.id), priority))
+            keeping = []
             for entry, parts in zip(loaded, jobs):
-                for _, fut in parts:
-                    entry.index.add([fut.result()])
+                for name, fut in parts:
+                    raw, plain = fut.result()
+                    if plain is not None and cache is not None:
+                        keeping.append(pool.submit(_keep, cache, plain, raw, f"{entry.repo.url}dists/"
+                                                   f"{entry.repo.suite}/{name}/Packages"))
+                    entry.index.add([raw])
+            for fut in keeping:
+                fut.result()
         except BaseException:
             for f in releases + [f for parts in jobs for _, f in parts]:
                 f.cancel()
