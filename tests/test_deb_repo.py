@@ -115,7 +115,10 @@ def test_release_gpg_only_and_armoured_keyring(tmp_path, gpg_key, http_serve):
     assert source["sha256"] == hashlib.sha256(repo.release.read_bytes()).hexdigest()
 
 
-def test_changed_packages_file_is_refused_even_without_gpg(tmp_path, fresh, http_serve):
+def test_changed_packages_file_is_refused_even_without_gpg(tmp_path, fresh, http_serve, monkeypatch):
+    # An empty package cache: one holding the verified index would be used
+    # instead of the changed download (rightly, but not what is tested).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     index = fresh.dists / "main" / "binary-amd64" / "Packages.xz"
     text = lzma.decompress(index.read_bytes()).replace(b"Version: 2.6.1", b"Version: 9.9.9")
     index.write_bytes(lzma.compress(text))

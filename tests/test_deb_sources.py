@@ -498,3 +498,32 @@ def test_source_forms_apt_and_mmdebstrap_accept(tmp_path):
                                         "Types: deb\nEnabled: no\nURIs: http://b.invalid/\nSuites: s\n")
     assert [s.uris for s in parse_source_option(str(tmp_path / "x.list"))] == [("http://a.invalid/",)]
     assert [s.uris for s in parse_source_option(str(tmp_path / "x.sources"))] == [("http://a.invalid/",)]
+
+
+def test_unchanged_indices_come_from_the_cache_checked(env, tmp_path, http_serve):
+    """The uncompressed index is kept in the package cache by the SHA256
+    its signed Release lists: a second resolve needs only the InRelease;
+    a damaged entry is dropped and the index fetched again."""
+    from rootfs.backends import ResolveOptions
+    from rootfs.backends.deb.resolve import resolve
+    from rootfs.model.recipe import load_recipe
+    from rootfs.net.cache import Cache
+    from rootfs.net.fetch import Downloader
+
+    top = tmp_path / "served"
+    shutil.copytree(env.top, top, symlinks=True)
+    server = http_serve(top)
+    recipe = load_recipe(str(env.recipe())).with_settings(mirror=f"{server.url}/base/",
+                                                          security_mirror=f"{server.url}/security/")
+    opts = ResolveOptions(cache_dir=tmp_path / "cache")
+    first = resolve(recipe, opts, Downloader(retries=0))
+    entries = sorted(e.sha256 for e in Cache(tmp_path / "cache").entries())
+    assert len(entries) == 2  # main/binary-amd64/Packages of each source
+    for index in top.glob("*/dists/*/main/binary-amd64/Packages*"):
+        index.unlink()
+    assert resolve(recipe, opts, Downloader(retries=0)).packages == first.packages
+    cached = Cache(tmp_path / "cache").path(entries[0])
+    cached.write_bytes(cached.read_bytes() + b"\n")
+    with pytest.raises(Exception, match="lacks .*Packages in every form"):
+        resolve(recipe, opts, Downloader(retries=0))
+    assert not cached.exists()
