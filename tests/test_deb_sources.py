@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aptpolicy import AptSource, apt_candidates, have_apt
 from conftest import make_gpg_key
-from debrepo import Pkg, build_repo, copy_repo, write_recipe
+from debrepo import Pkg, Symlink, build_repo, copy_repo, write_recipe
 
 ROOTFS = [sys.executable, "-m", "rootfs.cli"]
 needs_apt = pytest.mark.skipif(not have_apt(), reason="apt-get is not installed")
@@ -527,3 +527,25 @@ def test_unchanged_indices_come_from_the_cache_checked(env, tmp_path, http_serve
     with pytest.raises(Exception, match="lacks .*Packages in every form"):
         resolve(recipe, opts, Downloader(retries=0))
     assert not cached.exists()
+
+
+def test_signed_by_names_a_keyring_the_image_holds_through_a_link(tmp_path, gpg_key, http_serve):
+    """As trixie's debian-archive-keyring.gpg, a link to its .pgp: the
+    image's sources name it with Signed-By."""
+    keyring = tmp_path / "keys" / "test-archive-keyring.gpg"
+    keyring.parent.mkdir()
+    shutil.copy(gpg_key.keyring, keyring)
+    inside = str(keyring.parent).lstrip("/")
+    pkgs = [Pkg("base-files", version="1", priority="required", essential=True,
+                files={f"{inside}/test-archive-keyring.pgp": gpg_key.keyring.read_bytes(),
+                       f"{inside}/test-archive-keyring.gpg": Symlink("test-archive-keyring.pgp")})]
+    repo = build_repo(tmp_path / "repo", pkgs, key=gpg_key, suite="stable")
+    server = http_serve(repo.path)
+    recipe = write_recipe(tmp_path, repo, variant="essential", keyring=keyring,
+                          extra='sources_format = "deb822"\n')
+    out = tmp_path / "root"
+    p = subprocess.run([*ROOTFS, "make", str(recipe), "--mirror", server.url, "--mode", "extract", "-f", "dir",
+                        "-o", str(out), "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (out / "etc/apt/sources.list.d/debian.sources").read_text() == (
+        f"Types: deb\nURIs: {server.url}/\nSuites: stable\nComponents: main\nSigned-By: {keyring}\n")
