@@ -146,22 +146,25 @@ class Downloader:
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._addr_cache: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
 
     # -- connections -----------------------------------------------------
 
     def _resolve(self, host: str, port: int) -> str:
-        # Resolve each host once: several parallel look-ups here sometimes stall
-        # for the resolver's 5 s timeout.
-        with self._lock:
-            addr = self._addr_cache.get((host, port))
-        if addr is None:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise NetworkError(f"cannot resolve host {host}: {exc.strerror}") from None
-            addr = infos[0][4][0]
+        # Resolve each host once, one look-up at a time: several parallel
+        # look-ups sometimes stall for the resolver's 5 s timeout, and
+        # threads starting together (a resolve's sources) would each look up.
+        with self._lookup_lock:
             with self._lock:
-                self._addr_cache[(host, port)] = addr
+                addr = self._addr_cache.get((host, port))
+            if addr is None:
+                try:
+                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                except socket.gaierror as exc:
+                    raise NetworkError(f"cannot resolve host {host}: {exc.strerror}") from None
+                addr = infos[0][4][0]
+                with self._lock:
+                    self._addr_cache[(host, port)] = addr
         return addr
 
     def _new_connection(self, t: _Target) -> http.client.HTTPConnection:
