@@ -549,3 +549,22 @@ def test_signed_by_names_a_keyring_the_image_holds_through_a_link(tmp_path, gpg_
     assert p.returncode == 0, p.stderr
     assert (out / "etc/apt/sources.list.d/debian.sources").read_text() == (
         f"Types: deb\nURIs: {server.url}/\nSuites: stable\nComponents: main\nSigned-By: {keyring}\n")
+
+
+@pytest.mark.parametrize("table,words", [
+    ('uris = ["@mirror"]\nsuites = ["s"]\nmirror = "x"\n', "unknown key 'mirror'"),
+    ('uris = ["@mirror"]\n', "a source needs 'suites'"),
+    ('uris = ["@elsewhere"]\nsuites = ["s"]\n', "'@elsewhere' is not an http://, https:// or file:// URL"),
+    ('uris = ["@mirror"]\nsuites = ["s"]\npriority = 0\n', "priority 0 is not a pin apt accepts"),
+    ('uris = ["@mirror"]\nsuites = ["s"]\npriority = 40000\n', "outside apt's range"),
+    ('uris = ["@mirror"]\nsuites = ["./"]\n', "flat repositories"),
+])
+def test_recipe_sources_are_checked_with_the_key_named(table, words):
+    from rootfs.model.errors import UsageError
+    from rootfs.model.recipe import parse_recipe
+
+    text = f'backend = "deb"\nsuite = "s"\n[deb]\n[[deb.sources]]\n{table}'
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        parse_recipe(text, "r")
+    with pytest.raises(UsageError, match="must be an array of tables"):
+        parse_recipe('backend = "deb"\nsuite = "s"\n[deb]\nsources = ["x"]\n', "r")

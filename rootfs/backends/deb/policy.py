@@ -4,8 +4,8 @@ The rules are apt's (apt_preferences(5); apt-pkg/policy.cc and
 depcache.cc), for a root where nothing is installed yet:
 
 - Each source has a priority: the one its entry gives, else 500, or 1 for
-  a Release that says "NotAutomatic: yes" (experimental), or 100 when it
-  also says "ButAutomaticUpgrades: yes" (backports).
+  a Release that says "NotAutomatic: yes" (experimental), or 100 for one
+  that says "ButAutomaticUpgrades: yes" (backports say both).
 - A version's priority is the highest among the sources that offer it.
 - The candidate of a name is, among its versions of priority 1 or more,
   the one with the highest priority; between equal priorities, the
@@ -35,9 +35,11 @@ BUT_AUTOMATIC_UPGRADES = 100
 
 
 def default_priority(not_automatic: bool, but_automatic_upgrades: bool) -> int:
-    if not_automatic:
-        return BUT_AUTOMATIC_UPGRADES if but_automatic_upgrades else NOT_AUTOMATIC
-    return DEFAULT_PRIORITY
+    # apt's InitDefaults looks at ButAutomaticUpgrades first, with or
+    # without NotAutomatic.
+    if but_automatic_upgrades:
+        return BUT_AUTOMATIC_UPGRADES
+    return NOT_AUTOMATIC if not_automatic else DEFAULT_PRIORITY
 
 
 @dataclass
