@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["index_parse.py", "bootstrap.py", "pack.py", "rpm_primary.py"]
+ORDER = ["index_parse.py", "bootstrap.py", "pack.py", "rpm_resolve.py"]
 
 failed = 0
 for name in ORDER + sorted(p.name for p in HERE.glob("*.py") if p.name not in ORDER + ["run.py"]):

@@ -151,19 +151,3 @@ def test_capability_bytes_match_setcap(tmp_path):
         if subprocess.run(["setcap", text, str(f)], capture_output=True).returncode != 0:
             pytest.skip("setcap cannot set capabilities here")
         assert os.getxattr(f, "security.capability") == xattr_value(text), text
-
-
-def test_primary_entries_escaped_and_in_any_attribute_order():
-    from rootfs.backends.rpm.primary import parse_deps
-
-    fast = ('<rpm:entry name="(foo &lt; 2 if bar)"/>'
-            '<rpm:entry name="libc.so.6(GLIBC_2.34)(64bit)"/>'
-            '<rpm:entry name="baz" flags="GE" epoch="1" ver="2.0" rel="3" pre="1"/>')
-    deps = parse_deps(fast)
-    assert deps[0] == Dep("(foo < 2 if bar)")
-    assert parse_rich(deps[0].name)[0] == "if"
-    assert deps[1].name == "libc.so.6(GLIBC_2.34)(64bit)"
-    assert deps[2] == Dep("baz", GREATER | EQUAL, EVR("1", "2.0", "3"), True)
-    # Another writer's attribute order takes the general path, same result.
-    other = '<rpm:entry ver="2.0" name="baz" rel="3" flags="GE" epoch="1" pre="1" />'
-    assert parse_deps(other) == (Dep("baz", GREATER | EQUAL, EVR("1", "2.0", "3"), True),)

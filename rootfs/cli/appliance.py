@@ -12,6 +12,8 @@ from rootfs.cli.app import command
 from rootfs.cli.options import (
     ArchOpt,
     GpgKeyOpt,
+    ModuleOpt,
+    NoDepsOpt,
     NoGpgOpt,
     check_mode,
 )
@@ -27,6 +29,8 @@ def prepare(
     gpgkey: GpgKeyOpt = None,
     arch: ArchOpt = None,
     weak_deps: Annotated[bool, typer.Option("--weak-deps", help="Install Recommends/Supplements too.")] = False,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Package cache (default: XDG cache).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel downloads.")] = default_jobs(),
@@ -37,8 +41,12 @@ def prepare(
 
     if gpgkey is not None and not gpgkey.is_file():
         raise UsageError(f"gpgkey {gpgkey} does not exist")
+    from rootfs.backends.rpm.settings import check_modules
+    from rootfs.model.recipe import split_list
+
+    modules = check_modules([x for v in module or () for x in split_list(v)], "--module")
     recipe = adhoc_recipe("appliance", arch, repo, packages, gpgkey=str(gpgkey) if gpgkey else "",
-                          weak_deps=weak_deps)
+                          weak_deps=weak_deps, nodeps=nodeps, modules=modules)
     opts = ResolveOptions(check_gpg=not no_check_gpg)
     lock = run_prepare(recipe, opts, Downloader(), output, Cache(cache_dir or default_cache_dir()), jobs, ui.detail)
     ui.info(f"wrote {output}: {len(lock.packages)} packages")

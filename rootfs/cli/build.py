@@ -29,6 +29,8 @@ from rootfs.cli.options import (
     SourceOpt,
     TagOpt,
     VariantOpt,
+    ModuleOpt,
+    NoDepsOpt,
     WeakDepsOpt,
     check_mode,
     registry_options,
@@ -77,6 +79,8 @@ def resolve(
     repo: RepoOpt = None,
     gpgkey: GpgKeyOpt = None,
     weak_deps: WeakDepsOpt = None,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
     lock: Annotated[Optional[Path], typer.Option("--lock", help="Write the lock file here instead of printing.")] = None,
@@ -89,7 +93,8 @@ def resolve(
         raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
                        components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
-                       source=source, security_mirror=security_mirror, no_updates=no_updates)
+                       nodeps=nodeps, modules=module, source=source, security_mirror=security_mirror,
+                       no_updates=no_updates)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
                           cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())
@@ -119,6 +124,8 @@ def make(
     components: ComponentsOpt = None,
     arch: ArchOpt = None,
     keyring: KeyringOpt = None,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
     locked: Annotated[Optional[Path], typer.Option("--locked", help="Build exactly the packages of this lock file.")] = None,
@@ -149,8 +156,9 @@ def make(
     from rootfs.pipeline.stages import apply_selection
 
     sel = selection(mirror=mirror, variant=variant, include=include, exclude=exclude, components=components,
-                    arch=arch, keyring=keyring, source=source, security_mirror=security_mirror,
-                    no_updates=no_updates, image_mirror=image_mirror, image_security_mirror=image_security_mirror)
+                    arch=arch, keyring=keyring, nodeps=nodeps, modules=module, source=source,
+                    security_mirror=security_mirror, no_updates=no_updates, image_mirror=image_mirror,
+                    image_security_mirror=image_security_mirror)
     r = apply_selection(load_recipe(recipe), sel)
     formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
     if push and "oci" not in formats:
@@ -239,6 +247,8 @@ def lock(
     components: ComponentsOpt = None,
     arch: ArchOpt = None,
     keyring: KeyringOpt = None,
+    nodeps: NoDepsOpt = False,
+    module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
 ) -> None:
@@ -246,9 +256,9 @@ def lock(
     from rootfs.pipeline import stages as pipeline
 
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                       components=components, arch=arch, keyring=keyring, source=source,
-                       security_mirror=security_mirror, no_updates=no_updates, image_mirror=image_mirror,
-                       image_security_mirror=image_security_mirror)
+                       components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module,
+                       source=source, security_mirror=security_mirror, no_updates=no_updates,
+                       image_mirror=image_mirror, image_security_mirror=image_security_mirror)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
                           cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())

@@ -30,6 +30,8 @@ IgnoreValidOpt = Annotated[bool, typer.Option("--ignore-valid-until", help="Acce
 RepoOpt = Annotated[Optional[list[str]], typer.Option("--repo", help="rpm-md repository URL (repeatable).")]
 GpgKeyOpt = Annotated[Optional[Path], typer.Option("--gpgkey", help="Key to verify rpm-md metadata and packages with.")]
 WeakDepsOpt = Annotated[Optional[bool], typer.Option("--weak-deps/--no-weak-deps", help="rpm: install Recommends/Supplements.")]
+NoDepsOpt = Annotated[bool, typer.Option("--nodeps", help="rpm: exactly the named packages, none of their dependencies.")]
+ModuleOpt = Annotated[Optional[list[str]], typer.Option("--module", help="rpm: enable a module stream NAME:STREAM (repeatable).")]
 
 
 def selection_from(recipe, **options):
@@ -40,8 +42,8 @@ def selection_from(recipe, **options):
 
 
 def selection(*, mirror=None, variant=None, include=None, exclude=None, components=None,
-              arch=None, keyring=None, repo=None, packages=(), weak_deps=None, source=None,
-              security_mirror=None, no_updates=False, image_mirror=None, image_security_mirror=None):
+              arch=None, keyring=None, repo=None, packages=(), weak_deps=None, nodeps=False, modules=None,
+              source=None, security_mirror=None, no_updates=False, image_mirror=None, image_security_mirror=None):
     """The command line's selection options, checked."""
     from rootfs.pipeline.stages import Selection
 
@@ -64,6 +66,8 @@ def selection(*, mirror=None, variant=None, include=None, exclude=None, componen
         repos=tuple(repo or ()),
         packages=tuple(packages),
         weak_deps=weak_deps,
+        nodeps=nodeps or None,
+        modules=tuple(x for v in modules or () for x in split_list(v)),
         sources=tuple(source or ()),
         security_mirror=security_mirror,
         updates=False if no_updates else None,

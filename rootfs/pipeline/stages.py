@@ -42,6 +42,8 @@ class Selection:
     repos: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     weak_deps: bool | None = None
+    nodeps: bool | None = None
+    modules: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()  # --source, in apt's one-line or deb822 form, or a file
     security_mirror: str | None = None
     updates: bool | None = None  # False with --no-updates
@@ -102,6 +104,14 @@ def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
         backend["packages"] = ("PACKAGE", getattr(recipe.settings, "packages", ()) + sel.packages)
     if sel.weak_deps is not None:
         backend["weak_deps"] = ("--weak-deps", sel.weak_deps)
+    if sel.nodeps is not None:
+        backend["nodeps"] = ("--nodeps", sel.nodeps)
+    if sel.modules:
+        from rootfs.backends.rpm.settings import check_modules
+
+        current = dict(m.split(":", 1) for m in getattr(recipe.settings, "modules", ()))
+        current.update(m.split(":", 1) for m in check_modules(sel.modules, "--module"))
+        backend["modules"] = ("--module", tuple(f"{k}:{v}" for k, v in current.items()))
     known = {f.name for f in fields(recipe.settings)}
     for key, (option, _) in backend.items():
         if key not in known:

@@ -1,71 +1,114 @@
-"""resolve(recipe, opts, downloader) -> Lock for rpm-md repositories."""
+"""resolve(recipe, opts, downloader) -> Lock for rpm-md repositories.
+
+Each repository's repomd.xml is fetched (and checked against the key when
+one is given); every file it names is checked against repomd's checksum
+before anything parses it; then libsolv (solver.py) gets primary.xml, and
+filelists.xml only for the paths it must know.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+import solv
 
 from rootfs.backends import ResolveOptions
+from rootfs.backends.rpm.comps import Comps, parse_comps
+from rootfs.backends.rpm.filelists import scan_filelists
 from rootfs.backends.rpm.keys import armored_key
-from rootfs.backends.rpm.modules import ModularFilter, parse_modules
-from rootfs.backends.rpm.modules import apply as modules_apply
-from rootfs.backends.rpm.primary import Package, parse_primary, scan_filelists
+from rootfs.backends.rpm.modules import Modules, parse_modules
 from rootfs.backends.rpm.repomd import Repomd, fetch_data, fetch_repomd
-from rootfs.backends.rpm.resolver import resolve_packages
+from rootfs.backends.rpm.requests import Selector
+from rootfs.backends.rpm.solver import Sack, SolveOptions
 from rootfs.model.errors import ResolveError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
 from rootfs.net.fetch import Downloader
 
 
-def load_repos(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> tuple[list[Repomd], list[Package]]:
-    if not recipe.settings.repos:
+@dataclass
+class Loaded:
+    """Every repository's verified metadata, read."""
+
+    repos: list[Repomd]
+    sack: Sack
+    modules: Modules
+    comps: Comps
+
+
+def load(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, specs: list[str] = ()) -> Loaded:
+    """The recipe's repositories, read for the request specs (their paths
+    may need filelists.xml, their groups comps.xml)."""
+    settings = recipe.settings
+    if not settings.repos:
         raise UsageError("an rpm recipe needs at least one repository (repos = [...] or --repo URL)")
-    keyring = (opts.keyring or recipe.settings.gpgkey) if opts.check_gpg else ""
+    keyring = (opts.keyring or settings.gpgkey) if opts.check_gpg else ""
     repos: list[Repomd] = []
-    packages: list[Package] = []
-    modular_filter, modular = ModularFilter(), set()
-    for i, url in enumerate(recipe.settings.repos):
+    sack = Sack(recipe.architecture, filelists=_filelists_loader(repos, downloader))
+    modules, comps = Modules(), Comps()
+    wants_comps = any(s.startswith("@") for s in specs)
+    for url in settings.repos:
         md = fetch_repomd(downloader, url, keyring or None)
         repos.append(md)
         stream = fetch_data(downloader, md, "primary")
         assert stream is not None  # parse_repomd insists on primary
         with stream:
-            packages.extend(parse_primary(stream, repo=i, where=f"{md.url} primary"))
-        modules = fetch_data(downloader, md, "modules")
-        if modules is not None:
-            with modules:
-                f, m = parse_modules(modules, f"{md.url} modules")
-            modular_filter.merge(f)
-            modular |= m
-    if modular:
-        packages = modules_apply(packages, modular_filter, modular)
-    return repos, packages
+            sack.add_primary(stream, f"{md.url} primary")
+        found = fetch_data(downloader, md, "modules")
+        if found is not None:
+            with found:
+                modules.merge(parse_modules(found, f"{md.url} modules"))
+        if wants_comps:
+            kind = "group_gz" if "group_gz" in md.data else "group"
+            found = fetch_data(downloader, md, kind)
+            if found is not None:
+                with found:
+                    comps.merge(parse_comps(found, f"{md.url} comps"))
+    sack.prepare(s for s in specs if s.startswith("/"))
+    return Loaded(repos, sack, modules, comps)
 
 
-def filelists_loader(repos: list[Repomd], downloader: Downloader):
-    def load(wanted: set[str]) -> Iterator[tuple[str, str, str, str]]:
-        for md in repos:
+def _filelists_loader(repos: list[Repomd], downloader: Downloader):
+    def load(wanted: set[str]) -> Iterator[tuple[int, str, str, str, str]]:
+        for i, md in enumerate(repos):
             stream = fetch_data(downloader, md, "filelists")
             if stream is None:
                 continue
             with stream:
-                yield from scan_filelists(stream, wanted, f"{md.url} filelists")
+                for pkgid, name, arch, path in scan_filelists(stream, wanted, f"{md.url} filelists"):
+                    yield i, pkgid, name, arch, path
 
     return load
 
 
-def locked(p: Package, repos: list[Repomd]) -> LockedPackage:
-    if p.checksum_type != "sha256":
-        raise VerifyError(
-            f"{repos[p.repo].url} lists {p.nevra} with a {p.checksum_type or 'missing'} checksum; "
-            "rootfs needs sha256 package checksums"
-        )
-    base = p.base.rstrip("/") if p.base else repos[p.repo].url
+def solve(loaded: Loaded, specs: list[str], *, modules: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+          options: SolveOptions = SolveOptions()) -> list[solv.XSolvable]:
+    """The packages dnf would install for specs into an empty root."""
+    enabled = dict(s.split(":", 1) for s in modules)
+    selector = Selector(loaded.sack, loaded.modules, loaded.comps, enabled, tuple(exclude))
+    jobs = selector.jobs(list(specs))
+    return loaded.sack.solve(jobs, options, " ".join(specs))
+
+
+def locked(s: solv.XSolvable, loaded: Loaded) -> LockedPackage:
+    md = loaded.repos[loaded.sack.repo_index(s)]
+    ck = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
+    if ck is None or ck.type != solv.REPOKEY_TYPE_SHA256:
+        raise VerifyError(f"{md.url} lists {s} with a {'missing' if ck is None else ck.typestr()} checksum; "
+                          "rootfs needs sha256 package checksums")
+    base = s.lookup_str(solv.SOLVABLE_MEDIABASE)
+    href = s.lookup_location()[0]
+    evr = s.evr if ":" in s.evr else "0:" + s.evr
+    deps = [str(d) for d in s.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)]
     return LockedPackage(
-        name=p.name, version=p.evr_text(), architecture=p.arch,
-        url=f"{base}/{p.location.lstrip('/')}", size=p.size, sha256=p.checksum,
-        source=p.sourcerpm, depends=tuple(str(d) for d in p.requires),
-        provides=tuple(str(d) for d in p.provides), build_time=p.buildtime,
+        name=s.name, version=evr, architecture=s.arch,
+        url=f"{base.rstrip('/') if base else md.url}/{href.lstrip('/')}",
+        size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE), sha256=ck.hex(),
+        source=s.lookup_sourcepkg() or "",
+        depends=tuple(d for d in deps if d != "solvable:prereqmarker"),
+        provides=tuple(str(d) for d in s.lookup_deparray(solv.SOLVABLE_PROVIDES)),
+        build_time=s.lookup_num(solv.SOLVABLE_BUILDTIME),
     )
 
 
@@ -77,26 +120,27 @@ def requests_of(recipe: Recipe) -> list[str]:
 
 
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
-    repos, packages = load_repos(recipe, opts, downloader)
-    chosen = resolve_packages(
-        packages, recipe.architecture, requests_of(recipe), weak_deps=recipe.settings.weak_deps,
-        exclude=recipe.exclude, filelists=filelists_loader(repos, downloader),
-    )
+    specs = requests_of(recipe)
+    settings = recipe.settings
+    loaded = load(recipe, opts, downloader, specs)
+    chosen = solve(loaded, specs, modules=settings.modules, exclude=recipe.exclude,
+                   options=SolveOptions(weak_deps=settings.weak_deps, best=settings.best, nodeps=settings.nodeps))
     if not chosen:
         raise ResolveError("nothing to install")
-    key = (opts.keyring or recipe.settings.gpgkey) if opts.check_gpg else ""
-    revisions = [int(md.revision) for md in repos if md.revision.isdigit()]
-    epoch = max(revisions) if revisions else max(p.buildtime for p in chosen)
+    packages = tuple(locked(s, loaded) for s in chosen)
+    key = (opts.keyring or settings.gpgkey) if opts.check_gpg else ""
+    revisions = [int(md.revision) for md in loaded.repos if md.revision.isdigit()]
+    epoch = max(revisions) if revisions else max(p.build_time for p in packages)
     return Lock(
         backend="rpm", recipe=recipe.name, distribution=recipe.distribution, suite=recipe.suite,
         architecture=recipe.architecture,
         sources=tuple(
             LockSource(url=md.url, metadata="repodata/repomd.xml", sha256=md.sha256, date=md.revision)
-            for md in repos
+            for md in loaded.repos
         ),
-        packages=tuple(locked(p, repos) for p in chosen),
+        packages=packages,
         source_date_epoch=epoch,
-        requested=tuple(requests_of(recipe)),
+        requested=tuple(specs),
         # install() checks every package's signature against these.
         keys=(armored_key(key),) if key else (),
     )

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rootfs.model.arch import host_architecture
+from rootfs.model.errors import UsageError
 from rootfs.model.recipe import Recipe
 
 
@@ -14,7 +15,10 @@ class RpmSettings:
     repos: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     gpgkey: str = ""
-    weak_deps: bool = False
+    weak_deps: bool = False  # dnf's install_weak_deps (dnf's default is on; images want it off)
+    modules: tuple[str, ...] = ()  # module streams to enable, "name:stream"
+    best: bool = False  # dnf's best: the newest version of each request, or fail
+    nodeps: bool = False  # exactly the requested packages, no dependencies
 
 
 SECTION_KEYS = {
@@ -22,7 +26,24 @@ SECTION_KEYS = {
     "packages": list,
     "gpgkey": str,
     "weak_deps": bool,
+    "modules": list,
+    "best": bool,
+    "nodeps": bool,
 }
+
+
+def check_modules(streams: Iterable[str], where: str) -> tuple[str, ...]:
+    out = []
+    for s in streams:
+        name, _, stream = str(s).partition(":")
+        if not name or not stream or ":" in stream or "/" in s:
+            raise UsageError(f"{where}: modules entries are name:stream (as in \"nodejs:20\"), not {s!r}")
+        out.append(f"{name}:{stream}")
+    names = [s.partition(":")[0] for s in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise UsageError(f"{where}: modules names two streams of {dup}; a module has one enabled stream")
+    return tuple(out)
 
 
 def parse(table: dict, where: str, recipe) -> RpmSettings:
@@ -31,6 +52,9 @@ def parse(table: dict, where: str, recipe) -> RpmSettings:
         packages=tuple(table.get("packages", [])),
         gpgkey=table.get("gpgkey", ""),
         weak_deps=table.get("weak_deps", False),
+        modules=check_modules(table.get("modules", []), f"{where} [rpm]"),
+        best=table.get("best", False),
+        nodeps=table.get("nodeps", False),
     )
 
 
