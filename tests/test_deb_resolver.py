@@ -454,3 +454,18 @@ def test_https_mirror_adds_what_apt_needs_for_it():
     assert names(old_apt, *variant_request(old_apt, "minbase", https=True).roots) == [
         "apt", "apt-transport-https", "ca-certificates"
     ]
+
+
+def test_gzip_index_reads_the_same_with_zlib_and_isa_l(monkeypatch):
+    import gzip
+    import zlib
+
+    import rootfs.backends.deb.index as index_module
+
+    text = "".join(f"Package: p{i}\nVersion: {i}\nArchitecture: amd64\n\n" for i in range(2000)).encode()
+    data = gzip.compress(text)
+    fast = index_module.decompress(data, ".gz", "x", len(text))
+    monkeypatch.setattr(index_module, "_inflate", zlib)
+    assert index_module.decompress(data, ".gz", "x", len(text)) == fast == text
+    with pytest.raises(VerifyError, match="not valid gzip data"):
+        index_module.decompress(data[:-20], ".gz", "x", len(text))
