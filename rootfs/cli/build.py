@@ -24,6 +24,7 @@ from rootfs.cli.options import (
     MirrorOpt,
     NoGpgOpt,
     NoUpdatesOpt,
+    RepoGpgcheckOpt,
     RepoOpt,
     SecurityMirrorOpt,
     SourceOpt,
@@ -78,6 +79,7 @@ def resolve(
     keyring: KeyringOpt = None,
     repo: RepoOpt = None,
     gpgkey: GpgKeyOpt = None,
+    repo_gpgcheck: RepoGpgcheckOpt = False,
     weak_deps: WeakDepsOpt = None,
     nodeps: NoDepsOpt = False,
     module: ModuleOpt = None,
@@ -95,6 +97,10 @@ def resolve(
                        components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
                        nodeps=nodeps, modules=module, source=source, security_mirror=security_mirror,
                        no_updates=no_updates)
+    if repo_gpgcheck:
+        if r.backend != "rpm":
+            raise UsageError(f"--repo-gpgcheck does not apply to {r.backend} recipes")
+        r = r.with_settings(repo_gpgcheck=True)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
                           cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())
