@@ -87,7 +87,10 @@ def main() -> int:
                 out = work / "rootfs-out"
                 shutil.rmtree(out, ignore_errors=True)
                 record(f"rootfs make ({tag})",
+                       # --no-updates: the suite alone, as debootstrap and mmdebstrap
+                       # (given one mirror) read it; the same package set.
                        timed(rootfs_cmd() + ["--quiet", "make", args.suite, "--variant", "minbase", "--no-sbom",
+                                             "--no-updates",
                                              "--cache-dir", str(rootfs_cache), "-o", str(out), "--force"]), out)
                 shutil.rmtree(out, ignore_errors=True)
                 if args.skip_peers:
@@ -108,7 +111,7 @@ def main() -> int:
                 record(f"mmdebstrap ({tag})", timed(cmd + [args.suite, str(target), mirror]), target)
                 shutil.rmtree(target, ignore_errors=True)
         t = time.monotonic()
-        subprocess.run(rootfs_cmd() + ["--quiet", "resolve", args.suite, "--variant", "minbase"], check=True,
+        subprocess.run(rootfs_cmd() + ["--quiet", "resolve", args.suite, "--variant", "minbase", "--no-updates"], check=True,
                        stdout=subprocess.DEVNULL)
         results["rootfs resolve (index+resolve)"] = [time.monotonic() - t]
     finally:

@@ -58,6 +58,9 @@ class ResolveOptions:
     check_gpg: bool = True  # False only with --no-check-gpg
     check_valid_until: bool = True  # False with --ignore-valid-until (snapshot mirrors)
     keyring: str = ""  # overrides the recipe's keyring / gpgkey
+    # Where verified indices may be kept between runs (the package cache);
+    # None: fetch them every time.
+    cache_dir: Path | None = None
 
 
 @dataclass
@@ -92,6 +95,10 @@ class Backend(Protocol):
         """Install the lock's packages into root. `files` maps
         LockedPackage.key to the verified package file in the cache."""
         ...
+
+    # Optional: locked(lock, recipe, sources_given, opts) -> (Lock, {key: url})
+    # adapts a lock read from a file to this run's command line (see
+    # rootfs.pipeline.stages.use_lock).
 
 
 def backend_module(name: str) -> Backend:

@@ -14,3 +14,9 @@ def install(lock, files, root, opts):
     from rootfs.backends.deb.install import install as _install
 
     return _install(lock, files, root, opts)
+
+
+def locked(lock, recipe, sources_given, opts):
+    from rootfs.backends.deb.resolve import locked as _locked
+
+    return _locked(lock, recipe, sources_given, opts)
