@@ -698,6 +698,154 @@ echo pwned > %{buildroot}/usr/share/evil/pwned
 /usr/share/evil/pwned
 """
 
+# The payload classes rpm's installer must get exactly right, each built in
+# every payload compression rpm writes (PAYLOAD_BUILDS) and compared file by
+# file with `rpm -i --root` (tests/test_rpm_payloads.py). Owners are bin and
+# daemon, which fx-setup's passwd and group define.
+MATRIX_FILES_SPEC = r"""Name:      fx-mx-files-%{fx_comp}
+Version:   1.0
+Release:   1
+Summary:   Fixture: every kind of file rpm installs, payload %{fx_comp}
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+Requires(pre): fx-setup
+
+%description
+Set-id files, capabilities, hard-link sets (one of them empty), symlinks
+(relative, absolute, dangling), config files, ghosts, special directory
+modes, non-root owners, an empty file, a mode-0 file, names with a space
+and with a byte that is not UTF-8, a file of several hundred kilobytes.
+
+%install
+d=%{buildroot}
+mkdir -p $d/usr/bin $d/usr/sbin $d/usr/libexec/fx-mx $d/etc/fx-mx $d/var/lib/fx-mx \
+         $d/var/spool/fx-mx $d/srv/fx-mx/sticky $d/usr/share/fx-mx
+for f in usr/bin/fx-mx-su usr/bin/fx-mx-sg usr/bin/fx-mx-sugid usr/sbin/fx-mx-ping \
+         usr/sbin/fx-mx-bind usr/libexec/fx-mx/tool; do
+    printf '#!/bin/sh\necho "%s"\n' "$f" > $d/$f
+    chmod 0755 $d/$f
+done
+ln $d/usr/libexec/fx-mx/tool $d/usr/libexec/fx-mx/tool-a
+ln $d/usr/libexec/fx-mx/tool $d/usr/libexec/fx-mx/tool-b
+: > $d/usr/share/fx-mx/empty-a
+ln $d/usr/share/fx-mx/empty-a $d/usr/share/fx-mx/empty-b
+: > $d/usr/share/fx-mx/empty
+ln -s ../libexec/fx-mx/tool $d/usr/bin/fx-mx-tool
+ln -s /usr/share/fx-mx/big $d/usr/share/fx-mx/big-abs
+ln -s no/such/target $d/usr/share/fx-mx/dangling
+echo 'plain = 1' > $d/etc/fx-mx/plain.conf
+echo 'secret = 2' > $d/etc/fx-mx/secret.conf
+echo 'nobody reads this' > $d/etc/fx-mx/zero
+echo '{}' > $d/var/lib/fx-mx/state
+echo 'with a space' > "$d/usr/share/fx-mx/with space"
+echo 'latin-1 name' > "$d/usr/share/fx-mx/caf$(printf '\351').txt"
+seq 1 60000 > $d/usr/share/fx-mx/big
+
+%files
+%attr(4755,root,root) /usr/bin/fx-mx-su
+%attr(2755,root,daemon) /usr/bin/fx-mx-sg
+%attr(6755,bin,daemon) /usr/bin/fx-mx-sugid
+%caps(cap_net_raw=ep) %attr(0755,root,root) /usr/sbin/fx-mx-ping
+%caps(cap_net_bind_service,cap_net_admin=eip) %attr(0750,root,bin) /usr/sbin/fx-mx-bind
+/usr/bin/fx-mx-tool
+%dir /usr/libexec/fx-mx
+/usr/libexec/fx-mx/tool
+/usr/libexec/fx-mx/tool-a
+/usr/libexec/fx-mx/tool-b
+%dir /etc/fx-mx
+%config /etc/fx-mx/plain.conf
+%config(noreplace) %attr(0640,root,bin) /etc/fx-mx/secret.conf
+%attr(0000,root,root) /etc/fx-mx/zero
+%dir %attr(0750,bin,bin) /var/lib/fx-mx
+%attr(0640,bin,bin) /var/lib/fx-mx/state
+%dir %attr(2770,root,bin) /var/spool/fx-mx
+%dir /srv/fx-mx
+%dir %attr(1777,root,root) /srv/fx-mx/sticky
+%ghost %attr(0640,bin,bin) /var/log/fx-mx.log
+%ghost %dir %attr(0755,bin,bin) /run/fx-mx
+/usr/share/fx-mx
+"""
+
+MATRIX_DIRS_SPEC = r"""Name:      fx-mx-dirs-%{fx_comp}
+Version:   1.0
+Release:   1
+Summary:   Fixture: a package of directories only, payload %{fx_comp}
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+Requires(pre): fx-setup
+
+%description
+Nested directories with their own modes and owners, and nothing else.
+
+%install
+mkdir -p %{buildroot}/opt/fx-mx-dirs/a/b/c %{buildroot}/opt/fx-mx-dirs/locked %{buildroot}/opt/fx-mx-dirs/shared
+
+%files
+%dir /opt/fx-mx-dirs
+%dir %attr(0700,bin,bin) /opt/fx-mx-dirs/a
+%dir %attr(0555,root,root) /opt/fx-mx-dirs/a/b
+%dir %attr(0750,root,daemon) /opt/fx-mx-dirs/a/b/c
+%dir %attr(0500,root,root) /opt/fx-mx-dirs/locked
+%dir %attr(3775,root,daemon) /opt/fx-mx-dirs/shared
+"""
+
+MATRIX_MANY_SPEC = r"""Name:      fx-mx-many-%{fx_comp}
+Version:   1.0
+Release:   1
+Summary:   Fixture: very many files, payload %{fx_comp}
+License:   MIT
+BuildArch: noarch
+AutoReqProv: no
+
+%description
+5000 small files in 50 directories, a symlink in each.
+
+%install
+for d in $(seq -w 0 49); do
+    mkdir -p %{buildroot}/usr/share/fx-mx-many/d$d
+    for f in $(seq -w 0 99); do echo "$d/$f" > %{buildroot}/usr/share/fx-mx-many/d$d/f$f; done
+    ln -s f00 %{buildroot}/usr/share/fx-mx-many/d$d/first
+done
+
+%files
+/usr/share/fx-mx-many
+"""
+
+MATRIX_CLASSES = {"files": MATRIX_FILES_SPEC, "dirs": MATRIX_DIRS_SPEC}
+# Very many files once: cpio walking does not depend on the compression, and
+# rpmbuild's file classification makes each build of it take seconds.
+MATRIX_MANY_PAYLOAD = ("zstd", "w3.zstdio")
+
+# A scriptlet that writes down what it finds in /dev and /sys.
+ENVCHECK_SPEC = r"""Name:      fx-envcheck
+Version:   1.0
+Release:   1
+Summary:   Fixture: a %post that reports its /dev and /sys
+License:   MIT
+AutoReqProv: no
+Requires(post): /bin/sh
+
+%description
+Lists /dev and tries to write to /sys, into /var/lib/fx/env.
+
+%install
+mkdir -p %{buildroot}/usr/share/fx-envcheck
+echo data > %{buildroot}/usr/share/fx-envcheck/data
+
+%post
+for f in /dev/* /dev/pts/ptmx; do echo "dev $f" >> /var/lib/fx/env; done
+if (echo probe > /sys/fx-probe) 2>/dev/null; then echo "sys writable" >> /var/lib/fx/env; else echo "sys read-only" >> /var/lib/fx/env; fi
+while read src dst fs opts rest; do
+    case "$dst" in /sys|/dev|/proc) echo "mount $dst $fs ${opts%%%%,*}" >> /var/lib/fx/env;; esac
+done < /proc/self/mounts
+
+%files
+/usr/share/fx-envcheck
+"""
+
+
 # (spec, payload, target arch or "" for noarch, extra rpmbuild defines)
 BUILDS: list[tuple[str, str, str, dict[str, str]]] = [
     ("fx-setup", "w9.gzdio", "", {}),
@@ -773,6 +921,7 @@ class Built:
     devnodes: Path | None = None  # fx-devnodes
     clash: list[Path] = field(default_factory=list)  # fx-clash-a, fx-clash-b
     evil_target: str = ""  # the host directory fx-evil-link points at
+    envcheck: Path | None = None  # fx-envcheck (needs fx-hostsh for its shell)
 
 
 def build_all(out: Path) -> Built:
@@ -802,12 +951,82 @@ def build_all(out: Path) -> Built:
         rpmbuild(EVIL_LINK_SPEC, "fx-evil-link", "w9.gzdio", "", {"fx_target": built.evil_target}, ev, work)
         rpmbuild(EVIL_FILE_SPEC, "fx-evil-file", "w9.gzdio", "", {}, ev, work)
         built.evil = sorted(ev.rglob("*.rpm"))
+        rpmbuild(ENVCHECK_SPEC, "fx-envcheck", "w9.gzdio", "x86_64", {}, out / "envcheck", work)
+        built.envcheck = next((out / "envcheck").rglob("*.rpm"))
         return built
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@dataclass
+class Matrix:
+    """The payload classes in every compression: packages[(class, comp)]."""
+
+    packages: dict[tuple[str, str], Path] = field(default_factory=dict)
+    source: Path | None = None  # a source package (.src.rpm) of one of them
+    legacy: dict[str, Path] = field(default_factory=dict)  # fx-legacy built with MD5 file digests, per comp
+
+
+def _comp(payload: str) -> str:
+    """fx-gzip's payload name "w9.gzdio" -> "gzip" (the PAYLOAD_BUILDS key)."""
+    return next(k for k, v in PAYLOAD_BUILDS.items() if v == payload).removeprefix("fx-")
+
+
+def build_matrix(out: Path) -> Matrix:
+    """Build the payload classes (MATRIX_CLASSES) in every compression, the
+    many-files class once, a source package, and fx-mx-files with MD5 file
+    digests (the input of rpmcraft.to_pre_414 and to_v3)."""
+    work = Path(tempfile.mkdtemp(prefix="rpmmatrix."))
+    try:
+        m = Matrix()
+        # Names that are not UTF-8 are what the files class is for.
+        lax = {"_invalid_encoding_terminates_build": "0"}
+        for cls, spec in MATRIX_CLASSES.items():
+            for payload in PAYLOAD_BUILDS.values():
+                comp = _comp(payload)
+                dest = out / "matrix" / f"{cls}-{comp}"
+                rpmbuild(spec, f"fx-mx-{cls}-{comp}", payload, "", {"fx_comp": comp, **lax}, dest, work)
+                m.packages[(cls, comp)] = next(dest.rglob("*.rpm"))
+        comp, payload = MATRIX_MANY_PAYLOAD
+        dest = out / "matrix" / f"many-{comp}"
+        rpmbuild(MATRIX_MANY_SPEC, f"fx-mx-many-{comp}", payload, "", {"fx_comp": comp}, dest, work)
+        m.packages[("many", comp)] = next(dest.rglob("*.rpm"))
+        for payload in ("w9.gzdio", "w.ufdio"):
+            comp = _comp(payload)
+            dest = out / "legacy" / comp
+            rpmbuild(MATRIX_FILES_SPEC, f"fx-mx-files-legacy-{comp}", payload, "",
+                     {"fx_comp": f"legacy-{comp}", "_binary_filedigest_algorithm": "1", **lax}, dest, work)
+            m.legacy[comp] = next(dest.rglob("*.rpm"))
+        m.source = rpmbuild_source(MATRIX_DIRS_SPEC, "fx-mx-dirs-gzip", {"fx_comp": "gzip"}, out / "srpm", work)
+        return m
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def rpmbuild_source(spec_text: str, name: str, defines: dict[str, str], srcdir: Path, work: Path) -> Path:
+    """rpmbuild -bs: the source package of spec_text."""
+    spec = work / f"{name}.spec"
+    spec.write_text(spec_text)
+    for d in ("top", "tmp"):
+        (work / d).mkdir(exist_ok=True)
+    args = ["rpmbuild", "-bs", "--quiet", *_rpmbuild_args(work, srcdir), "--define", f"_srcrpmdir {srcdir}"]
+    for k, v in defines.items():
+        args += ["--define", f"{k} {v}"]
+    proc = subprocess.run([*args, str(spec)], capture_output=True, env=_env(work))
+    if proc.returncode != 0:
+        raise RuntimeError(f"rpmbuild -bs {name} failed:\n{proc.stderr.decode(errors='replace')}")
+    return next(srcdir.glob("*.src.rpm"))
+
+
 _BUILT: dict[str, Built] = {}
+_MATRIX: dict[str, Matrix] = {}
+
+
+def matrix_once(tmp_path_factory) -> Matrix:
+    """build_matrix() once per test session."""
+    if "matrix" not in _MATRIX:
+        _MATRIX["matrix"] = build_matrix(tmp_path_factory.mktemp("rpm-matrix"))
+    return _MATRIX["matrix"]
 
 
 def built_once(tmp_path_factory) -> Built:
@@ -830,10 +1049,12 @@ def sign_rpms(rpms: list[Path], key) -> None:
         raise RuntimeError(f"rpmsign failed: {proc.stderr.decode(errors='replace')}")
 
 
-def make_repo(dest: Path, rpms: list[Path], *, compress: str = "gz", key=None, sign_rpms_too: bool = False) -> Path:
+def make_repo(dest: Path, rpms: list[Path], *, compress: str = "gz", key=None, sign_rpms_too: bool = False,
+              repomd_checksum: str = "") -> Path:
     """An rpm-md repository at dest: Packages/ with copies of rpms, repodata/
     by createrepo_c with metadata compressed as compress (gz, xz, bz2 or
-    zst), repomd.xml.asc when key is given. Returns dest."""
+    zst), repomd.xml.asc when key is given, repomd.xml's checksums of the
+    metadata in repomd_checksum (md5, sha1...) when given. Returns dest."""
     pk = dest / "Packages"
     pk.mkdir(parents=True)
     copies = []
@@ -847,7 +1068,8 @@ def make_repo(dest: Path, rpms: list[Path], *, compress: str = "gz", key=None, s
     ctype = {"gz": "gz", "xz": "xz", "bz2": "bz2", "zst": "gz", "plain": "gz"}[compress]
     subprocess.run(
         ["createrepo_c", "--quiet", "--no-database", "--revision", str(SOURCE_DATE_EPOCH),
-         "--set-timestamp-to-revision", "--general-compress-type", ctype, str(dest)],
+         "--set-timestamp-to-revision", "--general-compress-type", ctype,
+         *(["--repomd-checksum", repomd_checksum] if repomd_checksum else []), str(dest)],
         check=True, capture_output=True,
     )
     if compress in ("zst", "plain"):

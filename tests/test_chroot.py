@@ -214,3 +214,12 @@ def test_interruption_kills_what_runs_inside(tmp_path):
     else:
         pytest.fail("the process started inside survived")
     assert mounts_under(root) == []
+
+
+def test_a_root_without_usr_is_left_without_usr(tmp_path):
+    """policy-rc.d needs /usr/sbin: both directories made for it go again."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    with Chroot(root):
+        assert (root / "usr/sbin/policy-rc.d").is_file()
+    assert sorted(os.listdir(root)) == ["etc"]

@@ -23,6 +23,10 @@ from rootfs.net.fetch import Downloader
 
 pytestmark = needs_tool("rpmbuild", "createrepo_c")
 
+# The fixture packages are unsigned: resolving them needs --no-check-gpg
+# (the trust cases are in tests/test_rpm_trust.py).
+UNSIGNED = ResolveOptions(check_gpg=False)
+
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
@@ -104,7 +108,7 @@ ORACLE_REQUESTS = [
 @pytest.mark.parametrize("packages,weak", ORACLE_REQUESTS, ids=lambda v: "+".join(v) if isinstance(v, list) else f"weak={v}")
 def test_resolve_matches_dnf(fx_repo, tmp_path, packages, weak):
     want = dnf_set(fx_repo, packages, tmp_path, weak)
-    p = rootfs("resolve", "--repo", fx_repo.as_uri(), "--weak-deps" if weak else "--no-weak-deps", *packages)
+    p = rootfs("resolve", "--no-check-gpg", "--repo", fx_repo.as_uri(), "--weak-deps" if weak else "--no-weak-deps", *packages)
     if want is None:
         assert p.returncode == 3, p.stderr
         assert "conflicts with" in p.stderr and "Traceback" not in p.stderr, p.stderr
@@ -117,7 +121,7 @@ def test_resolve_matches_dnf(fx_repo, tmp_path, packages, weak):
 def test_expected_choices(fx_repo):
     """The README table, spelled out: epochs, tilde versions, obsoletes,
     wrong arch, weak deps."""
-    lines = resolved("--repo", fx_repo.as_uri(), "--weak-deps", "fx-devtools")
+    lines = resolved("--no-check-gpg", "--repo", fx_repo.as_uri(), "--weak-deps", "fx-devtools")
     assert "fx-editor-vim 2:9.0.2081-1.fx1 x86_64" in lines
     assert "fx-docs 0:1.1~rc1-1.fx1 noarch" in lines
     assert "fx-libc 0:2.36-9.fx1 x86_64" in lines
@@ -134,7 +138,7 @@ def test_metadata_compressions(built, tmp_path, http_serve, compress):
     if compress != "plain":
         assert any(n.name.endswith(f"primary.xml.{compress}") for n in names), names
     url = http_serve(repo).url
-    lines = resolved("--repo", url, "--no-weak-deps", "fx-devtools")
+    lines = resolved("--no-check-gpg", "--repo", url, "--no-weak-deps", "fx-devtools")
     assert len(lines) == 9 and "fx-data 0:2023c-1.fx1 noarch" in lines
 
 
@@ -152,24 +156,24 @@ def test_filelists_read_only_when_needed(built, fx_repo, tmp_path):
     # Without fx-devtools no package needs a path that only filelists.xml lists.
     repo = rpmrepo.make_repo(tmp_path / "repo", [p for p in built.fx if "fx-devtools" not in p.name])
     d = Recording()
-    lock = resolve(recipe([repo.as_uri()], ["fx-libc"]), ResolveOptions(), d)
+    lock = resolve(recipe([repo.as_uri()], ["fx-libc"]), UNSIGNED, d)
     assert [p.name for p in lock.packages] == ["fx-filesystem", "fx-libc", "fx-setup"]
     assert not any("-filelists.xml" in u for u in d.urls)
     # A requested path outside primary.xml's reach needs it, once.
     d = Recording()
-    lock = resolve(recipe([repo.as_uri()], ["/usr/share/fx-data/catalog.txt"]), ResolveOptions(), d)
+    lock = resolve(recipe([repo.as_uri()], ["/usr/share/fx-data/catalog.txt"]), UNSIGNED, d)
     assert [p.name for p in lock.packages] == ["fx-data"]
     assert sum("-filelists.xml" in u for u in d.urls) == 1
     # fx-devtools needs /usr/share/fx-data/catalog.txt, listed only in filelists.
     d = Recording()
-    lock = resolve(recipe([fx_repo.as_uri()], ["fx-devtools"]), ResolveOptions(), d)
+    lock = resolve(recipe([fx_repo.as_uri()], ["fx-devtools"]), UNSIGNED, d)
     assert "fx-data" in {p.name for p in lock.packages}
     assert sum("-filelists.xml" in u for u in d.urls) == 1
 
 def test_lock_contents_and_determinism(fx_repo):
     r = recipe([fx_repo.as_uri()], ["fx-devtools"], weak_deps=True)
-    a = resolve(r, ResolveOptions(), Downloader())
-    b = resolve(r, ResolveOptions(), Downloader())
+    a = resolve(r, UNSIGNED, Downloader())
+    b = resolve(r, UNSIGNED, Downloader())
     assert a.to_json() == b.to_json()
     assert a.backend == "rpm" and a.source_date_epoch == rpmrepo.SOURCE_DATE_EPOCH
     vim = next(p for p in a.packages if p.name == "fx-editor-vim")
@@ -189,27 +193,27 @@ def test_several_repositories_best_version_wins(built, tmp_path):
     new = [p for p in built.fx if "fx-libc-2.36-9.fx1.x86_64" in p.name]
     a = rpmrepo.make_repo(tmp_path / "a", old)
     b = rpmrepo.make_repo(tmp_path / "b", new + old)
-    lock = resolve(recipe([a.as_uri(), b.as_uri()], ["fx-libc"]), ResolveOptions(), Downloader())
+    lock = resolve(recipe([a.as_uri(), b.as_uri()], ["fx-libc"]), UNSIGNED, Downloader())
     by = {p.name: p for p in lock.packages}
     assert by["fx-libc"].version == "0:2.36-9.fx1" and by["fx-libc"].url.startswith(b.as_uri())
     # The same package in both: the first repository given wins.
     assert by["fx-setup"].url.startswith(a.as_uri())
-    lock = resolve(recipe([b.as_uri(), a.as_uri()], ["fx-libc"]), ResolveOptions(), Downloader())
+    lock = resolve(recipe([b.as_uri(), a.as_uri()], ["fx-libc"]), UNSIGNED, Downloader())
     assert {p.name: p for p in lock.packages}["fx-setup"].url.startswith(b.as_uri())
 
 
 def test_unsatisfiable_names_the_chain(built, tmp_path):
     no_data = [p for p in built.fx if "fx-data" not in p.name]
     repo = rpmrepo.make_repo(tmp_path / "repo", no_data)
-    p = rootfs("resolve", "--repo", repo.as_uri(), "fx-devtools")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", repo.as_uri(), "fx-devtools")
     assert p.returncode == 3
-    msg = p.stderr.strip()
+    msg = p.stderr[p.stderr.index("rootfs: error:"):].strip()  # after the --no-check-gpg warning
     # libsolv's own account, as dnf prints it.
     assert msg.startswith("rootfs: error: cannot install fx-devtools: ") and msg.count("\n") == 0, msg
     assert "nothing provides /usr/share/fx-data/catalog.txt needed by fx-devtools-1.0-1.fx1.noarch" in msg, msg
     assert "Traceback" not in p.stderr
     # Deeper: vim needs fx-data too.
-    p = rootfs("resolve", "--repo", repo.as_uri(), "fx-editor-vim")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", repo.as_uri(), "fx-editor-vim")
     assert p.returncode == 3 and "nothing provides fx-data needed by fx-editor-vim-2:9.0.2081" in p.stderr, p.stderr
 
 
@@ -220,7 +224,7 @@ def test_rich_if_and_with(tmp_path):
 
     def names(packages, req, weak=False):
         repo = write_repo(tmp_path / f"r{len(list(tmp_path.iterdir()))}", packages)
-        p = rootfs("resolve", "--repo", repo.as_uri(), "--weak-deps" if weak else "--no-weak-deps", *req)
+        p = rootfs("resolve", "--no-check-gpg", "--repo", repo.as_uri(), "--weak-deps" if weak else "--no-weak-deps", *req)
         if p.returncode != 0:
             raise ResolveError(p.stderr)
         return [line.split()[0] for line in p.stdout.splitlines()]
@@ -251,19 +255,19 @@ def test_rich_if_and_with(tmp_path):
 
 def test_signed_repository(built, tmp_path, gpg_key, other_gpg_key):
     repo = rpmrepo.make_repo(tmp_path / "signed", built.fx, key=gpg_key)
-    assert resolved("--repo", repo.as_uri(), "--gpgkey", gpg_key.armored, "fx-libc")
-    p = rootfs("resolve", "--repo", repo.as_uri(), "--gpgkey", other_gpg_key.armored, "fx-libc")
+    assert resolved("--repo", repo.as_uri(), "--repo-gpgcheck", "--gpgkey", gpg_key.armored, "fx-libc")
+    p = rootfs("resolve", "--repo", repo.as_uri(), "--repo-gpgcheck", "--gpgkey", other_gpg_key.armored, "fx-libc")
     assert p.returncode == 4 and "not in the keyring" in p.stderr, p.stderr
     # A binary keyring works as well as an armoured key.
-    assert resolved("--repo", repo.as_uri(), "--gpgkey", gpg_key.keyring, "fx-libc")
+    assert resolved("--repo", repo.as_uri(), "--repo-gpgcheck", "--gpgkey", gpg_key.keyring, "fx-libc")
     # Changed after signing.
     md = repo / "repodata" / "repomd.xml"
     md.write_text(md.read_text().replace("<revision>", "<revision>1"))
-    p = rootfs("resolve", "--repo", repo.as_uri(), "--gpgkey", gpg_key.armored, "fx-libc")
+    p = rootfs("resolve", "--repo", repo.as_uri(), "--repo-gpgcheck", "--gpgkey", gpg_key.armored, "fx-libc")
     assert p.returncode == 4 and "bad signature" in p.stderr, p.stderr
     # Unsigned repository with a key given.
     (repo / "repodata" / "repomd.xml.asc").unlink()
-    p = rootfs("resolve", "--repo", repo.as_uri(), "--gpgkey", gpg_key.armored, "fx-libc")
+    p = rootfs("resolve", "--repo", repo.as_uri(), "--repo-gpgcheck", "--gpgkey", gpg_key.armored, "fx-libc")
     assert p.returncode == 4 and "not signed" in p.stderr, p.stderr
 
 
@@ -273,7 +277,7 @@ def test_tampered_primary(built, tmp_path, http_serve):
     data = bytearray(primary.read_bytes())
     data[len(data) // 2] ^= 0x01  # same size, other bytes
     primary.write_bytes(bytes(data))
-    p = rootfs("resolve", "--repo", http_serve(repo).url, "fx-libc")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", http_serve(repo).url, "fx-libc")
     assert p.returncode == 4 and "does not match the sha256 checksum in repomd.xml" in p.stderr, p.stderr
 
 
@@ -281,11 +285,11 @@ def test_unreachable_and_missing(tmp_path, fx_repo):
     from rootfs.model.errors import NetworkError
 
     with pytest.raises(NetworkError) as exc:
-        resolve(recipe(["http://127.0.0.1:9/repo"], ["fx-libc"]), ResolveOptions(), Downloader(retries=0))
+        resolve(recipe(["http://127.0.0.1:9/repo"], ["fx-libc"]), UNSIGNED, Downloader(retries=0))
     assert exc.value.exit_code == 5 and "127.0.0.1:9" in str(exc.value)
-    p = rootfs("resolve", "--repo", (tmp_path / "nothing").as_uri(), "fx-libc")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", (tmp_path / "nothing").as_uri(), "fx-libc")
     assert p.returncode == 5 and "repomd.xml" in p.stderr, p.stderr
-    p = rootfs("resolve", "--repo", fx_repo.as_uri(), "fx-no-such-package")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", fx_repo.as_uri(), "fx-no-such-package")
     assert p.returncode == 3 and "no package provides fx-no-such-package" in p.stderr, p.stderr
 
 
@@ -293,14 +297,14 @@ def test_recipe_with_rpm_backend(fx_repo, tmp_path):
     r = tmp_path / "fx.toml"
     r.write_text(f'backend = "rpm"\ndistribution = "fixture"\narchitecture = "x86_64"\n[rpm]\n'
                  f'repos = ["{fx_repo.as_uri()}"]\npackages = ["fx-oldtool"]\n')
-    lines = resolved(str(r))
+    lines = resolved("--no-check-gpg", str(r))
     assert [line.split()[0] for line in lines] == ["fx-bash", "fx-filesystem", "fx-libc", "fx-newtool", "fx-setup"]
     # The shipped example recipe, pointed at this repository.
     from rootfs.model.recipe import load_recipe
 
     example = load_recipe("fx-rpm")
     assert example.backend == "rpm"
-    lock = resolve(example.with_settings(repos=(fx_repo.as_uri(),)), ResolveOptions(), Downloader())
+    lock = resolve(example.with_settings(repos=(fx_repo.as_uri(),)), UNSIGNED, Downloader())
     assert {"fx-devtools", "fx-daemon", "fx-docs"} <= {p.name for p in lock.packages}
 
 
@@ -341,14 +345,14 @@ def test_modular_packages_follow_default_streams(built, tmp_path, default):
     yml = tmp_path / "modules.yaml"
     yml.write_text(MODULES_YAML + (DEFAULTS_YAML if default else ""))
     subprocess.run(["modifyrepo_c", "--mdtype=modules", str(yml), str(repo / "repodata")], check=True, capture_output=True)
-    lines = resolved("--repo", repo.as_uri(), "fx-libc")
+    lines = resolved("--no-check-gpg", "--repo", repo.as_uri(), "fx-libc")
     want = "fx-libc 0:2.36-9.fx1 x86_64" if default else "fx-libc 0:2.35-1.fx1 x86_64"
     assert want in lines, lines
     if shutil.which("dnf"):  # dnf 4 filters modular packages the same way
         assert dnf_set(repo, ["fx-libc"], tmp_path, True) == sorted(lines)
     if not default:
         # fx-bash needs fx-libc >= 2.36, which only the hidden stream has.
-        p = rootfs("resolve", "--repo", repo.as_uri(), "fx-bash")
+        p = rootfs("resolve", "--no-check-gpg", "--repo", repo.as_uri(), "fx-bash")
         assert p.returncode == 3 and "fx-libc(x86-64) >= 2.36" in p.stderr, p.stderr
 
 
@@ -402,14 +406,14 @@ def test_groups_match_dnf(comps_repo, tmp_path, specs, dnf_specs):
     API, since dnf's command line does not read it)."""
     want = dnf_set(comps_repo, dnf_specs or specs, tmp_path, False)
     assert want is not None
-    lines = resolved("--repo", comps_repo.as_uri(), "--no-weak-deps", *specs)
+    lines = resolved("--no-check-gpg", "--repo", comps_repo.as_uri(), "--no-weak-deps", *specs)
     assert sorted(lines) == want
 
 
 def test_unknown_group_and_module(comps_repo):
-    p = rootfs("resolve", "--repo", comps_repo.as_uri(), "@fx-nothing")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", comps_repo.as_uri(), "@fx-nothing")
     assert p.returncode == 3 and "no module, group or environment called 'fx-nothing'" in p.stderr, p.stderr
-    p = rootfs("resolve", "--repo", comps_repo.as_uri(), "@^fx-core")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", comps_repo.as_uri(), "@^fx-core")
     assert p.returncode == 3 and "no environment called 'fx-core'" in p.stderr, p.stderr
 
 
@@ -424,30 +428,30 @@ def _modular_repo(built, tmp_path, defaults: bool) -> Path:
 
 def test_module_streams_enabled_by_recipe_and_request(built, tmp_path):
     repo = _modular_repo(built, tmp_path, defaults=False)
-    assert "fx-libc 0:2.35-1.fx1 x86_64" in resolved("--repo", repo.as_uri(), "fx-libc")
+    assert "fx-libc 0:2.35-1.fx1 x86_64" in resolved("--no-check-gpg", "--repo", repo.as_uri(), "fx-libc")
     # Enabled on the command line, in the recipe, or by an @module request.
-    assert "fx-libc 0:2.36-9.fx1 x86_64" in resolved("--repo", repo.as_uri(), "--module", "fx-libc:new", "fx-libc")
+    assert "fx-libc 0:2.36-9.fx1 x86_64" in resolved("--no-check-gpg", "--repo", repo.as_uri(), "--module", "fx-libc:new", "fx-libc")
     r = tmp_path / "mod.toml"
     r.write_text(f'backend = "rpm"\narchitecture = "x86_64"\n[rpm]\nrepos = ["{repo.as_uri()}"]\n'
                  'packages = ["fx-bash"]\nmodules = ["fx-libc:new"]\n')
-    assert "fx-libc 0:2.36-9.fx1 x86_64" in resolved(str(r))
-    lines = resolved("--repo", repo.as_uri(), "@fx-libc:new/common")
+    assert "fx-libc 0:2.36-9.fx1 x86_64" in resolved("--no-check-gpg", str(r))
+    lines = resolved("--no-check-gpg", "--repo", repo.as_uri(), "@fx-libc:new/common")
     assert "fx-libc 0:2.36-9.fx1 x86_64" in lines
     if shutil.which("dnf"):
         assert dnf_set(repo, ["@fx-libc:new/common"], tmp_path, True) == sorted(lines)
     # No default profile, and streams that do not exist, are refused in one sentence.
-    p = rootfs("resolve", "--repo", repo.as_uri(), "@fx-libc:new")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", repo.as_uri(), "@fx-libc:new")
     assert p.returncode == 3 and "has no default profile" in p.stderr and "common" in p.stderr, p.stderr
-    p = rootfs("resolve", "--repo", repo.as_uri(), "--module", "fx-libc:old", "fx-libc")
+    p = rootfs("resolve", "--no-check-gpg", "--repo", repo.as_uri(), "--module", "fx-libc:old", "fx-libc")
     assert p.returncode == 2 and "module fx-libc has no stream 'old'" in p.stderr, p.stderr
     r.write_text(r.read_text().replace('modules = ["fx-libc:new"]', 'modules = ["fx-libc"]'))
-    p = rootfs("resolve", str(r))
+    p = rootfs("resolve", "--no-check-gpg", str(r))
     assert p.returncode == 2 and "modules entries are name:stream" in p.stderr, p.stderr
 
 
 def test_lock_records_the_request_as_written(fx_repo):
     lock = resolve(recipe([fx_repo.as_uri()], ["fx-editor >= 8", "fx-libc.x86_64", "/usr/bin/fx-ls"]),
-                   ResolveOptions(), Downloader())
+                   UNSIGNED, Downloader())
     assert lock.requested == ("fx-editor >= 8", "fx-libc.x86_64", "/usr/bin/fx-ls")
 
 
@@ -457,16 +461,16 @@ def test_nodeps_prepare_appliance(built, tmp_path):
 
     only = [p for p in built.fx if p.name.startswith(("fx-devtools-", "fx-docs-"))]
     repo = rpmrepo.make_repo(tmp_path / "repo", only)
-    p = rootfs("prepare", "--repo", repo.as_uri(), "-o", tmp_path / "app", "--cache-dir", tmp_path / "cache",
+    p = rootfs("prepare", "--no-check-gpg", "--repo", repo.as_uri(), "-o", tmp_path / "app", "--cache-dir", tmp_path / "cache",
                "fx-devtools", "fx-docs")
     assert p.returncode == 3 and "nothing provides" in p.stderr and not (tmp_path / "app").exists()
-    p = rootfs("prepare", "--repo", repo.as_uri(), "-o", tmp_path / "app", "--cache-dir", tmp_path / "cache",
+    p = rootfs("prepare", "--no-check-gpg", "--repo", repo.as_uri(), "-o", tmp_path / "app", "--cache-dir", tmp_path / "cache",
                "--nodeps", "fx-devtools", "fx-docs")
     assert p.returncode == 0, p.stderr
     lock = read_lock(tmp_path / "app" / "lock.json")
     assert [x.name for x in lock.packages] == ["fx-devtools", "fx-docs"]
     assert sorted(f.name for f in (tmp_path / "app" / "packages").iterdir()) == sorted(x.name for x in only)
     # resolve takes --nodeps too; a deb recipe refuses it.
-    assert [line.split()[0] for line in resolved("--repo", repo.as_uri(), "--nodeps", "fx-devtools")] == ["fx-devtools"]
-    p = rootfs("resolve", "bookworm", "--nodeps")
+    assert [line.split()[0] for line in resolved("--no-check-gpg", "--repo", repo.as_uri(), "--nodeps", "fx-devtools")] == ["fx-devtools"]
+    p = rootfs("resolve", "--no-check-gpg", "bookworm", "--nodeps")
     assert p.returncode == 2 and "--nodeps does not apply to deb recipes" in p.stderr, p.stderr

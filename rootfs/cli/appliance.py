@@ -15,6 +15,7 @@ from rootfs.cli.options import (
     ModuleOpt,
     NoDepsOpt,
     NoGpgOpt,
+    RepoGpgcheckOpt,
     check_mode,
 )
 from rootfs.model.errors import UsageError
@@ -27,6 +28,7 @@ def prepare(
     output: Annotated[Path, typer.Option("-o", "--output", help="The appliance directory to write.")],
     repo: Annotated[list[str], typer.Option("--repo", help="rpm-md repository URL (repeatable).")],
     gpgkey: GpgKeyOpt = None,
+    repo_gpgcheck: RepoGpgcheckOpt = False,
     arch: ArchOpt = None,
     weak_deps: Annotated[bool, typer.Option("--weak-deps", help="Install Recommends/Supplements too.")] = False,
     nodeps: NoDepsOpt = False,
@@ -46,7 +48,8 @@ def prepare(
 
     modules = check_modules([x for v in module or () for x in split_list(v)], "--module")
     recipe = adhoc_recipe("appliance", arch, repo, packages, gpgkey=str(gpgkey) if gpgkey else "",
-                          weak_deps=weak_deps, nodeps=nodeps, modules=modules)
+                          weak_deps=weak_deps, nodeps=nodeps, modules=modules,
+                          repo_gpgcheck=repo_gpgcheck)
     opts = ResolveOptions(check_gpg=not no_check_gpg)
     lock = run_prepare(recipe, opts, Downloader(), output, Cache(cache_dir or default_cache_dir()), jobs, ui.detail)
     ui.info(f"wrote {output}: {len(lock.packages)} packages")
@@ -61,7 +64,11 @@ def build(
 ) -> None:
     """Install an appliance offline into a chroot directory, an ext2 image, a tarball or another packer format."""
     from rootfs.backends.rpm.appliance import build as run_build
+    from rootfs.host.mounts import enter_private_mount_namespace
 
+    # Before any thread starts: the scriptlets' mounts then vanish with this
+    # process, even on SIGKILL.
+    enter_private_mount_namespace()
     report = run_build(appliance, fmt, output, check_mode(mode), ui.detail)
     for step in report.skipped:
         ui.warn(f"skipped: {step}")

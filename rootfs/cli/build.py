@@ -21,6 +21,7 @@ from rootfs.cli.options import (
     KeyringOpt,
     MirrorOpt,
     NoGpgOpt,
+    RepoGpgcheckOpt,
     RepoOpt,
     TagOpt,
     VariantOpt,
@@ -69,6 +70,7 @@ def resolve(
     keyring: KeyringOpt = None,
     repo: RepoOpt = None,
     gpgkey: GpgKeyOpt = None,
+    repo_gpgcheck: RepoGpgcheckOpt = False,
     weak_deps: WeakDepsOpt = None,
     nodeps: NoDepsOpt = False,
     module: ModuleOpt = None,
@@ -85,6 +87,10 @@ def resolve(
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
                    nodeps=nodeps, modules=module)
+    if repo_gpgcheck:
+        if r.backend != "rpm":
+            raise UsageError(f"--repo-gpgcheck does not apply to {r.backend} recipes")
+        r = r.with_settings(repo_gpgcheck=True)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
     result = pipeline.resolve(r, opts, Downloader())
     if lock:

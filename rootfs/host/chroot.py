@@ -231,8 +231,16 @@ class Chroot:
         if not os.path.isdir(parent):
             if not always:
                 return
-            os.makedirs(parent, 0o755)
-            self._undo.append(lambda: _rmdir_quiet(parent))
+            # Every directory made here goes again (deepest last in the
+            # undo list, so first), not just the innermost one.
+            missing = []
+            d = parent
+            while not os.path.isdir(d):
+                missing.append(d)
+                d = os.path.dirname(d)
+            for d in reversed(missing):
+                os.mkdir(d, 0o755)
+                self._undo.append(lambda d=d: _rmdir_quiet(d))
         host = os.path.join(parent, name)
         aside = host + ".REAL" if name == "start-stop-daemon" else host + ".rootfs-aside"
         if os.path.lexists(aside):

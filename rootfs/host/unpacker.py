@@ -19,6 +19,12 @@ As root in mode "root" the tree gets the archive's owners, modes, device
 nodes and xattrs. Otherwise nothing is chowned, device nodes become empty
 placeholder files, and the intended attributes of every entry go into an
 AttrRecord for the packer.
+
+The same walk serves packages whose metadata is not in an archive but in
+a header (rpm): `extract_entries` takes Entry values (type, mode, owner,
+mtime, link target, device, xattrs, the bytes through a callback, hard
+links to an earlier entry) and writes each one exactly as a member, with
+rpm's own replacement rules where they differ from dpkg's (see there).
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import libarchive
@@ -51,6 +58,25 @@ class HostileArchive(InstallError):
 
 class _Refused(Exception):
     """Internal: one member refused; carries the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One path of a package whose metadata comes from its header rather
+    than from an archive member (rpm)."""
+
+    path: str  # as the header names it ("/usr/bin/sh"); str with surrogateescape
+    mode: int  # st_mode: file type and permission bits, set-id and sticky included
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0  # seconds
+    linkto: str = ""  # symlinks: the target
+    rdev: int = 0  # os.makedev(major, minor) for device nodes
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # file capabilities (security.capability)
+    # regular files: an earlier entry of the same call whose inode this one
+    # shares (hard-link sets), or a callback that writes the bytes to an fd
+    hardlink: str = ""
+    fill: Callable[[int], None] | None = None
 
 
 # libarchive-c does not wrap the xattr iterator; declare it on a private
@@ -153,6 +179,9 @@ class Extractor:
         self._attrs_lock = threading.Lock()  # AttrRecord is shared by the extracting threads
         self.warn = warn or (lambda msg: None)
         self.root_fd = os.open(self.root, _DIR_FLAGS)
+        # extract_entries: real root-relative directory -> its final (mode,
+        # uid, gid, mtime, xattrs), applied by finish_entries
+        self._entry_dirs: dict[str, tuple[int, int, int, int, tuple]] = {}
 
     def close(self) -> None:
         if self.root_fd >= 0:
@@ -586,6 +615,162 @@ class Extractor:
         os.utime(leaf, ns=(mtime, mtime), dir_fd=dfd, follow_symlinks=False)
         self._record(key, Attr(ftype | perm, uid, gid, rdev if ftype != stat.S_IFIFO else 0, xattrs))
 
+    # -- entries from a package header (rpm) -------------------------------
+
+    def extract_entries(self, entries: Iterable[Entry], *, what: str) -> list[str]:
+        """Write entries (in the order given; a hard link after the entry
+        it names, a file's fill called before the next entry is taken) and
+        return the real root-relative paths they landed at.
+
+        rpm's rules, where they differ from an archive member's: an
+        existing directory gets the entry's owner and mode (the last
+        package to own it wins), applied with its mtime by finish_entries
+        after the last package, so that a 0555 /proc does not stop later
+        packages from writing below it; a symlink where a real directory
+        already is keeps the directory (a root merged before the package
+        came). Without root the tree on disk stays readable and writable
+        by us (u+rw files, u+rwx directories) and the exact modes go into
+        the record."""
+        placed: list[str] = []
+        regular: set[str] = set()  # hard links may only point at these
+        parents = _Parents(self)
+        name = ""
+        try:
+            for e in entries:
+                name = e.path
+                try:
+                    key = self._entry(e, regular, parents)
+                except _Refused as exc:
+                    raise HostileArchive(f"{what}: {name[:200]!r} refused: {exc}") from None
+                if key is not None:
+                    placed.append(key)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"no space left on the device holding {self.root}") from None
+            raise InstallError(f"{what}: cannot write {name[:200]} into {self.root}: {exc.strerror or exc}") from None
+        finally:
+            parents.drop()
+        return placed
+
+    def _entry(self, e: Entry, regular: set[str], parents: _Parents) -> str | None:
+        comps = member_components(e.path)
+        ftype, perm = stat.S_IFMT(e.mode), stat.S_IMODE(e.mode)
+        if not comps:
+            if ftype != stat.S_IFDIR:
+                raise _Refused("only a directory can be the root")
+            self._entry_dirs[""] = (perm, e.uid, e.gid, e.mtime, e.xattrs)
+            self._record(".", Attr(stat.S_IFDIR | perm, e.uid, e.gid, 0, e.xattrs))
+            return "."
+        dfd, parent = parents.get(comps[:-1])
+        leaf = comps[-1]
+        key = "/".join(parent + [leaf])
+        if ftype == stat.S_IFREG:
+            if e.hardlink:
+                self._hardlink(dfd, leaf, key, e.hardlink, regular)
+                parents.drop()
+            elif self._entry_file(dfd, leaf, key, e):
+                parents.drop()
+            regular.add("/".join(comps))
+            return key
+        regular.discard("/".join(comps))
+        try:
+            return self._entry_other(dfd, leaf, key, e, ftype, perm)
+        finally:
+            parents.drop()  # anything but a plain file may change the tree's shape
+
+    def _entry_other(self, dfd: int, leaf: str, key: str, e: Entry, ftype: int, perm: int) -> str | None:
+        try:
+            st = os.lstat(leaf, dir_fd=dfd)
+        except FileNotFoundError:
+            st = None
+        if ftype == stat.S_IFDIR:
+            return self._entry_dir(dfd, leaf, key, e, st)
+        if ftype == stat.S_IFLNK:
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                self.warn(f"kept the directory /{key} where the package has a symlink")
+                return None
+            self._clear(dfd, leaf, key)
+            os.symlink(e.linkto, leaf, dir_fd=dfd)
+            if self.privileged:
+                os.chown(leaf, e.uid, e.gid, dir_fd=dfd, follow_symlinks=False)
+            os.utime(leaf, (e.mtime, e.mtime), dir_fd=dfd, follow_symlinks=False)
+            self._record(key, Attr(stat.S_IFLNK | 0o777, e.uid, e.gid))
+            return key
+        if ftype in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
+            self._special(dfd, leaf, key, ftype, e.uid, e.gid, perm, e.mtime * 1_000_000_000, e.rdev, e.xattrs)
+            return key
+        self.warn(f"skipping {e.path[:200]}: sockets are not extracted")
+        return None
+
+    def _entry_dir(self, dfd: int, leaf: str, key: str, e: Entry, st) -> str:
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            # A link to a directory inside the root stays (bin -> usr/bin),
+            # and the directory it leads to takes the entry's metadata, as
+            # rpm's chown and chmod follow it; a dangling one is replaced.
+            try:
+                fd, real = self.open_dir(key.split("/"), create=False)
+            except (_Refused, FileNotFoundError, NotADirectoryError):
+                os.unlink(leaf, dir_fd=dfd)
+                self._forget(key)
+                st = None
+            else:
+                os.close(fd)
+                key = "/".join(real)
+        elif st is not None and not stat.S_ISDIR(st.st_mode):
+            os.unlink(leaf, dir_fd=dfd)
+            self._forget(key)
+            st = None
+        if st is None:
+            try:
+                os.mkdir(leaf, 0o755, dir_fd=dfd)
+            except FileExistsError:
+                pass
+        self._entry_dirs[key] = (stat.S_IMODE(e.mode), e.uid, e.gid, e.mtime, e.xattrs)
+        self._record(key, Attr(stat.S_IFDIR | stat.S_IMODE(e.mode), e.uid, e.gid, 0, e.xattrs))
+        return key
+
+    def _create(self, dfd: int, leaf: str, key: str) -> tuple[int, bool]:
+        """A new, empty regular file leaf in dfd, open for writing, in place
+        of whatever non-directory was there (never written through); and
+        whether something had to be removed first."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(leaf, flags, 0o600, dir_fd=dfd), False
+        except FileExistsError:
+            self._clear(dfd, leaf, key)
+            return os.open(leaf, flags, 0o600, dir_fd=dfd), True
+
+    def _entry_file(self, dfd: int, leaf: str, key: str, e: Entry) -> bool:
+        """Write one regular file; True when something had to be removed first."""
+        fd, cleared = self._create(dfd, leaf, key)
+        try:
+            if e.fill is not None:
+                e.fill(fd)
+            perm = stat.S_IMODE(e.mode)
+            self._apply(fd, e.uid, e.gid, perm if self.privileged else perm | 0o600, e.xattrs)
+            os.utime(fd, (e.mtime, e.mtime))
+        finally:
+            os.close(fd)
+        self._record(key, Attr(stat.S_IFREG | stat.S_IMODE(e.mode), e.uid, e.gid, 0, e.xattrs))
+        return cleared
+
+    def finish_entries(self) -> None:
+        """The final owner, mode, xattrs and mtime of every directory
+        extract_entries placed, deepest first (a directory's mtime is set
+        after everything below it has changed)."""
+        for key in sorted(self._entry_dirs, key=lambda k: (-k.count("/") if k else 1, k)):
+            perm, uid, gid, mtime, xattrs = self._entry_dirs[key]
+            try:
+                fd, _ = self.open_dir(key.split("/") if key else [], create=False)
+            except (_Refused, FileNotFoundError, NotADirectoryError):
+                continue  # replaced by a later entry or a scriptlet
+            try:
+                self._apply(fd, uid, gid, perm if self.privileged else perm | 0o700, xattrs)
+                os.utime(fd, (mtime, mtime))
+            finally:
+                os.close(fd)
+        self._entry_dirs.clear()
+
 
 _tls = threading.local()
 
@@ -649,4 +834,4 @@ def slice_stream(fd: int, offset: int, size: int) -> _Slice:
     return _Slice(fd, offset, size)
 
 
-__all__ = ["Extractor", "HostileArchive", "extract", "member_components", "slice_stream"]
+__all__ = ["Entry", "Extractor", "HostileArchive", "extract", "member_components", "slice_stream"]

@@ -172,15 +172,16 @@ def rpm_query(dbpath: Path) -> list[Package]:
         raise PrivilegeError("reading an rpm database needs the rpm tool; install rpm")
     try:
         proc = subprocess.run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF],
-                              capture_output=True, text=True, check=False, timeout=300)
+                              capture_output=True, check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OutputError(f"cannot run rpm on the database in {dbpath}: {exc}") from None
     if proc.returncode != 0:
-        first = (proc.stderr.strip().splitlines() or ["no message"])[0]
+        first = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
         raise OutputError(f"rpm cannot read the database in {dbpath}: {first}")
     pkgs: list[Package] = []
     files: list[list[str]] = []
-    for rec in proc.stdout.split(_RS):
+    # File names need not be UTF-8: kept as bytes (surrogateescape) here.
+    for rec in proc.stdout.decode("utf-8", "surrogateescape").split(_RS):
         if not rec.strip():
             continue
         values = rec.split(_FS)
@@ -285,7 +286,15 @@ def read_root(root: Path) -> PackageDB:
         return PackageDB("deb", tuple(pkgs), os_release)
     dbpath = _rpm_dbpath_in_root(root)
     if dbpath is not None:
-        return PackageDB("rpm", tuple(rpm_query(dbpath)), os_release)
+        # Queried in a copy: rpm leaves a lock file and sqlite its shared
+        # memory and log beside any database it opens, and the root is
+        # about to be packed.
+        with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as tmp:
+            for f in os.listdir(dbpath):
+                src = dbpath / f
+                if src.is_file() and not src.is_symlink():
+                    shutil.copyfile(src, Path(tmp) / f)
+            return PackageDB("rpm", tuple(rpm_query(Path(tmp))), os_release)
     raise UsageError(f"{root} has no package database (neither {DPKG_STATUS} nor an rpm database)")
 
 

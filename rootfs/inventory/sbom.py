@@ -268,7 +268,11 @@ def sbom_document(db: PackageDB, lock: Lock | None, opts: SbomOptions, *, subjec
 
 
 def _dump(doc: dict) -> bytes:
-    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    # A name that is not UTF-8 (an old package's Latin-1 packager, a file
+    # path in provides) is carried as surrogateescape bytes; each such byte
+    # is written as its JSON escape (\udcXX), which keeps the document valid
+    # UTF-8 and the byte recoverable.
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------- inputs

@@ -1,15 +1,18 @@
 """install(lock, files, root, opts) for rpm packages.
 
-1. Every package file is checked: its NEVRA against the lock, the header's
-   SHA256 and the payload digest, and, when the lock names a key, its
-   OpenPGP signature (unsigned packages are refused then).
+1. Every package file is checked: its NEVRA against the lock, that it is
+   a binary package, every digest it carries (as `rpm -K`), and its
+   OpenPGP signature against the lock's keys (unsigned packages are
+   refused then). A lock without keys was made with --no-check-gpg, and
+   installing it says so loudly.
 2. Packages are ordered as rpm orders a transaction: what a package
    requires goes in before it, Requires(pre) first of all.
 3. As root: all %pretrans, then per package %pre, unpack, %post and the
    %triggerin scripts it fires, then all %posttrans; finally the packages
    are registered in the root's rpm database (its %_dbpath).
-   Otherwise: unpack only, with owners/modes/xattrs in opts.attrs, and the
-   skipped steps said in the report.
+   Without root the same runs in a user namespace (rootless); in extract
+   mode unpack only. Owners/modes/xattrs go into opts.attrs then, and the
+   skipped steps are said in the report.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from rootfs import ui
 from rootfs.backends import InstallOptions, InstallReport
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.deps import Dep, atoms, parse_rich
@@ -32,14 +36,14 @@ from rootfs.backends.rpm.payload import file_entries
 from rootfs.backends.rpm.scriptlets import (
     Runner,
     ScriptletError,
-    SessionRunner,
     Trigger,
     scriptlet,
     triggers_in,
 )
 from rootfs.backends.rpm.unpack import Unpacker
 from rootfs.backends.rpm.version import EQUAL, parse_evr, ranges_overlap
-from rootfs.host.safepath import resolve_in_root
+from rootfs.host.safepath import relative_to_root, resolve_in_root
+from rootfs.host.unpacker import Extractor
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import InstallError, PrivilegeError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage
@@ -74,6 +78,9 @@ def check_signatures(paths: list[Path], keys: tuple[str, ...]) -> None:
 
 
 def check_package(rpm: RpmFile, locked: LockedPackage) -> None:
+    if rpm.is_source:
+        raise VerifyError(f"{rpm.path.name} is a source package ({rpm.name} sources for rpmbuild), "
+                          "not a binary package that can be installed")
     h = rpm.header
     epoch = h.list(H.EPOCH)
     evr = f"{epoch[0] if epoch else 0}:{h.str(H.VERSION)}-{h.str(H.RELEASE)}"
@@ -220,25 +227,34 @@ def register(root: Path, paths: list[Path], source_date_epoch: int = 0, wrap: li
     dbpath = target_macro(root, "_dbpath") or DEFAULT_DBPATH
     if not dbpath.startswith("/"):
         dbpath = DEFAULT_DBPATH
-    db = Path(resolve_in_root(root, dbpath))
-    db.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
-        proc = subprocess.run(
-            [*(wrap or []), rpm, "--root", str(root), "--dbpath", dbpath, "--define", "_db_backend sqlite",
-             "-i", "--justdb", "--nodeps", "--noscripts",
-             "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
-             "--replacefiles", "--replacepkgs", *map(str, paths)],
-            capture_output=True, env=_register_env(home, source_date_epoch),
-        )
-    if proc.returncode != 0:
-        raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
-    # rpm has closed the database, so sqlite's shared-memory index and an
-    # empty write-ahead log are leftovers of this run, not data.
-    for leftover in ("rpmdb.sqlite-shm", "rpmdb.sqlite-wal"):
-        f = db / leftover
-        if f.is_file() and (leftover.endswith("-shm") or f.stat().st_size == 0):
-            f.unlink()
+    with Extractor(root, mode="extract") as ex:
+        # The host's rpm opens ROOT + --dbpath before it chroots, so the
+        # kernel would follow a link a package planted on the way: it gets
+        # the path with every link resolved inside the root instead.
+        ex.make_dir(dbpath.lstrip("/"))
+        real = "/" + relative_to_root(ex.root, resolve_in_root(ex.root, dbpath))
+        with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
+            proc = subprocess.run(
+                [*(wrap or []), rpm, "--root", ex.root, "--dbpath", real, "--define", "_db_backend sqlite",
+                 "-i", "--justdb", "--nodeps", "--noscripts",
+                 "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
+                 "--replacefiles", "--replacepkgs", *map(str, paths)],
+                capture_output=True, env=_register_env(home, source_date_epoch),
+            )
+        if proc.returncode != 0:
+            raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
+        remove_db_leftovers(ex, real.lstrip("/"))
     return None
+
+
+def remove_db_leftovers(ex: Extractor, db: str) -> None:
+    """rpm has closed the database: sqlite's shared-memory index, an empty
+    write-ahead log and rpm's lock file are leftovers of this run, not
+    data (a write-ahead log with content is data and stays)."""
+    ex.remove(f"{db}/rpmdb.sqlite-shm")
+    ex.remove(f"{db}/.rpm.lock")
+    if ex.read_file(f"{db}/rpmdb.sqlite-wal") == b"":
+        ex.remove(f"{db}/rpmdb.sqlite-wal")
 
 
 def _register_env(home: str, source_date_epoch: int) -> dict[str, str]:
@@ -261,23 +277,31 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
             raise InstallError(f"no package file for {p.name} {p.version} {p.architecture}")
         rpm = open_rpm(path)
         check_package(rpm, p)
+        if rpm.v3:
+            ui.warn(f"RPM v3 packages are deprecated: {rpm.nevra} (read as rpm 4.18 reads it)")
         rpms.append(rpm)
     if lock.keys:
         check_signatures([r.path for r in rpms], lock.keys)
+    else:
+        ui.warn("NOT checking the signatures of the packages (the lock names no key: it was made with "
+                "--no-check-gpg): anyone who could change them or the repository chose what gets installed")
     check_file_conflicts(rpms)
     if not as_root and opts.attrs is None:
         opts.attrs = AttrRecord()
-    unpacker = Unpacker(root, as_root, None if as_root else opts.attrs, opts.log)
     with contextlib.ExitStack() as stack:
+        ex = stack.enter_context(Extractor(root, mode=opts.mode, attrs=None if as_root else opts.attrs,
+                                           warn=opts.log))
         runner: Runner | None = None
         if as_root:
-            runner = Runner(str(root), opts.log)
+            runner = Runner(ex, opts.log)
         elif opts.mode == "rootless":
             from rootfs.host.userns import UserChroot
 
-            session = stack.enter_context(UserChroot(str(root), log=opts.log, attrs=opts.attrs))
-            runner = SessionRunner(str(root), session, opts.log)
-        return _transaction(lock, rpms, root, opts, unpacker, runner, report)
+            # rpm has no policy-rc.d and copies no resolv.conf: neither is made.
+            session = stack.enter_context(UserChroot(ex.root, log=opts.log, attrs=opts.attrs,
+                                                     resolv_conf=False, fake_services=False))
+            runner = Runner(ex, opts.log, session)
+        return _transaction(lock, rpms, root, opts, Unpacker(ex, opts.log), runner, report)
 
 
 def _transaction(lock, rpms, root, opts, unpacker, runner, report) -> InstallReport:
@@ -346,7 +370,7 @@ def _transaction(lock, rpms, root, opts, unpacker, runner, report) -> InstallRep
         report.skipped.append("scriptlets: " + "; ".join(skipped_scripts))
     report.skipped.extend(failed)
     if unpacker.accounts.unknown:
-        report.skipped.append("owners not in the root's passwd/group, root used instead: "
+        report.skipped.append("owners not in the root's passwd/group, root used instead and set-id bits dropped as rpm does: "
                               + ", ".join(sorted(unpacker.accounts.unknown)))
     return report
 

@@ -7,6 +7,11 @@ cpio payload is only read for file contents. The payload may be compressed
 with gzip, bzip2, xz, legacy lzma or zstd, or not at all, and is either the
 usual `070701` cpio with names or rpm's stripped `07070X` form (packages
 with files over 4 GiB), whose entries carry only an index into the header.
+
+A payload that does not decompress, or whose cpio does not parse, is a
+corrupt package (VerifyError, exit 4), as is a file whose bytes do not
+match the header's per-file digest: rpm's installer checks those digests
+as it writes each file, and so do we (CpioReader.copy_to).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import gzip
 import lzma
 import os
 import stat
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -24,7 +30,7 @@ import zstandard
 
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.header import RpmFile
-from rootfs.model.errors import InstallError
+from rootfs.model.errors import VerifyError
 
 NEWC = b"070701"
 CRC = b"070702"
@@ -47,6 +53,7 @@ class FileEntry:
     device: int
     rdev: int
     caps: str
+    digest: str  # hex, in the header's FILEDIGESTALGO; "" when the header has none
 
     @property
     def ghost(self) -> bool:
@@ -74,13 +81,24 @@ def file_entries(rpm: RpmFile) -> list[FileEntry]:
     modes, users, groups = arr(H.FILEMODES, 0o100644), arr(H.FILEUSERNAME, "root"), arr(H.FILEGROUPNAME, "root")
     links, flags, mtimes = arr(H.FILELINKTOS, ""), arr(H.FILEFLAGS, 0), arr(H.FILEMTIMES, 0)
     inodes, devices, rdevs, caps = arr(H.FILEINODES, 0), arr(H.FILEDEVICES, 0), arr(H.FILERDEVS, 0), arr(H.FILECAPS, "")
-    if len(dirindexes) != n or len(sizes) != n:
-        raise InstallError(f"{rpm.path.name} has inconsistent file arrays in its header")
+    digests = arr(H.FILEDIGESTS, "")
+    if len(dirindexes) != n or len(sizes) != n or any(not 0 <= d < len(dirnames) for d in dirindexes):
+        raise VerifyError(f"{rpm.path.name} has inconsistent file arrays in its header")
     return [
         FileEntry(i, dirnames[dirindexes[i]] + basenames[i], modes[i], sizes[i], users[i], groups[i],
-                  links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i])
+                  links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i], digests[i])
         for i in range(n)
     ]
+
+
+def file_digest_algo(rpm: RpmFile) -> str:
+    """hashlib's name for the header's per-file digests (MD5 when the
+    header does not say, as in packages before rpm 4.6)."""
+    code = rpm.header.int(H.FILEDIGESTALGO, 1)
+    algo = H.DIGEST_ALGOS.get(code)
+    if algo is None:
+        raise VerifyError(f"{rpm.path.name}: its file digests use an unknown algorithm ({code})")
+    return algo
 
 
 def hardlink_sets(entries: list[FileEntry]) -> dict[int, list[int]]:
@@ -93,49 +111,59 @@ def hardlink_sets(entries: list[FileEntry]) -> dict[int, list[int]]:
     return {i: g for g in groups.values() if len(g) > 1 for i in g}
 
 
-def open_payload(rpm: RpmFile) -> BinaryIO:
-    """The decompressed payload stream, whatever rpm compressed it with."""
-    f = open(rpm.path, "rb")
-    f.seek(rpm.payload_offset)
+def open_payload(f: BinaryIO, rpm: RpmFile) -> BinaryIO:
+    """The decompressed stream of the payload at f's position, whatever
+    rpm compressed it with (told by its magic bytes, as rpm's rpmio does;
+    the header's PAYLOADCOMPRESSOR only settles legacy lzma, which has
+    none). Closing it leaves f open."""
+    start = f.tell()
     head = f.read(6)
-    f.seek(rpm.payload_offset)
+    f.seek(start)
     comp = rpm.header.str(H.PAYLOADCOMPRESSOR)
-    try:
-        if head[:2] == b"\x1f\x8b":
-            return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
-        if head[:3] == b"BZh":
-            return bz2.BZ2File(f)  # type: ignore[return-value]
-        if head == b"\xfd7zXZ\x00":
-            return lzma.LZMAFile(f, format=lzma.FORMAT_XZ)  # type: ignore[return-value]
-        if head[:4] == b"\x28\xb5\x2f\xfd":
-            return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=True)  # type: ignore[return-value]
-        if head[:5] == b"07070":  # newc, crc or stripped cpio: not compressed
-            return f
-        if comp == "lzma" or head[:1] == b"\x5d":
-            return lzma.LZMAFile(f, format=lzma.FORMAT_ALONE)  # type: ignore[return-value]
-    except Exception:
-        f.close()
-        raise
-    f.close()
-    raise InstallError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
+    if head[:3] == b"BZh":
+        return bz2.BZ2File(f)  # type: ignore[return-value]
+    if head == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(f, format=lzma.FORMAT_XZ)  # type: ignore[return-value]
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)  # type: ignore[return-value]
+    if head[:5] == b"07070":  # newc, crc or stripped cpio: not compressed
+        return f
+    if comp == "lzma" or head[:1] == b"\x5d":
+        return lzma.LZMAFile(f, format=lzma.FORMAT_ALONE)  # type: ignore[return-value]
+    raise VerifyError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
 
 
 class CpioReader:
     """Walks a cpio payload; the caller reads each entry's data (or not)
     before asking for the next one."""
 
-    def __init__(self, stream: BinaryIO, what: str):
+    def __init__(self, stream: BinaryIO, rpm: RpmFile):
         self.f = stream
-        self.what = what
+        self.rpm = rpm
+        self.what = rpm.path.name
         self.offset = 0
         self.remaining = 0  # bytes of the current entry's data not yet read
+
+    def _chunk(self, n: int) -> bytes:
+        """Up to n bytes of the decompressed stream; a decoder's complaint
+        is a corrupt payload."""
+        try:
+            return self.f.read(n)
+        except (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
+            raise corrupt(self.rpm, exc) from None
+        except OSError as exc:
+            if exc.errno is not None:  # reading the file failed, not decoding it
+                raise
+            raise corrupt(self.rpm, exc) from None  # gzip's and bz2's "invalid data"
 
     def _read(self, n: int) -> bytes:
         out = bytearray()
         while len(out) < n:
-            chunk = self.f.read(n - len(out))
+            chunk = self._chunk(n - len(out))
             if not chunk:
-                raise InstallError(f"{self.what}: the payload is truncated")
+                raise corrupt(self.rpm, "it ends early")
             out += chunk
         self.offset += n
         return bytes(out)
@@ -159,17 +187,17 @@ class CpioReader:
         self._pad()
         magic = self._read(6)
         if magic == STRIPPED:
-            fx = int(self._read(8), 16)
+            # rpm pads the 14-byte stripped header to 4 bytes, as it pads
+            # every header (rpmcpioStrippedHeaderWrite).
+            fx = self._hex(self._read(8))
+            self._pad()
             self.remaining = sizes_by_index(fx)
             return None, fx, self.remaining
         if magic not in (NEWC, CRC):
-            raise InstallError(f"{self.what}: the payload is not a cpio archive rpm writes")
+            raise corrupt(self.rpm, "no cpio header where one belongs")
         fields = self._read(104)
-        try:
-            filesize = int(fields[48:56], 16)
-            namesize = int(fields[88:96], 16)
-        except ValueError:
-            raise InstallError(f"{self.what}: corrupt cpio header in the payload") from None
+        filesize = self._hex(fields[48:56])
+        namesize = self._hex(fields[88:96])
         name = self._read(namesize).rstrip(b"\0").decode("utf-8", "surrogateescape")
         self._pad()
         if name == TRAILER:
@@ -177,14 +205,28 @@ class CpioReader:
         self.remaining = filesize
         return name, -1, filesize
 
-    def copy_to(self, fd: int, n: int) -> None:
+    def _hex(self, field: bytes) -> int:
+        try:
+            return int(field, 16)
+        except ValueError:
+            raise corrupt(self.rpm, "a cpio header is garbled") from None
+
+    def copy_to(self, fd: int, n: int, digest=None) -> None:
+        """Write the next n bytes of the entry to fd, through digest (a
+        hashlib object) when one is given."""
         while n > 0:
             chunk = self._read(min(n, 1 << 20))
+            if digest is not None:
+                digest.update(chunk)
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view):]
             n -= len(chunk)
             self.remaining -= len(chunk)
+
+    def drain(self) -> None:
+        while self._chunk(1 << 20):
+            pass
 
     def read_data(self, n: int) -> bytes:
         data = self._read(n)
@@ -200,7 +242,7 @@ def payload_contents(rpm: RpmFile, entries: list[FileEntry]) -> Iterator[tuple[F
 
     def stripped_size(fx: int) -> int:
         if not 0 <= fx < len(entries):
-            raise InstallError(f"{rpm.path.name}: the payload names file {fx}, which the header lacks")
+            raise VerifyError(f"{rpm.path.name}: the payload names file {fx}, which the header lacks")
         e = entries[fx]
         if stat.S_ISREG(e.mode):
             group = links.get(fx)
@@ -209,24 +251,38 @@ def payload_contents(rpm: RpmFile, entries: list[FileEntry]) -> Iterator[tuple[F
             return e.size
         return 0
 
-    stream = open_payload(rpm)
-    try:
-        reader = CpioReader(stream, rpm.path.name)
-        while True:
-            item = reader.next(stripped_size)
-            if item is None:
-                return
-            name, fx, size = item
-            if name is not None:
-                path = "/" + name[2:] if name.startswith("./") else ("/" + name.lstrip("/"))
-                e = by_path.get(path)
-                if e is None:
-                    raise InstallError(f"{rpm.path.name}: the payload holds {name!r}, which the header does not list")
-            else:
-                e = entries[fx]
-            if stat.S_ISREG(e.mode) and not e.ghost and size:
-                yield e, reader, size
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
-        raise InstallError(f"{rpm.path.name}: cannot read the payload: {exc}") from None
-    finally:
-        stream.close()
+    with open(rpm.path, "rb") as f:
+        f.seek(rpm.payload_offset)
+        stream = open_payload(f, rpm)
+        try:
+            reader = CpioReader(stream, rpm)
+            while (item := reader.next(stripped_size)) is not None:
+                name, fx, size = item
+                if name is not None:
+                    path = "/" + name[2:] if name.startswith("./") else ("/" + name.lstrip("/"))
+                    e = by_path.get(path)
+                    if e is None:
+                        raise VerifyError(f"{rpm.path.name}: the payload holds {name[:200]!r}, "
+                                          "which the header does not list")
+                else:
+                    e = entries[fx]
+                if stat.S_ISREG(e.mode) and not e.ghost and size:
+                    yield e, reader, size
+            # To the end of the stream, so that the decoder checks what it
+            # checks there (gzip's CRC, the ends of xz and bzip2 streams).
+            reader.drain()
+        finally:
+            stream.close()
+
+
+def corrupt(rpm: RpmFile, why: BaseException | str) -> VerifyError:
+    comp = rpm.header.str(H.PAYLOADCOMPRESSOR) or "uncompressed"
+    text = str(why).strip() or type(why).__name__
+    return VerifyError(f"{rpm.path.name}: the {comp} payload is corrupt ({text[:120]})")
+
+
+def check_file_digest(rpm: RpmFile, e: FileEntry, digest) -> None:
+    """The header's digest of e against digest (the hashlib object its
+    bytes went through), as rpm's installer checks each file it writes."""
+    if e.digest and digest.hexdigest() != e.digest.lower():
+        raise VerifyError(f"{rpm.path.name}: {e.path[:200]} does not match its {digest.name.upper()} digest in the header")

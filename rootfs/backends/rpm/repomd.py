@@ -70,7 +70,7 @@ def fetch_repomd(downloader: Downloader, url: str, keyring: str | None) -> Repom
 
         sig = downloader.get_optional(base + "/repodata/repomd.xml.asc")
         if sig is None:
-            raise VerifyError(f"{base}/repodata/repomd.xml is not signed (no repomd.xml.asc), but a gpgkey was given")
+            raise VerifyError(f"{base}/repodata/repomd.xml is not signed (no repomd.xml.asc), but repo_gpgcheck is on")
         gpg.verify_detached(raw, sig, keyring, f"{base}/repodata/repomd.xml")
     return parse_repomd(base, raw)
 
@@ -89,7 +89,7 @@ def parse_repomd(base: str, raw: bytes) -> Repomd:
         size = d.findtext(REPO + "size")
         data[d.get("type", "")] = DataFile(
             type=d.get("type", ""), href=loc.get("href", ""),
-            checksum_type=ck.get("type", "sha256"), checksum=(ck.text or "").strip(),
+            checksum_type=ck.get("type", "sha256").lower(), checksum=(ck.text or "").strip().lower(),
             size=int(size) if size and size.isdigit() else -1,
         )
     if "primary" not in data:
@@ -97,12 +97,16 @@ def parse_repomd(base: str, raw: bytes) -> Repomd:
     return Repomd(base, raw, (root.findtext(REPO + "revision") or "").strip(), data)
 
 
-def _hash(kind: str, data: bytes) -> str:
-    algo = {"sha": "sha1"}.get(kind, kind)
-    try:
-        return hashlib.new(algo, data).hexdigest()
-    except ValueError:
-        raise VerifyError(f"unknown checksum type {kind!r} in repomd.xml") from None
+# What repomd.xml may vouch for metadata with: sha256 or stronger, as
+# dnf/librepo require. md5 and sha1 ("sha") collide on demand, and a
+# collision is all an attacker who can replace primary.xml would need.
+STRONG = ("sha256", "sha384", "sha512")
+
+
+def check_strong(kind: str, what: str) -> None:
+    if kind not in STRONG:
+        raise VerifyError(f"{what}: repomd.xml gives only a {kind or 'missing'} checksum for it; "
+                          "rootfs accepts sha256, sha384 or sha512")
 
 
 def decompress(data: bytes, where: str) -> IO[bytes]:
@@ -132,10 +136,11 @@ def fetch_data(downloader: Downloader, repomd: Repomd, kind: str) -> IO[bytes] |
     if entry is None:
         return None
     url = repomd.url + "/" + entry.href.lstrip("/")
+    check_strong(entry.checksum_type, url)  # before anything is fetched
     data = _get(downloader, url, f"{kind} metadata of {repomd.url}")
     if entry.size >= 0 and len(data) != entry.size:
         raise VerifyError(f"{url}: size {len(data)} does not match the {entry.size} bytes repomd.xml promises")
-    if _hash(entry.checksum_type, data) != entry.checksum:
+    if hashlib.new(entry.checksum_type, data).hexdigest() != entry.checksum:
         raise VerifyError(f"{url} does not match the {entry.checksum_type} checksum in repomd.xml")
     return decompress(data, url)
 

@@ -1,9 +1,17 @@
 """resolve(recipe, opts, downloader) -> Lock for rpm-md repositories.
 
-Each repository's repomd.xml is fetched (and checked against the key when
-one is given); every file it names is checked against repomd's checksum
-before anything parses it; then libsolv (solver.py) gets primary.xml, and
-filelists.xml only for the paths it must know.
+Each repository's repomd.xml is fetched; every file it names is checked
+against repomd's checksum (sha256 or stronger) before anything parses it;
+then libsolv (solver.py) gets primary.xml, and filelists.xml only for the
+paths it must know.
+
+Trust follows dnf's defaults: every package must be signed by one of the
+recipe's keys (gpgcheck, checked when the packages are installed, from the
+keys the lock carries), and repomd.xml's own signature is checked only
+when the recipe asks for it with `repo_gpgcheck` (most distributions,
+Fedora's and CentOS's among them, do not sign repomd.xml). A recipe
+without a key is refused unless --no-check-gpg is given, which then says
+loudly what is not checked.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from dataclasses import dataclass
 
 import solv
 
+from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.backends.rpm.comps import Comps, parse_comps
 from rootfs.backends.rpm.filelists import scan_filelists
@@ -25,6 +34,18 @@ from rootfs.model.errors import ResolveError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
 from rootfs.net.fetch import Downloader
+
+
+def signing_key(recipe: Recipe, opts: ResolveOptions) -> str:
+    """The key file packages (and, with repo_gpgcheck, repomd.xml) are
+    checked with; "" with --no-check-gpg. No key is a usage error."""
+    if not opts.check_gpg:
+        return ""
+    key = opts.keyring or recipe.settings.gpgkey
+    if not key:
+        raise UsageError(f"recipe {recipe.name} names no gpgkey, so its packages' signatures cannot be checked; "
+                         "pass --gpgkey FILE (or --no-check-gpg to install unsigned packages)")
+    return key
 
 
 @dataclass
@@ -43,13 +64,20 @@ def load(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, specs: li
     settings = recipe.settings
     if not settings.repos:
         raise UsageError("an rpm recipe needs at least one repository (repos = [...] or --repo URL)")
-    keyring = (opts.keyring or settings.gpgkey) if opts.check_gpg else ""
+    key = signing_key(recipe, opts)  # no key at all is refused before anything is fetched
+    repo_key = key if settings.repo_gpgcheck else ""
     repos: list[Repomd] = []
     sack = Sack(recipe.architecture, filelists=_filelists_loader(repos, downloader))
     modules, comps = Modules(), Comps()
     wants_comps = any(s.startswith("@") for s in specs)
     for url in settings.repos:
-        md = fetch_repomd(downloader, url, keyring or None)
+        md = fetch_repomd(downloader, url, repo_key or None)
+        if not opts.check_gpg:
+            ui.warn(f"NOT checking the signatures of {md.url}/repodata/repomd.xml or of its packages "
+                    "(--no-check-gpg): anyone between you and the repository can choose what gets installed")
+        elif not repo_key:
+            ui.detail(f"{md.url}/repodata/repomd.xml: its signature is not checked (repo_gpgcheck is off, "
+                      "as in dnf); every package's is")
         repos.append(md)
         stream = fetch_data(downloader, md, "primary")
         assert stream is not None  # parse_repomd insists on primary
@@ -128,7 +156,7 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
     if not chosen:
         raise ResolveError("nothing to install")
     packages = tuple(locked(s, loaded) for s in chosen)
-    key = (opts.keyring or settings.gpgkey) if opts.check_gpg else ""
+    key = signing_key(recipe, opts)
     revisions = [int(md.revision) for md in loaded.repos if md.revision.isdigit()]
     epoch = max(revisions) if revisions else max(p.build_time for p in packages)
     return Lock(

@@ -1,11 +1,13 @@
 """Scriptlets: %pretrans, %pre, %post, %posttrans and %triggerin, run
 inside the target with the target's own interpreter.
 
-Each scriptlet runs in a child that first moves into its own mount
-namespace, mounts /proc, /sys and /dev inside the root and chroots there;
-the mounts belong to that namespace alone, so they vanish with the child
-however it ends, and never show on the host. The command line is rpm's:
-`interpreter [args] SCRIPTFILE $1 [$2]`.
+As root each scriptlet runs in a rootfs.host.chroot.Chroot made for it
+alone, the same preparation dpkg's maintainer scripts get: /proc, a
+read-only /sys and a fresh /dev holding only the nodes mmdebstrap makes
+(never the host's disks), all gone again before the next package is
+unpacked, so no payload is ever written into a mounted filesystem. Without
+root they run in the UserChroot session of the whole install. The command
+line is rpm's: `interpreter [args] SCRIPTFILE $1 [$2]`.
 
 Lua scriptlets (`-p <lua>`) run inside rpm itself, so they run with the
 root's own rpm (`rpm --eval` of a `dofile`, chrooted like the others, with
@@ -14,19 +16,17 @@ rpm's `arg` table); a root without rpm reports them as skipped.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
+import secrets
 import subprocess
-import tempfile
 from dataclasses import dataclass
 
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.header import RpmFile
+from rootfs.host.chroot import Chroot
 from rootfs.host.safepath import resolve_in_root
-
-CLONE_NEWNS = 0x00020000
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+from rootfs.host.unpacker import Extractor
+from rootfs.model.errors import InstallError
 
 TRIGGERIN = 1 << 16
 LUA_RPM = "/usr/bin/rpm"
@@ -104,30 +104,16 @@ class ScriptletError(Exception):
     pass
 
 
-def _libc():
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _enter(root: str) -> None:
-    """In the child, before exec: own mount namespace, API filesystems,
-    chroot. Any failure aborts the exec (subprocess reports it)."""
-    libc = _libc()
-    if libc.unshare(CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
-    for target, fstype, source, flags in (("proc", b"proc", b"proc", 0), ("sys", b"sysfs", b"sysfs", 0),
-                                          ("dev", None, b"/dev", MS_BIND | MS_REC)):
-        where = os.path.join(root, target)
-        if os.path.isdir(where) and not os.path.islink(where):
-            libc.mount(source, where.encode(), fstype, flags, None)
-    os.chroot(root)
-    os.chdir("/")
-
-
 class Runner:
-    def __init__(self, root: str, log=lambda msg: None):
-        self.root = str(root)
+    """Runs scriptlets in the Extractor's root: each in a Chroot of its
+    own, or in session (a rootfs.host.userns.UserChroot entered for the
+    whole install, which records the ownership changes they make)."""
+
+    def __init__(self, ex: Extractor, log=lambda msg: None, session=None):
+        self.ex = ex
+        self.root = ex.root
         self.log = log
+        self.session = session
 
     def can_run(self, s: Scriptlet) -> str | None:
         """Why s cannot run in this root, or None."""
@@ -147,65 +133,46 @@ class Runner:
         if lua and not s.body:
             return
         argv = [] if lua else list(s.prog)
-        # Directories the root lacks (mount points, a place for the script)
-        # are made for the run and removed after, so the tree stays what the
-        # packages made it.
-        made = []
-        for name in ("proc", "sys", "dev"):
-            where = os.path.join(self.root, name)
-            if not os.path.lexists(where):
-                os.mkdir(where, 0o755)
-                made.append(where)
-        script_host = None
+        # The script goes into the root's /var/tmp (or /tmp) through the
+        # Extractor, so a link a package planted there cannot carry it out;
+        # a /tmp the root lacks is made for the run and removed after, so
+        # the tree stays what the packages made it (the Chroot does the
+        # same for its mount points).
+        made = ""
+        script = ""
         if s.body:
-            tmpdir = resolve_in_root(self.root, "var/tmp")
-            if not os.path.isdir(tmpdir):
-                tmpdir = resolve_in_root(self.root, "tmp")
-            if not os.path.isdir(tmpdir):
-                tmpdir = os.path.join(self.root, "tmp")
-                os.mkdir(tmpdir, 0o1777)
-                made.append(tmpdir)
-            fd, script_host = tempfile.mkstemp(prefix="rpm-tmp.", dir=tmpdir)
-            with os.fdopen(fd, "w") as f:
-                if lua:
-                    # rpm hands a Lua scriptlet its arguments as `arg`.
-                    f.write("local arg = {" + ", ".join(f'"{a}"' for a in ("<lua>", *args)) + "}\n")
-                f.write(s.body)
-            script = "/" + os.path.relpath(script_host, self.root)
-            argv.extend([LUA_RPM, "--eval", f'%{{lua: dofile("{script}")}}'] if lua else [script])
+            tmpdir = next((d for d in ("var/tmp", "tmp") if os.path.isdir(resolve_in_root(self.root, d))), "")
+            if not tmpdir:
+                tmpdir = made = "tmp"
+                self.ex.make_dir(made, 0o1777)
+            script = f"{tmpdir}/rpm-tmp.{secrets.token_hex(6)}"
+            # rpm hands a Lua scriptlet its arguments as `arg`.
+            head = "local arg = {" + ", ".join(f'"{a}"' for a in ("<lua>", *args)) + "}\n" if lua else ""
+            self.ex.write_file(script, (head + s.body).encode("utf-8", "surrogateescape"), 0o700)
+            argv.extend([LUA_RPM, "--eval", f'%{{lua: dofile("/{script}")}}'] if lua else [f"/{script}"])
         if not lua:
             argv.extend(args)
         try:
             returncode, output = self._exec(argv)
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, subprocess.SubprocessError, ScriptletError) as exc:
             raise ScriptletError(f"{s.label} could not start: {exc}") from None
         finally:
-            if script_host:
-                os.unlink(script_host)
-            for where in made:
-                try:
-                    os.rmdir(where)
-                except OSError:
-                    pass  # the scriptlet put something there: it stays
+            if script:
+                self.ex.remove(script)
+            if made:
+                self.ex.remove_dir(made)  # unless the scriptlet put something there
         for line in output.decode(errors="replace").splitlines():
             self.log(f"{s.label}: {line}")
         if returncode != 0:
             raise ScriptletError(f"{s.label} failed with exit status {returncode}")
 
     def _exec(self, argv: list[str]) -> tuple[int, bytes]:
-        proc = subprocess.run(argv, preexec_fn=lambda: _enter(self.root), env=ENV, capture_output=True,
-                              stdin=subprocess.DEVNULL)
-        return proc.returncode, proc.stdout + proc.stderr
-
-
-class SessionRunner(Runner):
-    """Scriptlets without root: run through a rootfs.host.userns.UserChroot
-    session, which records the ownership changes they make."""
-
-    def __init__(self, root: str, session, log=lambda msg: None):
-        super().__init__(root, log)
-        self.session = session
-
-    def _exec(self, argv: list[str]) -> tuple[int, bytes]:
-        proc = self.session.run(argv, env={k: v for k, v in ENV.items() if k != "PATH"})
+        if self.session is not None:
+            proc = self.session.run(argv, env=ENV)
+        else:
+            with Chroot(self.root, resolv_conf=False, fake_services=False, log=self.log) as ch:
+                try:
+                    proc = ch.run(argv, env=ENV)
+                except InstallError as exc:  # the interpreter did not start
+                    raise ScriptletError(str(exc)) from None
         return proc.returncode, proc.stdout

@@ -19,6 +19,7 @@ class RpmSettings:
     modules: tuple[str, ...] = ()  # module streams to enable, "name:stream"
     best: bool = False  # dnf's best: the newest version of each request, or fail
     nodeps: bool = False  # exactly the requested packages, no dependencies
+    repo_gpgcheck: bool = False  # dnf's name and default: repomd.xml's signature is checked too
 
 
 SECTION_KEYS = {
@@ -29,6 +30,7 @@ SECTION_KEYS = {
     "modules": list,
     "best": bool,
     "nodeps": bool,
+    "repo_gpgcheck": bool,
 }
 
 
@@ -55,6 +57,7 @@ def parse(table: dict, where: str, recipe) -> RpmSettings:
         modules=check_modules(table.get("modules", []), f"{where} [rpm]"),
         best=table.get("best", False),
         nodeps=table.get("nodeps", False),
+        repo_gpgcheck=table.get("repo_gpgcheck", False),
     )
 
 
