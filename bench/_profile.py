@@ -90,7 +90,7 @@ def _short(frame: str) -> str:
 
 # -- strace ---------------------------------------------------------------------
 
-_LINE = re.compile(r"^(\d+) (\d+\.\d+) (.*)$")
+_LINE = re.compile(r"^(\d+) +(\d+\.\d+) (.*)$")  # strace pads short pids
 _CALL = re.compile(r"^([a-z_0-9]+)\((.*)$")
 _RESUMED = re.compile(r"^<\.\.\. ([a-z_0-9]+) resumed>")
 _EXECVE = re.compile(r'^execve\("([^"]*)", \[(.*?)\]')
@@ -204,8 +204,17 @@ def parse(path: Path) -> Trace:
               ("after stage 2 (pack...)", marks.get("stage 2", end), end + 1)]
     calls: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     call_time: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    last_read = 0.0
     for t, pid, name, rest in lines:
         stage = next((s for s, a, b in bounds if a <= t < b), bounds[-1][0])
+        if stage == "stage 1":
+            if name in ("pread64", "preadv2", "read") and "/sha256/" in rest[:200]:
+                last_read = t  # a package file (the cache's layout)
+            if name == "openat":
+                kind = "O_DIRECTORY" if "O_DIRECTORY" in rest else "O_CREAT" if "O_CREAT" in rest else "other"
+                calls["stage 1, openat by kind"][kind] += 1
+            if name == "fcntl" and "F_DUPFD" in rest:
+                calls["stage 1, openat by kind"]["dup of a directory (one per path walk)"] += 1
         calls[stage][name] += 1
         procs[pid].calls[name] += 1
         dt = re.search(r"<(\d+\.\d+)>$", rest)
@@ -218,6 +227,10 @@ def parse(path: Path) -> Trace:
             before = [name for t, name in announced if t <= p.start]
             if before:
                 p.program = f"/var/lib/dpkg/info/{before[-1]}.preinst"
+    if last_read:
+        marks["last package read"] = last_read
+        tail = collections.Counter(name for t, _, name, _ in lines if last_read < t < marks.get("stage 1", 0.0))
+        calls["stage 1, after the last package byte"] = tail
     return Trace(marks, procs, calls, call_time, main)
 
 
@@ -279,13 +292,23 @@ def print_strace(tr: Trace, tree: Path, cache: Path) -> None:
             continue
         total = sum(c.values())
         fs = sum(v for k, v in c.items() if k in FSYNCS)
+        fst = sum(v for k, v in tr.call_time[stage].items() if k in FSYNCS)
         print(f"  {stage}: {total} system calls, {fs} fsync-like "
-              f"({', '.join(f'{k} {v}' for k, v in c.items() if k in FSYNCS) or 'none'})")
+              f"({', '.join(f'{k} {v}' for k, v in c.items() if k in FSYNCS) or 'none'}; {fst:.2f} s inside them)")
         per = f"{'per member':>11}" if stage == "stage 1" else ""
         print(f"    {'call':<18}{'count':>9}{per}{'s inside':>10}")
         for name, v in c.most_common(18 if stage == "stage 1" else 10):
             extra = f"{v / n:11.2f}" if stage == "stage 1" and n else ""
             print(f"    {name:<18}{v:9d}{extra}{tr.call_time[stage][name]:10.3f}")
+
+    kinds1 = tr.calls.get("stage 1, openat by kind")
+    if kinds1:
+        print("    stage 1's openat by kind: " + ", ".join(f"{k} {v}" for k, v in kinds1.most_common()))
+    tail = tr.calls.get("stage 1, after the last package byte")
+    if tail and "stage 1" in m:
+        print(f"    after the last package byte was read (overlaps settled, directory mtimes stamped again, "
+              f"conffiles, the database written): {m['stage 1'] - m['last package read']:.1f} s, "
+              f"{sum(tail.values())} calls: " + ", ".join(f"{k} {v}" for k, v in tail.most_common(6)))
 
     # stage 2: every program it ran
     s1, s2 = m.get("stage 1", 0.0), m.get("stage 2", float("inf"))

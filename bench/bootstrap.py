@@ -11,9 +11,10 @@ Run as root, on demand (not part of the tests):
     .venv/bin/python bench/bootstrap.py --profile             # + py-spy and strace of one build
 
 Every tool builds the same suite and variant from the same mirror (the one
-apt is configured with). For each case a warm-up build of each tool comes
-first (not counted: it fills the page cache and mmdebstrap's package
-directory, and leaves rootfs's tree and lock for the floors). Then, --runs
+apt is configured with). For each case a warm-up build of rootfs and of
+mmdebstrap comes first (not counted: it fills the page cache and
+mmdebstrap's package directory, and leaves rootfs's tree and lock for the
+floors). Then, --runs
 times, with the tools' order rotating each run: every tool with a cold
 cache (no package file on disk), then every tool with a warm one. mmdebstrap
 runs with the merged-usr hook, which makes it install debootstrap's package
@@ -188,8 +189,8 @@ def run_tool(case: Case, tool: str, cache_state: str, t: Timings) -> None:
 
 
 def warm_up(case: Case, tools: list[str], t: Timings) -> Path:
-    """One build of each tool, not counted. Returns rootfs's tree (kept for
-    the floors, with its lock beside it)."""
+    """One build of rootfs and of mmdebstrap, not counted. Returns rootfs's
+    tree (kept for the floors, with its lock beside it)."""
     d = case.dir()
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o755)  # apt's _apt user reads mmdebstrap's package directory
@@ -208,14 +209,8 @@ def warm_up(case: Case, tools: list[str], t: Timings) -> Path:
         s = measure(mmdebstrap(case, target, None, keep_debs=debs))
         print(f"  mmdebstrap (warm-up, keeps its packages)  {s.wall:7.2f} s", flush=True)
         rmtree(target)
-    if "debootstrap" in tools:
-        cache = d / "debootstrap-cache"
-        cache.mkdir(exist_ok=True)
-        target = d / "debootstrap"
-        rmtree(target)
-        s = measure(debootstrap(case, target, cache))
-        print(f"  debootstrap (warm-up)                     {s.wall:7.2f} s", flush=True)
-        rmtree(target)
+    # debootstrap needs no warm-up of its own: its cold run fills the
+    # cache its warm run uses, and the two builds above warmed the mirror
     return tree
 
 
