@@ -80,6 +80,7 @@ class Case:
     work: Path
     mirror: str
     fmt: str
+    ignore_valid_until: bool = False
 
     @property
     def name(self) -> str:
@@ -107,6 +108,8 @@ class Timings:
 def rootfs_make(case: Case, out: Path, cache: Path, formats: list[str]) -> list[str]:
     cmd = rootfs_cmd() + ["-v", "make", case.suite, "--variant", case.variant, "--mirror", case.mirror,
                           "--no-sbom", "--cache-dir", str(cache), "-o", str(out), "--force"]
+    if case.ignore_valid_until:
+        cmd.append("--ignore-valid-until")
     for f in formats:
         cmd += ["-f", f]
     return cmd
@@ -114,6 +117,8 @@ def rootfs_make(case: Case, out: Path, cache: Path, formats: list[str]) -> list[
 
 def mmdebstrap(case: Case, target: Path, debs: Path | None, keep_debs: Path | None = None) -> list[str]:
     cmd = ["mmdebstrap", "--variant=" + PEER_VARIANT[case.variant][0], f"--hook-dir={MERGED_USR_HOOK}"]
+    if case.ignore_valid_until:
+        cmd.append('--aptopt=Acquire::Check-Valid-Until "false"')
     if debs is not None:
         # mmdebstrap's own recipe for a package cache (its manual, "sync-in")
         cmd += ['--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
@@ -386,6 +391,9 @@ def main() -> int:
     ap.add_argument("--format", default="tar", help="rootfs make's output format (default tar)")
     ap.add_argument("--no-breakdown", action="store_true", help="skip the stage floors and the packer's memory")
     ap.add_argument("--profile", action="store_true", help="py-spy and strace one more build of the first case")
+    ap.add_argument("--ignore-valid-until", action="store_true",
+                    help="a snapshot mirror whose Release has expired (rootfs's flag, apt's option for mmdebstrap; "
+                         "debootstrap does not check)")
     ap.add_argument("--work", type=Path, help="scratch directory (default: a new one under /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (traces, logs)")
     args = ap.parse_args()
@@ -411,7 +419,7 @@ def main() -> int:
         first = True
         for suite in suites:
             for variant in variants:
-                case = Case(suite, variant, work, mirror, args.format)
+                case = Case(suite, variant, work, mirror, args.format, args.ignore_valid_until)
                 run_case(case, tools, caches, args.runs, breakdown=first and not args.no_breakdown and
                          "rootfs" in tools and "warm" in caches, profile=first and args.profile)
                 first = False
