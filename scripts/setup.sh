@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 DEBS="python3 python3-venv gpgv gnupg debian-archive-keyring dpkg-dev debootstrap
 mmdebstrap libarchive13 zstd xz-utils bzip2 e2fsprogs squashfs-tools squashfs-tools-ng
 fakeroot uidmap util-linux libcap2-bin rpm createrepo-c dnf graphviz skopeo umoci
-podman runc docker-registry oci-image-tool apache2-utils openssl curl ca-certificates pigz"
+podman runc docker-registry oci-image-tool apache2-utils openssl curl ca-certificates
+debuerreotype wget pigz"
 
 missing=""
 for p in $DEBS; do

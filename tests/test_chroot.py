@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import needs_root, needs_tool
 
-from rootfs.host.chroot import Chroot, mounts_under
+from rootfs.host.chroot import Chroot
+from rootfs.host.mounts import mounts_under
 
 pytestmark = [needs_root(), needs_tool("ldd")]
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import needs_root, needs_tool
 from debrepo import Dir, File, Pkg, Symlink, build_repo, write_recipe
 
-from rootfs.host.chroot import mounts_under
+from rootfs.host.mounts import mounts_under
 
 pytestmark = [needs_root(), needs_tool("dpkg", "ldd", "chroot")]
 

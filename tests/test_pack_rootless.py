@@ -119,26 +119,3 @@ def test_dir_output_without_root_carries_a_record(tmp_path, monkeypatch):
     # packing the copy (its record found beside it) gives the original bytes
     pack(tmp_path / "copy", ["tar"], tmp_path / "again.tar", PackOptions(source_date_epoch=SDE))
     assert (tmp_path / "again.tar").read_bytes() == (tmp_path / "ref.tar").read_bytes()
-
-
-def test_move_root_gives_what_copying_gives(tmp_path):
-    from pack_helpers import tree_model
-
-    real = tmp_path / "real"
-    build_every_entry_tree(real)
-    given = tmp_path / "given"
-    subprocess.run(["cp", "-a", str(real), str(given)], check=True)
-    rec = record_of_tree(real)
-    rec.save(sidecar_path(given))
-    pack(real, ["dir"], tmp_path / "copied", PackOptions(source_date_epoch=SDE))
-    arts = pack(given, ["dir"], tmp_path / "moved", PackOptions(source_date_epoch=SDE, move_root=True))
-    assert arts[0].path == tmp_path / "moved"
-    assert not given.exists() and not sidecar_path(given).exists()
-    assert tree_model(tmp_path / "moved") == tree_model(tmp_path / "copied")
-    moved_rec = load_for_root(tmp_path / "moved")
-    assert moved_rec is not None and "var/log/dpkg.log" not in moved_rec and "bin/ping" in moved_rec
-    # and it packs to the same bytes as the tree it came from
-    os.unlink(sidecar_path(tmp_path / "moved"))
-    pack(tmp_path / "moved", ["tar"], tmp_path / "m.tar", PackOptions(source_date_epoch=SDE))
-    pack(real, ["tar"], tmp_path / "r.tar", PackOptions(source_date_epoch=SDE))
-    assert (tmp_path / "m.tar").read_bytes() == (tmp_path / "r.tar").read_bytes()

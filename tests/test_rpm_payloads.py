@@ -336,7 +336,7 @@ def test_non_utf8_names_through_record_sbom_and_image(matrix, setup_rpm, tmp_pat
     assert p.returncode == 0, p.stderr
     with tarfile.open(out / "rootfs.tar", encoding="utf-8", errors="surrogateescape") as t:
         assert os.fsencode("./usr/share/fx-mx/caf\udce9.txt") in {os.fsencode(n) for n in t.getnames()}
-    sbom = json.loads((tmp_path / "img.spdx.json").read_bytes().decode("utf-8"))
+    sbom = json.loads((out / "sbom.spdx.json").read_bytes().decode("utf-8"))
     assert {x["name"] for x in sbom["packages"]} >= {"fx-setup", "fx-mx-files-gzip"}
     p = rootfs("sbom", out / "oci", "-o", tmp_path / "again.spdx.json")
     assert p.returncode == 0, p.stderr

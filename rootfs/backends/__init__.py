@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rootfs.model.attrs import AttrRecord
+from rootfs.model.customize import Customize
 from rootfs.model.errors import UsageError
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ class InstallOptions:
     attrs: AttrRecord | None = None  # where owners are recorded when not applied (not ROOT)
     progress: Callable[[str, int, int], None] | None = None  # (stage, done, total)
     log: Callable[[str], None] = lambda msg: None
+    customize: Customize = field(default_factory=Customize)  # hooks and [customize] entries
+    settings: object = None  # the recipe's backend section, for what it configures beyond packages
+    verbosity: int = 1  # for hooks: 0 quiet, 1 normal, 2 verbose
 
     def __post_init__(self) -> None:
         self.mode = Mode(self.mode)
@@ -93,6 +97,3 @@ class Backend(Protocol):
 def backend_module(name: str) -> Backend:
     return importlib.import_module(f"rootfs.backends.{name}.backend")  # type: ignore[return-value]
 
-
-def is_root() -> bool:
-    return os.geteuid() == 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 # Each module registers its commands; help lists them in this order.
 from rootfs.cli import appliance, build, cache, images  # noqa: F401, I001
-from rootfs.cli.app import app
+from rootfs.cli.app import app, main
 
-
-def main() -> None:
-    app()
+__all__ = ["app", "main"]

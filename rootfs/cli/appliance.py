@@ -38,8 +38,8 @@ def prepare(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64, help="Parallel downloads.")] = default_jobs(),
 ) -> None:
     """Resolve rpm packages and write an appliance: the lock and the verified package files."""
-    from rootfs.backends.rpm.appliance import prepare as run_prepare
     from rootfs.backends.rpm.settings import adhoc_recipe
+    from rootfs.pipeline.appliance import prepare as run_prepare
 
     if gpgkey is not None and not gpgkey.is_file():
         raise UsageError(f"gpgkey {gpgkey} does not exist")
@@ -51,25 +51,27 @@ def prepare(
                           weak_deps=weak_deps, nodeps=nodeps, modules=modules,
                           repo_gpgcheck=repo_gpgcheck)
     opts = ResolveOptions(check_gpg=not no_check_gpg)
-    lock = run_prepare(recipe, opts, Downloader(), output, Cache(cache_dir or default_cache_dir()), jobs, ui.detail)
+    lock = run_prepare(recipe, opts, Downloader(), output, Cache(cache_dir or default_cache_dir()), jobs)
     ui.info(f"wrote {output}: {len(lock.packages)} packages")
 
 
 @command
 def build(
     appliance: Annotated[Path, typer.Argument(help="An appliance directory written by `rootfs prepare`.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where the root or artifact goes.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="chroot (a directory), ext2, tar, or any packer format.")] = "chroot",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the root or artifact goes (its suffix names the format when --format is not given).")],
+    fmt: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="chroot (a directory), ext2, tar, or any packer format (repeatable; default: from -o's suffix, else chroot).")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="root (scriptlets, rpmdb), rootless or extract.")] = None,
 ) -> None:
     """Install an appliance offline into a chroot directory, an ext2 image, a tarball or another packer format."""
-    from rootfs.backends.rpm.appliance import build as run_build
+    from rootfs.backends.rpm.appliance import FORMAT_ALIASES
     from rootfs.host.mounts import enter_private_mount_namespace
+    from rootfs.model.recipe import split_list
+    from rootfs.pack import check_formats
+    from rootfs.pack.outputs import choose_formats
+    from rootfs.pipeline.appliance import build as run_build
 
-    # Before any thread starts: the scriptlets' mounts then vanish with this
-    # process, even on SIGKILL.
-    enter_private_mount_namespace()
-    report = run_build(appliance, fmt, output, check_mode(mode), ui.detail)
-    for step in report.skipped:
-        ui.warn(f"skipped: {step}")
-    ui.info(f"built {output} ({report.packages} packages)")
+    enter_private_mount_namespace()  # as make: configure-stage mounts vanish with the process
+    asked = [FORMAT_ALIASES.get(x, x) for v in fmt or () for x in split_list(v)]
+    report = run_build(appliance, check_formats(choose_formats(output, asked)), output, check_mode(mode))
+    for path in report.artifacts:
+        ui.info(f"wrote {path}")

@@ -1,6 +1,7 @@
 """Commands that resolve and build recipes: recipes, resolve, make, lock."""
 
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,9 +12,18 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AptOptOpt,
     ArchOpt,
     ArtifactFormatOpt,
     ComponentsOpt,
+    ContainerProfileOpt,
+    CustomizeHookOpt,
+    DpkgOptOpt,
+    EssentialHookOpt,
+    ExtractHookOpt,
+    HookDirOpt,
+    SetupHookOpt,
+    SlimOpt,
     ExcludeOpt,
     GpgKeyOpt,
     IgnoreValidOpt,
@@ -29,6 +39,8 @@ from rootfs.cli.options import (
     NoDepsOpt,
     WeakDepsOpt,
     check_mode,
+    customize_from,
+    hooks_in_order,
     registry_options,
     selection_from,
 )
@@ -104,7 +116,7 @@ def resolve(
 @command
 def make(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (one format), a directory (several), or - for a tar on stdout. Default: out/RECIPE.")] = None,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="The artifact (its suffix names the format when --format is not given: .tar, .tar.zst, .oci.tar, .docker.tar, .ext4, .squashfs...; else a directory), a directory (several formats), or - for standard output. Default: out/RECIPE.")] = None,
     fmt: ArtifactFormatOpt = None,
     tag: TagOpt = None,
     mirror: MirrorOpt = None,
@@ -129,14 +141,24 @@ def make(
     json_out: Annotated[bool, typer.Option("--json", help="Print the build report (JSON) on stdout.")] = False,
     layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
     no_sbom: Annotated[bool, typer.Option("--no-sbom", help="Do not write the SPDX SBOM.")] = False,
-    push: Annotated[Optional[str], typer.Option("--push", help="Push the OCI image to HOST[:PORT]/NAME[:TAG].")] = None,
+    push: Annotated[Optional[list[str]], typer.Option("--push", help="Push the OCI image to HOST[:PORT]/NAME[:TAG] (repeatable).")] = None,
     creds: Annotated[Optional[str], typer.Option("--creds", help="Registry USER:PASS.")] = None,
     ca_cert: Annotated[Optional[Path], typer.Option("--ca-cert", help="CA certificate for the registry.")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Plain-HTTP registry.")] = False,
+    setup_hook: SetupHookOpt = None,
+    extract_hook: ExtractHookOpt = None,
+    essential_hook: EssentialHookOpt = None,
+    customize_hook: CustomizeHookOpt = None,
+    hook_dir: HookDirOpt = None,
+    aptopt: AptOptOpt = None,
+    dpkgopt: DpkgOptOpt = None,
+    slim: SlimOpt = False,
+    container_profile: ContainerProfileOpt = None,
 ) -> None:
     """Resolve, fetch, install and pack a recipe; publish the result atomically."""
     from rootfs.host.mounts import enter_private_mount_namespace
     from rootfs.pack import check_formats
+    from rootfs.pack.outputs import check_output, choose_formats
     from rootfs.pipeline.make import MakeRequest
     from rootfs.pipeline.make import make as run_make
 
@@ -145,7 +167,15 @@ def make(
     enter_private_mount_namespace()
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
                    components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
-    formats = check_formats([x for v in fmt or ["dir"] for x in split_list(v)])
+    hooks = hooks_in_order(sys.argv, {"--setup-hook": setup_hook, "--extract-hook": extract_hook,
+                                      "--essential-hook": essential_hook, "--customize-hook": customize_hook,
+                                      "--hook-dir": hook_dir}, os.getcwd())
+    r = customize_from(r, hooks=hooks, aptopt=aptopt, dpkgopt=dpkgopt, slim=slim, container=container_profile)
+    from rootfs.model.customize import check_sources
+
+    check_sources(r.customize)
+    output = output or str(Path("out") / r.name)
+    formats = check_formats(choose_formats(output, [x for v in fmt or () for x in split_list(v)]))
     if push and "oci" not in formats:
         formats.append("oci")
     if output == "-" and (keep or push):
@@ -153,14 +183,15 @@ def make(
     if json_out and output == "-":
         raise UsageError("--json and -o - both want standard output")
     _check_pack_flags(tag or r.image.tag, layer_compression)
-    if push:
+    for dest in push or ():
         from rootfs.registry import parse_reference
 
-        parse_reference(push)
+        parse_reference(dest)
     registry = registry_options(creds, ca_cert, insecure, 4) if push else None
+    check_output(output, formats, keep)
     req = MakeRequest(
         recipe=r,
-        output=output or str(Path("out") / r.name),
+        output=output,
         formats=tuple(formats),
         resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until),
         cache_dir=cache_dir or default_cache_dir(),
@@ -172,9 +203,10 @@ def make(
         wait=wait,
         tag=tag or "",
         layer_compression=layer_compression,
-        push=push,
+        push=tuple(push or ()),
         registry=registry,
         sbom=not no_sbom,
+        verbosity=ui.verbosity(),
     )
     _run_with_report(req, run_make, report, json_out)
 

@@ -263,8 +263,8 @@ def inspect(
 @command
 def pack(
     root: Annotated[Path, typer.Argument(help="The root directory to pack.")],
-    fmt: Annotated[list[str], typer.Option("--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs or dir (repeatable, or comma separated).")],
-    output: Annotated[str, typer.Option("-o", "--output", help="The artifact (one format), a directory of artifacts (several), or - for a tar on stdout.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="The artifact (one format; without --format its suffix names it), a directory of artifacts (several), or - for standard output.")],
+    fmt: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs or dir (repeatable, or comma separated; default: from -o's suffix, else dir).")] = None,
     tag: Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's, else localhost/rootfs:latest).")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Take the image config (cmd, env, labels, tag) from this recipe.")] = None,
     layer_compression: Annotated[str, typer.Option("--layer-compression", help="OCI layers: gzip or zstd.")] = "gzip",
@@ -276,10 +276,10 @@ def pack(
     """Pack an existing root directory into images; the tree itself is never changed."""
     from rootfs.pack import PackOptions, check_formats
     from rootfs.pack import pack as run_pack
+    from rootfs.pack.outputs import check_output, choose_formats
 
-    formats = check_formats([x for v in fmt for x in split_list(v)])
-    if output == "-" and sys.stdout.isatty():
-        raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
+    formats = check_formats(choose_formats(output, [x for v in fmt or () for x in split_list(v)]))
+    check_output(output, formats)
     image = load_recipe(recipe).image if recipe else None
     # A root that `rootfs make` wrote has its lock beside it (OUT.lock.json,
     # or lock.json next to OUT/rootfs): its SOURCE_DATE_EPOCH and

@@ -54,7 +54,7 @@ def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=N
 
 
 ArtifactFormatOpt = Annotated[Optional[list[str]], typer.Option(
-    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable).")]
+    "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable; default: from -o's suffix, else dir).")]
 TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]
 
 
@@ -93,3 +93,77 @@ def check_table_format(fmt: str) -> None:
 
 
 CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="Package cache (default: XDG cache).")]
+
+
+# Hooks as mmdebstrap has them (see rootfs.pipeline.hooks).
+HOOK_OPTIONS = ("--setup-hook", "--extract-hook", "--essential-hook", "--customize-hook", "--hook-dir")
+SetupHookOpt = Annotated[Optional[list[str]], typer.Option("--setup-hook", help="Run COMMAND with the empty root as $1, before any package (repeatable).")]
+ExtractHookOpt = Annotated[Optional[list[str]], typer.Option("--extract-hook", help="Run COMMAND after the packages are extracted, before any is configured.")]
+EssentialHookOpt = Annotated[Optional[list[str]], typer.Option("--essential-hook", help="Run COMMAND after the essential packages are configured.")]
+CustomizeHookOpt = Annotated[Optional[list[str]], typer.Option("--customize-hook", help="Run COMMAND after everything is installed (copy-in, tar-out, ... special hooks too).")]
+HookDirOpt = Annotated[Optional[list[str]], typer.Option("--hook-dir", "--hook-directory", help="Run the setup*, extract*, essential*, customize* executables of DIR.")]
+AptOptOpt = Annotated[Optional[list[str]], typer.Option("--aptopt", help="deb: an apt option (or a file) for the image's /etc/apt/apt.conf.d/99mmdebstrap.")]
+DpkgOptOpt = Annotated[Optional[list[str]], typer.Option("--dpkgopt", help="deb: a dpkg option (or a file) for /etc/dpkg/dpkg.cfg.d/99mmdebstrap; path-exclude applies while building.")]
+SlimOpt = Annotated[bool, typer.Option("--slim", help="deb: leave out documentation, man pages, locales and info, now and in later installs.")]
+ContainerProfileOpt = Annotated[Optional[bool], typer.Option("--container-profile/--no-container-profile", help="deb: apt and dpkg set up for containers, as the official Debian images (default: the recipe's).")]
+
+
+def hooks_in_order(argv: list[str], given: dict[str, list[str]], cwd: str) -> list:
+    """The hooks of the command line in the order they were given (the
+    order matters within a point, and --hook-dir scripts take their place
+    among the --*-hook options as mmdebstrap's do). Typer hands each option
+    its values in order; the command line says how they interleave."""
+    from rootfs.model.customize import Hook, check_hook, hook_dir
+
+    sequence = []
+    for i, word in enumerate(argv):
+        for opt in HOOK_OPTIONS + ("--hook-directory",):
+            if word == opt or word.startswith(opt + "="):
+                sequence.append("--hook-dir" if opt == "--hook-directory" else opt)
+    counts = {opt: len(given.get(opt) or []) for opt in HOOK_OPTIONS}
+    if any(sequence.count(opt) != n for opt, n in counts.items()):
+        sequence = [opt for opt in HOOK_OPTIONS for _ in range(counts[opt])]
+    taken = {opt: 0 for opt in HOOK_OPTIONS}
+    hooks = []
+    for opt in sequence:
+        value = (given.get(opt) or [])[taken[opt]]
+        taken[opt] += 1
+        if opt == "--hook-dir":
+            from rootfs import ui
+
+            hooks.extend(hook_dir(value, cwd, warn=ui.warn))
+        else:
+            hooks.append(check_hook(Hook(opt[2:].split("-")[0], value, cwd)))
+    return hooks
+
+
+def customize_from(recipe, *, hooks=(), aptopt=None, dpkgopt=None, slim=False, container=None):
+    """The recipe with the command line's hooks and deb options; an option
+    the recipe's backend has no use for is refused, not ignored."""
+    from dataclasses import fields
+    from pathlib import Path as _Path
+
+    out = recipe
+    if hooks:
+        out = out.replace(customize=out.customize.with_hooks(hooks))
+    changes: dict = {}
+    if aptopt or dpkgopt:
+        from rootfs.backends.deb.settings import option_text
+
+        if aptopt:
+            changes["aptopt"] = ("--aptopt", getattr(recipe.settings, "aptopt", ())
+                                 + tuple(option_text(o, _Path.cwd(), True) for o in aptopt))
+        if dpkgopt:
+            changes["dpkgopt"] = ("--dpkgopt", getattr(recipe.settings, "dpkgopt", ())
+                                  + tuple(option_text(o, _Path.cwd(), False) for o in dpkgopt))
+    if slim:
+        changes["slim"] = ("--slim", True)
+    if container is not None:
+        changes["container"] = ("--container-profile" if container else "--no-container-profile", container)
+    known = {f.name for f in fields(recipe.settings)}
+    for key, (option, _) in changes.items():
+        if key not in known:
+            raise UsageError(f"{option} does not apply to {recipe.backend} recipes")
+    if changes:
+        out = out.with_settings(**{k: v for k, (_, v) in changes.items()})
+    return out

@@ -26,7 +26,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -34,6 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rootfs.host.mounts import mounts_under
 from rootfs.host.safepath import parent_in_root, resolve_in_root
 from rootfs.model.errors import InstallError, PrivilegeError
 
@@ -90,19 +90,6 @@ def _umount(target: str) -> None:
         err = ctypes.get_errno()
     if err != errno.EINVAL:  # EINVAL: not mounted (any more)
         raise OSError(err, f"umount {target}: {os.strerror(err)}")
-
-
-def mounts_under(root: str | os.PathLike) -> list[str]:
-    """Mount points at or below root, from /proc/self/mountinfo."""
-    prefix = os.path.realpath(os.fspath(root)).rstrip("/")
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            # mountinfo escapes space, tab, newline and backslash as \ooo
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                out.append(point)
-    return out
 
 
 @contextlib.contextmanager
@@ -324,6 +311,38 @@ class Chroot:
         return proc
 
 
+    def outside_argv(self, cmd: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        """How to start cmd on the host side of the session (not chrooted)."""
+        return list(cmd), dict(env)
+
+    def run_outside(self, cmd: Sequence[str], env: Mapping[str, str], *, cwd: str | None = None,
+                    pass_fds: Sequence[int] = ()) -> int:
+        """Run cmd on the host while the root is prepared, as mmdebstrap runs
+        its hooks: not chrooted, the root's path for the command to use, its
+        output passed on to our standard error (standard output may be a tar
+        stream). Exactly `env` is its environment. Returns the exit status."""
+        argv, full_env = self.outside_argv(cmd, env)
+        return run_passing_output(argv, full_env, cwd, pass_fds)
+
+
+def run_passing_output(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
+                       pass_fds: Sequence[int] = ()) -> int:
+    """Run argv in a session of its own with stdout and stderr on our
+    stderr; an interruption takes the whole process group down."""
+    try:
+        child = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, start_new_session=True,
+                                 stdin=subprocess.DEVNULL, stdout=2, stderr=2, pass_fds=tuple(pass_fds))
+    except OSError as exc:
+        raise InstallError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    try:
+        return child.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise
+
+
 def _write_new(host: str, data: bytes, mode: int) -> None:
     fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
@@ -343,4 +362,4 @@ def _rmdir_quiet(path: str) -> None:
         os.rmdir(path)
 
 
-__all__ = ["Chroot", "PATH", "Terminated", "mounts_under", "sigterm_raises"]
+__all__ = ["Chroot", "PATH", "Terminated", "run_passing_output", "sigterm_raises"]

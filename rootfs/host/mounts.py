@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import threading
 
 CLONE_NEWNS = 0x00020000
@@ -41,16 +42,20 @@ def enter_private_mount_namespace() -> bool:
     return True
 
 
+def _unescape(field: bytes) -> str:
+    """A mountinfo path field: the kernel writes space, tab, newline and
+    backslash as \\ooo and every other byte as it is, so the octal escapes
+    are bytes, and the whole is decoded as the file system's names are."""
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field))
+
+
+def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Every mount point this process sees, in mount order."""
+    with open(mountinfo, "rb") as f:
+        return [_unescape(line.split(b" ")[4]) for line in f if line.strip()]
+
+
 def mounts_under(path: str | os.PathLike) -> list[str]:
     """Mount points at or below path, as this process sees them."""
-    base = os.path.realpath(path).rstrip("/") + "/"
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                mnt = line.split()[4].encode().decode("unicode_escape")
-                if (mnt.rstrip("/") + "/").startswith(base):
-                    found.append(mnt)
-    except OSError:
-        pass
-    return found
+    prefix = os.path.realpath(os.fspath(path)).rstrip("/")
+    return [p for p in mount_points() if p == prefix or p.startswith(prefix + "/")]

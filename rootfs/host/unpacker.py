@@ -403,7 +403,8 @@ class Extractor:
 
     def extract(self, archive, *, md5sums: dict[str, str] | None = None,
                 claims: dict[str, tuple[int, int, int]] | None = None, what: str = "",
-                format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None) -> list[str]:
+                format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None,
+                skip: Callable[[str, bool], bool] | None = None, prefix: str = "") -> list[str]:
         """Extract `archive` (a path or a binary stream with readinto) and
         return its member paths as dpkg lists them ("/.", "/usr", ...).
 
@@ -415,18 +416,25 @@ class Extractor:
         -> (st_mode, uid, gid): what a caller extracting several archives in
         parallel needs to settle overlaps deterministically afterwards.
         When dir_mtimes is a list, it receives (real root-relative path, mtime
-        in ns) of every directory member, for the same reason."""
+        in ns) of every directory member, for the same reason.
+        `skip(path, dir_or_symlink)` may leave a member out (dpkg's
+        path-exclude filters): it is listed but not written. `prefix` puts
+        every member below that root-relative directory."""
         what = what or str(archive)
         paths: list[str] = []
         regular: set[str] = set()  # hard links may only point at these
         pending = _Pending()
         parents = _Parents(self)
         try:
+            under = member_components(prefix) if prefix else []
+        except _Refused as exc:
+            raise HostileArchive(f"cannot extract {what} into /{prefix}: {exc}") from None
+        try:
             with _reader(archive, format_name) as reader:
                 for entry in reader:
                     name = _decode(ffi.entry_pathname(entry._entry_p))
                     try:
-                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents)
+                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents, skip, under)
                     except _Refused as exc:
                         raise HostileArchive(f"{what}: member {name!r} refused: {exc}") from None
                     if listed is not None:
@@ -453,12 +461,15 @@ class Extractor:
         return paths
 
     def _member(self, entry, name: str, regular: set[str], pending: _Pending,
-                md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents") -> str | None:
-        comps = member_components(name)
+                md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents",
+                skip: Callable[[str, bool], bool] | None = None, under: list[str] | None = None) -> str | None:
+        comps = (under or []) + member_components(name)
         listed = "/" + "/".join(comps) if comps else "/."
         ep = entry._entry_p
         mode = entry.mode
         ftype = stat.S_IFMT(mode)
+        if skip is not None and comps and skip(listed, ftype in (stat.S_IFDIR, stat.S_IFLNK)):
+            return listed
         perm = stat.S_IMODE(mode)
         uid, gid = entry.uid, entry.gid
         mtime = _mtime_sec(ep) * 1_000_000_000 + _mtime_nsec(ep)

@@ -225,6 +225,20 @@ class UserChroot(Chroot):
         return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
                 "sh", "-c", _ENTER, "sh", str(self.root), "env", "-i", *envv, "chroot", str(self.root), *cmd]
 
+    def fakeroot_environment(self) -> dict[str, str]:
+        return {k: v for k, v in self.environment().items()
+                if k in ("FAKEROOTKEY", "LD_LIBRARY_PATH", "LD_PRELOAD", "FAKEROOTDONTTRYCHOWN", "FAKED_MODE")}
+
+    def outside_argv(self, cmd: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        """cmd in the session's user namespace (root there, /proc, /sys and
+        /dev mounted in the root) and under its fakeroot, but not chrooted:
+        `chroot "$1" useradd` works and what it changes is recorded."""
+        full = {**env, **self.fakeroot_environment()}
+        envv = [f"{k}={v}" for k, v in sorted(full.items())]
+        argv = ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
+                "sh", "-c", _ENTER, "sh", str(self.root), "env", "-i", *envv, *cmd]
+        return argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
     def run(self, cmd: Sequence[str], env: Mapping[str, str] | None = None, *, check: bool = False,
             input: bytes | None = None, pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess:
         proc = subprocess.run(

@@ -15,7 +15,6 @@ out of the tar, and layers are streamed through a decompressor.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from rootfs import decompress
 from rootfs.model.arch import host_platform
 from rootfs.model.errors import UsageError, VerifyError
 
@@ -304,23 +304,17 @@ class _PeekReader:
             return data
         return self.raw.read(n)
 
+    def close(self) -> None:
+        self.raw.close()
+
 
 @contextlib.contextmanager
 def _decompressed(raw: BinaryIO, media_type: str) -> Iterator:
     # Sniff rather than trust the media type: docker-archives say nothing,
     # and some tools label gzip layers as plain tar.
-    head = raw.read(4)
-    src = _PeekReader(raw, head)
-    if head[:2] == b"\x1f\x8b":
-        with gzip.GzipFile(fileobj=src, mode="rb") as g:  # type: ignore[arg-type]
-            yield g
-    elif head == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(src) as z:  # type: ignore[arg-type]
-            yield z
-    else:
-        yield src
+    head = raw.read(6)
+    with contextlib.closing(decompress.reader(_PeekReader(raw, head), decompress.sniff(head))) as stream:  # type: ignore[arg-type]
+        yield stream
 
 
 # -- opening -------------------------------------------------------------------

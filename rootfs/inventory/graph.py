@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from debian.deb822 import PkgRelation
-from debian.debian_support import version_compare
-
+from rootfs.backends.deb.relations import Alt, Relation, parse_provides, parse_relations
+from rootfs.backends.deb.version import satisfies
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
 FORMATS = ("dot", "svg", "png")
@@ -69,38 +68,28 @@ class PackageGraph:
 _FIELD = re.compile(r"^\s*(Pre-Depends|Depends)\s*:\s*(.*)$", re.S | re.I)
 
 
-def deb_relation_groups(raw: Sequence[str]) -> list[tuple[str, list[dict]]]:
+def deb_relation_groups(raw: Sequence[str]) -> list[tuple[str, Relation]]:
     """(kind, alternatives) for every relation of a package's depends list.
 
     Accepts both `Pre-Depends: a, b | c (>= 1)` lines and bare `a, b` lists
-    (which count as Depends)."""
+    (which count as Depends); parsed by the resolver's own parser."""
     out = []
     for line in raw:
         m = _FIELD.match(line)
         kind, text = ("pre-depends" if m.group(1).lower() == "pre-depends" else "depends", m.group(2)) \
             if m else ("depends", line)
-        for group in PkgRelation.parse_relations(" ".join(text.split())):
-            alts = [a for a in group if a.get("name")]
-            if alts:
-                out.append((kind, alts))
+        out += [(kind, group) for group in parse_relations(" ".join(text.split()))]
     return out
 
 
-_DEB_OPS = {
-    "<<": lambda c: c < 0, "<=": lambda c: c <= 0, "=": lambda c: c == 0,
-    ">=": lambda c: c >= 0, ">>": lambda c: c > 0, "<": lambda c: c <= 0, ">": lambda c: c >= 0,
-}
-
-
-def _deb_satisfies(have: str, constraint: tuple[str, str] | None) -> bool:
-    if constraint is None:
+def _deb_satisfies(have: str, alt: Alt) -> bool:
+    if not alt.op:
         return True
-    op, want = constraint
     if not have:
         return False
     try:
-        return _DEB_OPS[op](version_compare(have, want))
-    except (KeyError, ValueError):
+        return satisfies(have, alt.op, alt.version)
+    except ValueError:
         return False
 
 
@@ -125,11 +114,8 @@ class _Index:
 def _split_provide(entry: str, fmt: str) -> tuple[str, str]:
     entry = " ".join(entry.split())
     if fmt == "deb":
-        groups = PkgRelation.parse_relations(entry)
-        if not groups or not groups[0]:
-            return "", ""
-        rel = groups[0][0]
-        return rel["name"], rel["version"][1] if rel.get("version") and rel["version"][0] == "=" else ""
+        provided = parse_provides(entry)
+        return provided[0] if provided else ("", "")
     name, _, rest = entry.partition(" ")
     return name, rest.split()[-1] if rest else ""
 
@@ -143,27 +129,19 @@ def _resolve_deb(node: Node, pkg: PackageLike, index: _Index) -> tuple[list[Edge
     for kind, alts in deb_relation_groups(pkg.depends):
         chosen: Edge | None = None
         for alt in alts:
-            name, constraint = alt["name"], alt.get("version")
-            real = [n for n in index.real.get(name, []) if _deb_satisfies(n.version, constraint)]
+            real = [n for n in index.real.get(alt.name, []) if _deb_satisfies(n.version, alt)]
             if real:
                 chosen = Edge(node.id, _prefer_arch(real, node.architecture)[0].id, kind)
                 break
-            provs = [n for n, v in index.providers.get(name, []) if _deb_satisfies(v, constraint)]
+            provs = [n for n, v in index.providers.get(alt.name, []) if _deb_satisfies(v, alt)]
             if provs:
-                chosen = Edge(node.id, _prefer_arch(provs, node.architecture)[0].id, kind, via=name)
+                chosen = Edge(node.id, _prefer_arch(provs, node.architecture)[0].id, kind, via=alt.name)
                 break
         if chosen is None:
-            missing.append(" | ".join(_deb_alt_text(a) for a in alts))
+            missing.append(" | ".join(str(a) for a in alts))
         elif chosen.dst != node.id:
             edges.append(chosen)
     return edges, missing
-
-
-def _deb_alt_text(alt: dict) -> str:
-    text = alt["name"] + (f":{alt['archqual']}" if alt.get("archqual") else "")
-    if alt.get("version"):
-        text += f" ({alt['version'][0]} {alt['version'][1]})"
-    return text
 
 
 def _resolve_rpm(node: Node, pkg: PackageLike, index: _Index) -> tuple[list[Edge], list[str]]:

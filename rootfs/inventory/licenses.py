@@ -48,7 +48,7 @@ ALIASES = {
     "mpl-2": "MPL-2.0", "cc0": "CC0-1.0", "boost-1.0": "BSL-1.0",
     # SPDX's own deprecated ids
     "gpl-2.0": "GPL-2.0-only", "gpl-2.0+": "GPL-2.0-or-later", "gpl-3.0": "GPL-3.0-only",
-    "gpl-3.0+": "GPL-3.0-or-later", "lgpl-2.1+": "LGPL-2.1-or-later", "lgpl-2.0+": "LGPL-2.0-or-later",
+    "gpl-3.0+": "GPL-3.0-or-later", "lgpl-2.0+": "LGPL-2.0-or-later",
     "lgpl-3.0+": "LGPL-3.0-or-later", "lgpl-2.0": "LGPL-2.0-only", "lgpl-3.0": "LGPL-3.0-only",
     # rpm's Callaway names
     "gplv1": "GPL-1.0-only", "gplv1+": "GPL-1.0-or-later", "gplv2": "GPL-2.0-only",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
+from rootfs.backends.deb.relations import parse_provides
 from rootfs.host.safepath import PathEscape, resolve_in_root
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
@@ -123,7 +124,7 @@ def _deb_package(para: dict[str, str], copyright_text: str | None) -> Package:
         source, _, rest = source.partition("(")
         source, source_version = source.strip(), rest.rstrip(")").strip()
     depends = tuple(f"{f}: {' '.join(para[f].split())}" for f in ("Pre-Depends", "Depends") if para.get(f))
-    provides = tuple(p.strip() for p in " ".join(para.get("Provides", "").split()).split(",") if p.strip())
+    provides = tuple(f"{n} (= {v})" if v else n for n, v in parse_provides(para.get("Provides", "")))
     names, texts = parse_copyright(copyright_text) if copyright_text else ((), ())
     return Package(
         format="deb",

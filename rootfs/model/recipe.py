@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from rootfs.model.arch import host_architecture
+from rootfs.model.customize import Customize
 from rootfs.model.errors import UsageError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
+# Shipped in the package (a wheel carries them); recipes/ at the top of the
+# checkout is a link here, for the Makefile and the README.
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 BACKENDS = ("deb", "rpm")
 
@@ -53,6 +56,7 @@ class Recipe:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     image: ImageConfig = field(default_factory=ImageConfig)
+    customize: Customize = field(default_factory=Customize)
     path: Path | None = None
 
     def replace(self, **changes) -> Recipe:
@@ -71,6 +75,7 @@ _TOP_KEYS = {
     "include": list,
     "exclude": list,
     "image": dict,
+    "customize": dict,
     **{name: dict for name in BACKENDS},
 }
 _IMAGE_KEYS = {
@@ -92,7 +97,7 @@ def settings_module(backend: str):
 
 def recipe_dirs() -> list[Path]:
     """$ROOTFS_RECIPES (colon-separated directories) first, then the
-    recipes/ directory of this checkout."""
+    recipes shipped in the package."""
     extra = [Path(d) for d in os.environ.get("ROOTFS_RECIPES", "").split(":") if d]
     return extra + [RECIPES_DIR]
 
@@ -102,7 +107,7 @@ def recipe_names() -> list[str]:
 
 
 def find_recipe(name_or_path: str) -> Path:
-    """A recipe name from recipes/, or a path to a recipe file."""
+    """A recipe name (see recipe_dirs), or a path to a recipe file."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or os.sep in name_or_path:
         if not candidate.is_file():
@@ -158,6 +163,15 @@ def parse_recipe(text: str, name: str, path: Path | None = None) -> Recipe:
         raise UsageError(f"{where}: a {backend} recipe has no [{other[0]}] section")
     image = data.get("image", {})
     check_table(image, _IMAGE_KEYS, f"{where} [image]")
+    base = path.parent if path else Path.cwd()
+    from rootfs.model import customize as customize_section
+
+    custom = customize_section.parse(data.get("customize", {}), f"{where} [customize]", base)
+    env = _string_map(image, "env", f"{where} [image]")
+    if custom.locale and "LANG" not in dict(env):
+        # A container reads no /etc/default/locale: the image's
+        # environment is where its programs find the locale.
+        env = tuple(sorted(env + (("LANG", custom.locale),)))
     common = Recipe(
         name=name,
         backend=backend,
@@ -166,18 +180,19 @@ def parse_recipe(text: str, name: str, path: Path | None = None) -> Recipe:
         architecture=data.get("architecture") or host_architecture(backend),
         settings=None,
         description=data.get("description", ""),
-        include=tuple(data.get("include", [])),
+        include=tuple(local_paths(data.get("include", []), base)),
         exclude=tuple(data.get("exclude", [])),
         image=ImageConfig(
             tag=image.get("tag", ""),
             cmd=tuple(image.get("cmd", [])),
             entrypoint=tuple(image.get("entrypoint", [])),
-            env=_string_map(image, "env", f"{where} [image]"),
+            env=env,
             labels=_string_map(image, "labels", f"{where} [image]"),
             annotations=_string_map(image, "annotations", f"{where} [image]"),
             workdir=image.get("workdir", ""),
             user=image.get("user", ""),
         ),
+        customize=custom,
         path=path,
     )
     table = data.get(backend, {})
@@ -192,6 +207,17 @@ def load_recipe(name_or_path: str) -> Recipe:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read recipe {path}: {exc}") from None
     return parse_recipe(text, path.stem, path)
+
+
+def is_local_package(entry: str) -> bool:
+    """An --include entry naming a package file rather than a package, as
+    mmdebstrap tells them apart."""
+    return entry.startswith(("/", "./", "../")) or entry.endswith(".deb")
+
+
+def local_paths(entries, base: Path) -> list[str]:
+    """Package files named relative to `base` made absolute."""
+    return [str((base / e).absolute()) if is_local_package(e) and not os.path.isabs(e) else e for e in entries]
 
 
 def split_list(value: str | None) -> tuple[str, ...]:

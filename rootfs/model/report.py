@@ -76,6 +76,9 @@ class BuildReport:
     started: str = ""
     error: str = ""
     exit_code: int = 0
+    inputs: dict = field(default_factory=dict)  # rootfs.model.inputs.BuildInputs of this build
+    inputs_digest: str = ""
+    pushed: dict[str, str] = field(default_factory=dict)  # destination -> manifest digest, for these inputs
 
     @contextmanager
     def stage(self, name: str):

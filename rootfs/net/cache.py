@@ -9,11 +9,10 @@ Pruning takes the cache's exclusive lock (rootfs.host.locks.cache_lock, an flock
 on CACHE itself); builds hold it shared.
 
 Why an entry is re-hashed on every lookup instead of trusting a sidecar of
-(size, mtime_ns, inode) from an earlier check: sha256 runs at 0.5-1 GB/s on
-the reference machine (measured: one 40 MB file from the page cache in 40 ms;
-a warm cache of 120 files, 42 MB, verified in 0.13-0.29 s), and lookups run
-in the download thread pool where hashlib releases the GIL. A minbase build
-pays a fraction of a second of its minutes. A sidecar would save that but
+(size, mtime_ns, inode) from an earlier check: sha256 is fast next to
+everything else a build does (bench/bootstrap.py's warm-cache runs include
+it), and lookups run in the download thread pool where hashlib releases the
+GIL. A sidecar would save that but
 trusts metadata that a restore from backup, a copy with preserved times or bit
 rot all leave intact; the design promises every byte is checked.
 

@@ -22,18 +22,13 @@ What counts as worth another attempt, and what does not:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import fcntl
 import hashlib
-import http.client
 import os
 import random
 import re
-import select
-import socket
-import ssl
 import tempfile
 import threading
 import time
@@ -41,12 +36,20 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from rootfs.model.errors import NetworkError, OutputError, VerifyError
 from rootfs.model.lock import LockedPackage
 from rootfs.net.cache import Cache, default_cache_dir, sha256_file
+from rootfs.net.http import (
+    BadURL,
+    Broken,
+    CertificateRejected,
+    Exchange,
+    HostUnknown,
+    NotTLS,
+    Transport,
+)
 
 __all__ = [
     "CHUNK",
@@ -61,7 +64,6 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20
-USER_AGENT = "rootfs/0.1"
 MAX_REDIRECTS = 10
 MAX_BACKOFF = 30.0
 
@@ -90,164 +92,32 @@ class NotFound(NetworkError):
         self.url = url
 
 
-@dataclass(frozen=True)
-class _Target:
-    scheme: str
-    host: str
-    port: int
-    path: str
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
-
-
-def _proxy_for(scheme: str, host: str) -> str | None:
-    proxy = urllib.request.getproxies().get(scheme)
-    if not proxy or urllib.request.proxy_bypass(host):
-        return None
-    return proxy if "://" in proxy else "http://" + proxy
-
-
-def _proxy_auth(p: urllib.parse.SplitResult) -> dict[str, str]:
-    if p.username is None:
-        return {}
-    cred = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
-    return {"Proxy-Authorization": "Basic " + base64.b64encode(cred.encode()).decode()}
-
-
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """An idle connection with something to read was closed by the server
-    (EOF) or holds the tail of a body longer than its Content-Length: either
-    way it cannot carry another request."""
-    sock = conn.sock
-    if sock is None:
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-# A reused connection that fails with one of these before any response
-# arrived was closed by the server while idle.
-_IDLE_CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
-
-
 class Downloader:
-    """HTTP(S) and file:// fetching with a pool of keep-alive connections
-    per host, shared by all threads; safe to share between threads."""
+    """HTTP(S) and file:// fetching over the shared transport's keep-alive
+    connections (rootfs.net.http); safe to share between threads."""
 
     def __init__(self, *, timeout: float = 30.0, retries: int = 5, backoff: float = 0.5):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
-        self._addr_cache: dict[tuple[str, int], str] = {}
-        self._lock = threading.Lock()
-
-    # -- connections -----------------------------------------------------
-
-    def _resolve(self, host: str, port: int) -> str:
-        # Resolve each host once: several parallel look-ups here sometimes stall
-        # for the resolver's 5 s timeout.
-        with self._lock:
-            addr = self._addr_cache.get((host, port))
-        if addr is None:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise NetworkError(f"cannot resolve host {host}: {exc.strerror}") from None
-            addr = infos[0][4][0]
-            with self._lock:
-                self._addr_cache[(host, port)] = addr
-        return addr
-
-    def _new_connection(self, t: _Target) -> http.client.HTTPConnection:
-        proxy = _proxy_for(t.scheme, t.host)
-        if proxy:
-            p = urllib.parse.urlsplit(proxy)
-            if not p.hostname:
-                raise NetworkError(f"cannot use the proxy {proxy!r}: no host in it")
-            if t.scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    p.hostname, p.port or 80, timeout=self.timeout, context=ssl.create_default_context()
-                )
-                conn.set_tunnel(t.host, t.port, headers=_proxy_auth(p))
-            else:
-                conn = http.client.HTTPConnection(p.hostname, p.port or 80, timeout=self.timeout)
-                conn._rootfs_proxy = _proxy_auth(p)  # type: ignore[attr-defined]
-        elif t.scheme == "https":
-            conn = http.client.HTTPSConnection(t.host, t.port, timeout=self.timeout, context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(self._resolve(t.host, t.port), t.port, timeout=self.timeout)
-        return conn
-
-    def _checkout(self, t: _Target) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection that still looks usable (reused=True), or a new one."""
-        while True:
-            with self._lock:
-                idle = self._idle.get(t.key)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                return self._new_connection(t), False
-            if not _dropped(conn):
-                return conn, True
-            conn.close()
-
-    def _checkin(self, t: _Target, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            self._idle.setdefault(t.key, []).append(conn)
+        self.http = Transport(timeout=timeout)
 
     def close(self) -> None:
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
+        self.http.close()
 
-    # -- one request -----------------------------------------------------
-
-    @staticmethod
-    def _target(url: str) -> _Target:
-        u = urllib.parse.urlsplit(url)
-        if u.scheme not in ("http", "https"):
-            raise NetworkError(f"unsupported URL scheme in {url!r}")
+    def _open(self, url: str, headers: dict | None) -> Exchange:
         try:
-            port = u.port or (443 if u.scheme == "https" else 80)
-        except ValueError:
-            raise NetworkError(f"bad port in URL {url!r}") from None
-        if not u.hostname:
-            raise NetworkError(f"no host in URL {url!r}")
-        path = u.path or "/"
-        if u.query:
-            path += "?" + u.query
-        return _Target(u.scheme, u.hostname, port, path)
-
-    def _request(self, url: str, t: _Target, headers: dict | None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        while True:
-            conn, reused = self._checkout(t)
-            proxy_headers = getattr(conn, "_rootfs_proxy", None)
-            path = url if proxy_headers is not None else t.path
-            host = f"[{t.host}]" if ":" in t.host else t.host
-            hdrs = {"User-Agent": USER_AGENT, "Host": host if t.port in (80, 443) else f"{host}:{t.port}"}
-            hdrs.update(proxy_headers or {})
-            hdrs.update(headers or {})
-            try:
-                conn.request("GET", path, headers=hdrs)
-                return conn, conn.getresponse()
-            except ssl.SSLCertVerificationError as exc:
-                conn.close()
-                raise NetworkError(f"{url}: TLS certificate not accepted: {exc.verify_message}") from None
-            except _IDLE_CLOSED as exc:
-                conn.close()
-                if not reused:
-                    raise _Retry(f"{type(exc).__name__}: {exc}") from None
-                # The server closed it between our check and our request.
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                raise _Retry(f"{type(exc).__name__}: {exc}") from None
+            return self.http.open("GET", url, headers)
+        except Broken as exc:
+            raise _Retry(str(exc)) from None
+        except CertificateRejected as exc:
+            raise NetworkError(f"{url}: TLS certificate not accepted: {exc.reason}") from None
+        except NotTLS:
+            raise NetworkError(f"{url}: the server does not speak TLS") from None
+        except HostUnknown as exc:
+            raise NetworkError(f"cannot resolve host {exc.host}: {exc.reason}") from None
+        except BadURL as exc:
+            raise NetworkError(str(exc)) from None
 
     def _stream(
         self,
@@ -268,42 +138,35 @@ class Downloader:
         network's failures become _Retry)."""
         headers = {"Range": f"bytes={offset}-"} if offset else None
         for _ in range(MAX_REDIRECTS + 1):
-            t = self._target(url)
-            conn, resp = self._request(url, t, headers)
+            ex = self._open(url, headers)
             try:
-                location = self._body(url, resp, sink, offset, restart, size)
+                location = self._body(url, ex, sink, offset, restart, size)
             except NotFound:
-                self._release(t, conn, resp)
+                ex.release()
                 raise
             except BaseException:
-                conn.close()
+                ex.discard()
                 raise
-            self._release(t, conn, resp)
+            ex.release()
             if location is None:
                 return
             url = urllib.parse.urljoin(url, location)
         raise NetworkError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
-    def _release(self, t: _Target, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
-        """Back to the pool, unless the response says or leaves otherwise."""
-        if resp.will_close or not resp.isclosed():
-            conn.close()
-        else:
-            self._checkin(t, conn)
-
     def _body(
         self,
         url: str,
-        resp: http.client.HTTPResponse,
+        ex: Exchange,
         sink: Callable[[bytes], None],
         offset: int,
         restart: Callable[[], None] | None,
         size: int | None,
     ) -> str | None:
         """Handle one response; the redirect target, or None when done."""
+        resp = ex.resp
         status = resp.status
         if status in (404, 410) or status in (301, 302, 303, 307, 308):
-            self._drain(resp)
+            ex.drain()
             if status in (404, 410):
                 raise NotFound(url)
             location = resp.getheader("Location")
@@ -326,7 +189,13 @@ class Downloader:
                 restart()
                 raise _Retry(f"HTTP 206 from byte {start} on, asked for {offset}")
         expected = resp.getheader("Content-Length")
-        got = self._read(resp, sink)
+        got = 0
+        try:
+            for chunk in ex.chunks():
+                got += len(chunk)
+                sink(chunk)
+        except Broken as exc:
+            raise _Retry(str(exc)) from None
         # http.client stops at Content-Length and returns b"" at an early
         # EOF without complaint: a truncated body shows only here.
         if expected is not None and expected.isdigit() and got != int(expected):
@@ -335,39 +204,6 @@ class Downloader:
             # Ended by closing the connection: as likely a break as the end.
             raise _Retry(f"connection closed after {offset + got} of {size} bytes")
         return None
-
-    @staticmethod
-    def _drain(resp: http.client.HTTPResponse, limit: int = 1 << 16) -> None:
-        """Read a small redirect or 404 body so the connection can be
-        reused; leave a large or broken one (the connection is then closed
-        instead, see _release)."""
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            while limit > 0:
-                chunk = resp.read1(min(limit, CHUNK))
-                if not chunk:
-                    resp.read()
-                    return
-                limit -= len(chunk)
-
-    @staticmethod
-    def _read(resp: http.client.HTTPResponse, sink: Callable[[bytes], None]) -> int:
-        # read1, not read: read(n) waits for all n bytes and loses what it
-        # had when the connection stalls or breaks, and those bytes are what
-        # a resumed attempt goes on from.
-        got = 0
-        while True:
-            try:
-                chunk = resp.read1(CHUNK)
-                if not chunk:
-                    # Marks the response complete (read1 does not), so the
-                    # connection can go back to the pool.
-                    resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}") from None
-            if not chunk:
-                return got
-            got += len(chunk)
-            sink(chunk)
 
     def _with_retries(self, url: str, attempt: Callable[[], None]) -> None:
         last = ""

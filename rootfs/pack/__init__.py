@@ -8,9 +8,11 @@ format is a consumer of that stream (a file, a compressor, an OCI layer, a
 the tree. Nothing is held in memory but a few 1 MiB chunks.
 
 Output naming: with one format, OUTPUT is that artifact (a file; a directory
-for `oci` and `dir`; "-" streams the tar formats to standard output). With
+for `oci` and `dir`; "-" streams a tar or an oci- or docker-archive to
+standard output). With
 several, OUTPUT is a directory holding one artifact per format, named as in
-ARTIFACT_NAMES. Every artifact is written under a temporary name and renamed
+ARTIFACT_NAMES. Without a format, OUTPUT's suffix names it (outputs.py).
+Every artifact is written under a temporary name and renamed
 into place, so a failure leaves the previous output untouched.
 
 The tree itself is never modified: the reproducibility cleanup (clean.py) is
@@ -32,6 +34,7 @@ from rootfs.model.attrs import AttrRecord, load_for_root, sidecar_path
 from rootfs.model.errors import OutputError, UsageError
 from rootfs.model.recipe import ImageConfig
 from rootfs.pack import compress, oci, tarstream, tree
+from rootfs.pack.outputs import DIRECTORY_FORMATS, STREAMABLE
 
 TAR_FORMATS = {"tar": None, "tar.gz": "gzip", "tar.zst": "zstd", "tar.xz": "xz"}
 ARTIFACT_NAMES = {
@@ -48,7 +51,6 @@ ARTIFACT_NAMES = {
     "dir": "rootfs",
 }
 FORMATS = tuple(ARTIFACT_NAMES)
-DIRECTORY_FORMATS = ("oci", "dir")
 
 
 @dataclass
@@ -64,9 +66,6 @@ class PackOptions:
     layer_compression: str = "gzip"  # OCI layers: gzip or zstd
     cleanup: bool = True  # leave out logs, caches, machine-id... (clean.py)
     keep_dev: bool = False  # pack /dev's contents too
-    # The caller gives the root up: the `dir` format (alone) then cleans the
-    # tree in place and renames it to OUTPUT instead of copying it.
-    move_root: bool = False
     created_by: str = "rootfs pack"  # the config history entry
     log: Callable[[str], None] = lambda msg: None
 
@@ -120,18 +119,14 @@ def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: 
     archmod.oci_platform(arch)  # an unknown name fails before any work
 
     to_stdout = str(output) == "-"
-    if to_stdout and (len(formats) != 1 or formats[0] not in TAR_FORMATS):
-        raise UsageError("-o - streams one tar format (tar, tar.gz, tar.zst, tar.xz) to standard output")
+    if to_stdout and (len(formats) != 1 or formats[0] not in STREAMABLE):
+        raise UsageError(f"-o - streams exactly one of {', '.join(STREAMABLE)} to standard output")
     job = _Job(root, formats, tag, sde, attrs, arch, opts)
     if to_stdout:
         return job.run({formats[0]: None}, Path(tempfile.gettempdir()))
 
     output = Path(output)
     _refuse_inside(root, output)
-    if opts.move_root and formats == ["dir"]:
-        moved = _move_root(root, output, sde, attrs, opts)
-        if moved is not None:
-            return moved
     if len(formats) == 1:
         fmt = formats[0]
         with atomic_path(output, directory=fmt in DIRECTORY_FORMATS) as tmp:
@@ -147,48 +142,6 @@ def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: 
         if job.dir_record is not None:
             job.dir_record.save(sidecar_path(tmp / ARTIFACT_NAMES["dir"]))
     return [_renamed(a, tmp, output) for a in arts]
-
-
-def _move_root(root: Path, output: Path, sde: int | None, attrs: AttrRecord | None,
-               opts: PackOptions) -> list[Artifact] | None:
-    """The `dir` output by cleaning the root in place and renaming it; None
-    when OUTPUT is on another filesystem (the caller then copies)."""
-    import errno
-
-    from rootfs.pack.inplace import clean_in_place
-
-    if os.stat(root).st_dev != os.stat(_existing_parent(output)).st_dev:
-        return None
-    clean_in_place(root, clamp=sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup, attrs=attrs)
-    try:
-        with atomic_path(output, directory=True) as tmp:
-            os.rmdir(tmp)
-            try:
-                os.rename(root, tmp)
-            except OSError as exc:
-                os.mkdir(tmp)  # for atomic_path to remove
-                if exc.errno == errno.EXDEV:
-                    raise _CrossDevice() from None
-                raise
-    except _CrossDevice:
-        return None
-    old_sidecar = sidecar_path(root)
-    if attrs is not None and len(attrs):
-        attrs.save(sidecar_path(output))
-    if old_sidecar.exists():
-        old_sidecar.unlink()
-    return [Artifact("dir", output)]
-
-
-class _CrossDevice(Exception):
-    pass
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def _renamed(a: Artifact, tmp: Path, final: Path) -> Artifact:

@@ -32,8 +32,9 @@ def _dir(name: str, mtime: int) -> Entry:
     return Entry(name.encode(), DIR, 0o755, 0, 0, mtime)
 
 
-def _write(entries: list[Entry], dest: Path) -> tuple[str, int]:
-    hs = compress.HashSink(compress.FileSink(dest))
+def _write(entries: list[Entry], dest: Path | None) -> tuple[str, int]:
+    """The archive at dest, or on standard output when dest is None."""
+    hs = compress.HashSink(compress.FileSink(dest) if dest is not None else compress.FileSink(fd=1))
     try:
         tarstream.write_stream(sorted(entries, key=lambda e: e.name), hs.write, {0: "root"}, {0: "root"}, prefix=b"")
     finally:
@@ -41,7 +42,7 @@ def _write(entries: list[Entry], dest: Path) -> tuple[str, int]:
     return hs.digest, hs.size
 
 
-def oci_archive(layout: Path, dest: Path, mtime: int) -> tuple[str, int]:
+def oci_archive(layout: Path, dest: Path | None, mtime: int) -> tuple[str, int]:
     entries = [_dir("blobs", mtime), _dir("blobs/sha256", mtime)]
     for blob in sorted((layout / "blobs" / "sha256").iterdir()):
         entries.append(_file(f"blobs/sha256/{blob.name}", mtime, path=blob))
@@ -50,7 +51,7 @@ def oci_archive(layout: Path, dest: Path, mtime: int) -> tuple[str, int]:
     return _write(entries, dest)
 
 
-def docker_archive(layer_tar: Path, diff_id: str, config: bytes, tag: str, dest: Path, mtime: int) -> tuple[str, int]:
+def docker_archive(layer_tar: Path, diff_id: str, config: bytes, tag: str, dest: Path | None, mtime: int) -> tuple[str, int]:
     import hashlib
 
     config_name = hashlib.sha256(config).hexdigest() + ".json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +20,9 @@ from rootfs import __version__, ui
 from rootfs.backends import InstallOptions, Mode, ResolveOptions
 from rootfs.host.atomic import atomic_write_text
 from rootfs.host.mounts import mounts_under
-from rootfs.model.attrs import AttrRecord, sidecar_path
+from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
+from rootfs.model.inputs import BuildInputs, build_inputs
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
@@ -33,6 +34,8 @@ from rootfs.model.report import (
     recipe_digest,
 )
 from rootfs.net.fetch import Cache, Downloader
+from rootfs.pack.outputs import check_output
+from rootfs.pipeline.customize import check_image_user
 from rootfs.pipeline.publish import (
     OutputPlan,
     build_id,
@@ -57,9 +60,16 @@ class MakeRequest:
     wait: float = 0.0
     tag: str = ""
     layer_compression: str = "gzip"
-    push: str | None = None
+    push: tuple[str, ...] = ()  # registry destinations, HOST[:PORT]/NAME[:TAG]
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
+    command: str = "make"  # what the image history says built it
+    verbosity: int = 1  # what hooks see as MMDEBSTRAP_VERBOSITY
+
+    def __post_init__(self) -> None:
+        if isinstance(self.push, str):
+            self.push = (self.push,)
+        self.push = tuple(self.push or ())
 
 
 def artifact_name(fmt: str) -> str:
@@ -79,20 +89,38 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> Lock:
     return lock
 
 
+IMAGE_FORMATS = ("oci", "oci-archive", "docker-archive")
+
+
+def inputs_of(req: MakeRequest, lock: Lock) -> BuildInputs:
+    """The typed record of everything this build's artifacts depend on.
+    The tag and layer compression count only where an image carries them."""
+    from rootfs.pack import source_date_epoch
+    from rootfs.pipeline.hooks import customize_inputs
+
+    images = any(f in IMAGE_FORMATS for f in req.formats)
+    return build_inputs(
+        req.recipe, lock,
+        files=customize_inputs(req.recipe.customize),
+        formats=req.formats,
+        tag=(req.tag or req.recipe.image.tag) if images else "",
+        layer_compression=req.layer_compression if images else "",
+        source_date_epoch=source_date_epoch(lock.source_date_epoch or None) or 0,
+        sbom=req.sbom,
+    )
+
+
 def _up_to_date(prev: BuildReport | None, report: BuildReport, plan: OutputPlan) -> str:
     """Why the previous build still stands, or "" when it does not."""
-    if prev is None or prev.outcome != "built":
+    if prev is None or prev.outcome not in ("built", "up-to-date"):
         return ""
-    if prev.tool_version != report.tool_version:
-        return ""
-    if prev.recipe_digest != report.recipe_digest or prev.packages_digest != report.packages_digest:
-        return ""
-    if sorted(prev.formats) != sorted(report.formats):
+    if not prev.inputs_digest or prev.inputs_digest != report.inputs_digest:
         return ""
     for fmt in report.formats:
         if not plan.artifact_path(artifact_name(fmt)).exists():
             return ""
-    return "the resolved package set, the recipe and rootfs are unchanged and the artifacts exist"
+    return "every input is unchanged (recipe, packages, customization, formats, tag, SOURCE_DATE_EPOCH) " \
+           "and the artifacts exist"
 
 
 def _rebuild_reason(prev: BuildReport | None, report: BuildReport, force: bool) -> str:
@@ -100,17 +128,13 @@ def _rebuild_reason(prev: BuildReport | None, report: BuildReport, force: bool) 
         return "--force"
     if prev is None:
         return "no previous build"
-    if prev.outcome != "built":
+    if prev.outcome not in ("built", "up-to-date"):
         return "the previous build did not complete"
-    if prev.tool_version != report.tool_version:
-        return f"rootfs changed ({prev.tool_version} -> {report.tool_version})"
-    if prev.recipe_digest != report.recipe_digest:
-        return "the recipe changed"
-    if prev.packages_digest != report.packages_digest:
-        return "the resolved package set changed"
-    if sorted(prev.formats) != sorted(report.formats):
-        return "other formats were asked for"
-    return "an artifact is missing"
+    old = BuildInputs.from_dict(prev.inputs) if prev.inputs else None
+    new = BuildInputs.from_dict(report.inputs)
+    if old is None or new is None:
+        return "the previous build recorded no inputs"
+    return new.changed_since(old) or "an artifact is missing"
 
 
 def _safe_rmtree(path: Path) -> None:
@@ -126,10 +150,14 @@ def _safe_rmtree(path: Path) -> None:
 def make(req: MakeRequest) -> BuildReport:
     from rootfs.pipeline import stages as pipeline
 
+    t0 = time.monotonic()
+
     report = BuildReport(recipe=req.recipe.name, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     report.formats = list(req.formats)
     report.recipe_digest = recipe_digest(req.recipe)
     report.output = req.output
+    # A bad output path is found now, not after the whole build.
+    check_output(req.output, req.formats, req.keep)
     downloader = Downloader()
     if req.output == "-":
         return _make_stream(req, report, downloader)
@@ -148,11 +176,21 @@ def make(req: MakeRequest) -> BuildReport:
         report.packages = package_versions(lock)
         report.changes = diff_packages(prev.packages if prev else {}, report.packages)
         report.source_date_epoch = lock.source_date_epoch
+        inputs = inputs_of(req, lock)
+        report.inputs, report.inputs_digest = inputs.to_dict(), inputs.digest()
         why = "" if req.force else _up_to_date(prev, report, plan)
         if why:
             report.outcome, report.reason = "up-to-date", why
-            report.artifacts = prev.artifacts
+            report.artifacts = {k: v for k, v in prev.artifacts.items() if not k.startswith("pushed:")}
+            report.pushed = dict(prev.pushed)
             ui.info(f"{req.recipe.name}: up to date ({why})")
+            todo = [d for d in req.push if d not in report.pushed]
+            if todo:
+                with report.stage("push"):
+                    _push(req, plan, report, todo)
+                _record_pushes(plan, report)
+            for dest in req.push:
+                report.artifacts[f"pushed:{dest}"] = report.pushed[dest]
             return report
         report.reason = _rebuild_reason(prev, report, req.force)
         ui.info(f"{req.recipe.name}: building {len(lock.packages)} packages ({report.reason})")
@@ -161,23 +199,34 @@ def make(req: MakeRequest) -> BuildReport:
         with cache_lock(req.cache_dir, shared=True, timeout=None):
             with report.stage("fetch"):
                 files = pipeline.fetch(lock, cache, downloader, req.jobs)
-            bid = build_id(report.packages_digest)
-
-            def final_path(fmt: str) -> Path:
-                name = artifact_name(fmt)
-                return out / bid / name if req.keep else plan.artifact_path(name)
-
-            staging = staging_dir(plan)
-            try:
-                _build_into(req, lock, files, staging, report, final_path)
-                publish(plan, staging, bid)
-            except BaseException:
-                _safe_rmtree(staging)
-                raise
-    if req.push:
-        with report.stage("push"):
-            _push(req, plan, report)
+            build_and_publish(req, lock, files, report, plan)
+        if req.push:
+            with report.stage("push"):
+                _push(req, plan, report, list(req.push))
+            _record_pushes(plan, report)
+    ui.info(f"I: success in {time.monotonic() - t0:.1f} s")
     return report
+
+
+def build_and_publish(req: MakeRequest, lock: Lock, files: dict[str, Path], report: BuildReport,
+                      plan: OutputPlan) -> None:
+    """Install, SBOM and pack in a staging directory beside the output, then
+    publish it atomically: the part of `make` that `rootfs build` runs too."""
+    bid = build_id(report.packages_digest)
+
+    def final_path(fmt: str) -> Path:
+        name = artifact_name(fmt)
+        return plan.out / bid / name if req.keep else plan.artifact_path(name)
+
+    staging = staging_dir(plan)
+    try:
+        _build_into(req, lock, files, staging, report, final_path)
+        with ui.phase("publish") as ph:
+            publish(plan, staging, bid)
+            ph.summary = str(plan.out)
+    except BaseException:
+        _safe_rmtree(staging)
+        raise
 
 
 def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: Path, report: BuildReport,
@@ -189,26 +238,22 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     root.mkdir()
     attrs = None if req.mode == "root" else AttrRecord()
     with report.stage("install"):
-        result = pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs))
+        result = pipeline.install(lock, files, root, _install_options(req, attrs))
+    if attrs is not None and attrs.get(".") is None:
+        # The root directory itself belongs to root in the image, whoever built it.
+        attrs.set(".", Attr(stat.S_IFDIR | 0o755))
+    check_image_user(root, req.recipe.image.user)
     for step in result.skipped:
         ui.warn(f"skipped: {step}")
     if attrs is not None and keep_dir:
         attrs.save(sidecar_path(root))
     atomic_write_text(staging / "lock.json", lock.to_json())
-    annotations = {}
-    if req.sbom:
-        with report.stage("sbom"):
-            from rootfs.inventory.sbom import SbomOptions, write_sbom
-            from rootfs.pack import source_date_epoch
-
-            sde = source_date_epoch(lock.source_date_epoch or None)
-            _, sbom_digest = write_sbom(root, lock, staging / "sbom.spdx.json",
-                                        SbomOptions(name=req.recipe.name, source_date_epoch=sde))
-        annotations["org.rootfs.sbom.digest"] = "sha256:" + sbom_digest
+    annotations = _sbom(req, lock, root, staging / "sbom.spdx.json", report)
     others = [f for f in req.formats if f != "dir"]
     if others:
-        with report.stage("pack"):
+        with report.stage("pack"), ui.phase("pack") as ph:
             arts = _pack(req, lock, root, attrs, others, staging, annotations)
+            ph.summary = ", ".join(f"{a.format} {ui.size_text(a.size)}" if a.size else a.format for a in arts)
         for a in arts:
             report.artifacts[str(final_path(a.format))] = a.digest
     if keep_dir:
@@ -220,14 +265,28 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     atomic_write_text(staging / "build.json", report.to_json())
 
 
-def created_by(recipe: Recipe, lock: Lock) -> str:
+def _sbom(req: MakeRequest, lock: Lock, root: Path, dest: Path, report: BuildReport) -> dict[str, str]:
+    """Write the SBOM of root to dest; the image annotations that name it."""
+    if not req.sbom:
+        return {}
+    from rootfs.inventory.sbom import SbomOptions, write_sbom
+    from rootfs.pack import source_date_epoch
+
+    with report.stage("sbom"), ui.phase("sbom") as ph:
+        sde = source_date_epoch(lock.source_date_epoch or None)
+        _, digest = write_sbom(root, lock, dest, SbomOptions(name=req.recipe.name, source_date_epoch=sde))
+        ph.summary = f"SPDX 2.3, {len(lock.packages)} packages"
+    return {"org.rootfs.sbom.digest": "sha256:" + digest}
+
+
+def created_by(recipe: Recipe, lock: Lock, command: str = "make") -> str:
     """The image history's account of the layer: what was built, from which
     lock. Never the command line: paths and flags differ between two builds
     that must give the same bytes."""
     what = f"{lock.distribution} {lock.suite}".strip() or recipe.name
     variant = f" {lock.variant}" if lock.variant else ""
-    return (f"rootfs {__version__} make {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} packages, "
-            f"lock sha256:{lock.digest()}")
+    return (f"rootfs {__version__} {command} {recipe.name}: {what}{variant}, {len(lock.packages)} {lock.backend} "
+            f"packages, lock sha256:{lock.digest()}")
 
 
 def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
@@ -243,7 +302,7 @@ def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
         image=image,
         architecture=lock.architecture,
         layer_compression=req.layer_compression,
-        created_by=created_by(req.recipe, lock),
+        created_by=created_by(req.recipe, lock, req.command),
     )
 
 
@@ -264,17 +323,14 @@ def _pack(req, lock, root, attrs, formats, staging, annotations):
 
 
 def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) -> BuildReport:
-    """`-o -`: the tar goes to standard output; nothing is kept but the cache."""
+    """`-o -`: the tar (or the oci- or docker-archive) goes to standard
+    output; nothing is kept but the cache."""
     import tempfile
 
     from rootfs.host.locks import cache_lock
     from rootfs.pack import pack
     from rootfs.pipeline import stages as pipeline
 
-    if len(req.formats) != 1 or not req.formats[0].startswith("tar"):
-        raise UsageError("-o - streams exactly one tar format (--format tar, tar.gz, tar.zst or tar.xz)")
-    if sys.stdout.isatty():
-        raise UsageError("refusing to write a tar stream to a terminal; redirect standard output")
     with report.stage("resolve"):
         lock = _load_lock(req, downloader)
     report.packages = package_versions(lock)
@@ -287,9 +343,14 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             root.mkdir()
             attrs = None if req.mode == "root" else AttrRecord()
             with report.stage("install"):
-                pipeline.install(lock, files, root, InstallOptions(mode=req.mode, attrs=attrs))
-            with report.stage("pack"):
-                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, {}))
+                pipeline.install(lock, files, root, _install_options(req, attrs))
+            check_image_user(root, req.recipe.image.user)
+            # The same image a file build writes: its SBOM is named in it,
+            # though the SBOM itself is not kept.
+            annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report)
+            with report.stage("pack"), ui.phase("pack") as ph:
+                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, annotations))
+                ph.summary = f"{req.formats[0]} to standard output"
         finally:
             with contextlib.suppress(RootfsError):
                 _safe_rmtree(work)
@@ -298,12 +359,32 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
     return report
 
 
-def _push(req: MakeRequest, plan: OutputPlan, report: BuildReport) -> None:
+def _install_options(req: MakeRequest, attrs) -> InstallOptions:
+    return InstallOptions(mode=req.mode, attrs=attrs, customize=req.recipe.customize,
+                          settings=req.recipe.settings, verbosity=req.verbosity)
+
+
+def _push(req: MakeRequest, plan: OutputPlan, report: BuildReport, destinations: list[str]) -> None:
     from rootfs.pack import oci
     from rootfs.registry import RegistryOptions, push
 
     layout = plan.artifact_path(artifact_name("oci"))
     tag = oci.parse_tag(req.tag or req.recipe.image.tag or oci.DEFAULT_TAG)
-    result = push(layout, tag, req.push, req.registry or RegistryOptions())
-    report.artifacts[f"pushed:{req.push}"] = result.digest
-    ui.info(f"pushed {req.push}@{result.digest}")
+    for dest in destinations:
+        result = push(layout, tag, dest, req.registry or RegistryOptions())
+        report.pushed[dest] = result.digest
+        report.artifacts[f"pushed:{dest}"] = result.digest
+        ui.info(f"pushed {dest}@{result.digest}")
+
+
+def _record_pushes(plan: OutputPlan, report: BuildReport) -> None:
+    """The published build's report learns where it was pushed, so that the
+    next run pushes only to destinations it has not reached."""
+    path = plan.report_path()
+    prev = read_report(path)
+    if prev is None or prev.inputs_digest != report.inputs_digest:
+        return
+    prev.pushed = dict(report.pushed)
+    for dest, digest in report.pushed.items():
+        prev.artifacts[f"pushed:{dest}"] = digest
+    atomic_write_text(path, prev.to_json())

@@ -98,13 +98,18 @@ def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
 
 
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
-    return backend_module(recipe.backend).resolve(recipe, opts, downloader)
+    with ui.phase("resolve") as ph:
+        lock = backend_module(recipe.backend).resolve(recipe, opts, downloader)
+        where = " ".join(x for x in (lock.suite, lock.architecture) if x)
+        ph.summary = f"{len(lock.packages)} packages" + (f" ({where})" if where else "")
+    return lock
 
 
 def fetch(lock: Lock, cache: Cache, downloader: Downloader, jobs: int) -> dict[str, Path]:
     total = sum(p.size for p in lock.packages)
-    with ui.download_bar(total, f"fetching {len(lock.packages)} packages") as advance:
+    with ui.phase("fetch") as ph, ui.download_bar(total, f"fetching {len(lock.packages)} packages") as advance:
         files = fetch_packages(lock.packages, cache, downloader, jobs=jobs, progress=advance)
+        ph.summary = f"{len(lock.packages)} packages, {ui.size_text(total)} verified"
     ui.detail(f"{len(files)} package files verified in {cache.root}")
     return files
 
@@ -115,10 +120,12 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
             "installing with maintainer scripts (stage 2) needs root; run as root, "
             "or pass --mode extract for an extract-only tree"
         )
-    with ui.step_bar("installing") as update:
+    with ui.phase("install") as ph, ui.step_bar("installing") as update:
         opts.progress = update
         opts.log = ui.detail
-        return backend_module(lock.backend).install(lock, files, root, opts)
+        report = backend_module(lock.backend).install(lock, files, root, opts)
+        ph.summary = f"{len(lock.packages)} packages ({opts.mode.value})"
+    return report
 
 
 @contextlib.contextmanager

@@ -10,28 +10,22 @@ whole blob (see transfer.py).
 
 from __future__ import annotations
 
-import base64
-import errno
 import http.client
 import json
 import random
-import socket
 import ssl
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from rootfs.model.errors import NetworkError, RegistryError, UsageError, VerifyError
+from rootfs.net import http
 from rootfs.registry.auth import Credentials, find_credentials, parse_challenge
 from rootfs.registry.ref import Reference
-
-USER_AGENT = "rootfs/0.1"
-BLOCK = 1 << 20
 
 
 @dataclass
@@ -89,141 +83,75 @@ class Response:
 
 
 class Transport:
-    """Keep-alive connections per (scheme, host, port), one set per thread."""
+    """Registry requests over the one HTTP transport (rootfs.net.http), with
+    the TLS trust the options name; failures as the registry client's own
+    sentences, and Transient for those worth another attempt."""
 
     def __init__(self, opts: RegistryOptions):
         self.opts = opts
-        self._local = threading.local()
         self._ssl: dict[str, ssl.SSLContext] = {}
-        self._all: list[http.client.HTTPConnection] = []  # every thread's, for close()
-        self._all_lock = threading.Lock()
+        self._ssl_lock = threading.Lock()
+        self.http = http.Transport(timeout=opts.timeout, tls=self._context)
 
     def _context(self, netloc: str) -> ssl.SSLContext:
-        ctx = self._ssl.get(netloc)
-        if ctx is None:
-            ctx = ssl.create_default_context()
-            try:
-                if self.opts.ca_cert is not None:
-                    ctx.load_verify_locations(cafile=str(self.opts.ca_cert))
-                for d in cert_dirs(self.opts.cert_dir, netloc):
-                    for crt in sorted(d.glob("*.crt")):
-                        ctx.load_verify_locations(cafile=str(crt))
-                    for cert in sorted(d.glob("*.cert")):
-                        key = cert.with_suffix(".key")
-                        if not key.is_file():
-                            raise UsageError(f"client certificate {cert} has no {key.name} beside it")
-                        ctx.load_cert_chain(str(cert), str(key))
-            except (OSError, ssl.SSLError) as exc:
-                raise UsageError(f"cannot load the TLS certificates for {netloc}: {exc}") from None
-            self._ssl[netloc] = ctx
+        with self._ssl_lock:
+            ctx = self._ssl.get(netloc)
+            if ctx is None:
+                ctx = self._ssl[netloc] = self._load_context(netloc)
+            return ctx
+
+    def _load_context(self, netloc: str) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        try:
+            if self.opts.ca_cert is not None:
+                ctx.load_verify_locations(cafile=str(self.opts.ca_cert))
+            for d in cert_dirs(self.opts.cert_dir, netloc):
+                for crt in sorted(d.glob("*.crt")):
+                    ctx.load_verify_locations(cafile=str(crt))
+                for cert in sorted(d.glob("*.cert")):
+                    key = cert.with_suffix(".key")
+                    if not key.is_file():
+                        raise UsageError(f"client certificate {cert} has no {key.name} beside it")
+                    ctx.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot load the TLS certificates for {netloc}: {exc}") from None
         return ctx
 
-    def _conn(self, scheme: str, host: str, port: int, netloc: str) -> http.client.HTTPConnection:
-        conns = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        key = (scheme, host, port)
-        conn = conns.get(key)
-        if conn is None:
-            proxy = _proxy_for(scheme, host)
-            if proxy is not None:
-                # https: a CONNECT tunnel through the proxy, TLS end to end;
-                # http: requests in absolute form to the proxy (send()).
-                p = urllib.parse.urlsplit(proxy)
-                auth = {}
-                if p.username:
-                    raw = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
-                    auth = {"Proxy-Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
-                if scheme == "https":
-                    conn = http.client.HTTPSConnection(p.hostname, p.port or 80, timeout=self.opts.timeout,
-                                                       context=self._context(netloc), blocksize=BLOCK)
-                    conn.set_tunnel(host, port, headers=auth)
-                else:
-                    conn = http.client.HTTPConnection(p.hostname, p.port or 80, timeout=self.opts.timeout,
-                                                      blocksize=BLOCK)
-                    conn.rootfs_proxy_headers = auth  # type: ignore[attr-defined]
-            elif scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=self.opts.timeout,
-                                                   context=self._context(netloc), blocksize=BLOCK)
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=self.opts.timeout, blocksize=BLOCK)
-            conns[key] = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    def drop(self, url: str) -> None:
-        u = urllib.parse.urlsplit(url)
-        conn = getattr(self._local, "conns", {}).pop((u.scheme, u.hostname, u.port or _default_port(u.scheme)), None)
-        if conn is not None:
-            conn.close()
-
     def close(self) -> None:
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
-        self._local.conns = {}
+        self.http.close()
 
     def send(self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None = None,
              *, sink: Callable[[bytes], None] | None = None) -> Response:
         """One request; the body goes to sink (streamed) when given and the
         answer is 200. Raises Transient for failures worth repeating."""
-        u = urllib.parse.urlsplit(url)
-        host = u.hostname or ""
-        port = u.port or _default_port(u.scheme)
-        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        conn = self._conn(u.scheme, host, port, u.netloc)
-        hdrs = {"User-Agent": USER_AGENT, **headers}
-        proxy_headers = getattr(conn, "rootfs_proxy_headers", None)
-        if proxy_headers is not None:
-            path = url  # absolute form, for the proxy
-            hdrs.update(proxy_headers)
         try:
-            conn.request(method, path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            if sink is not None and resp.status == 200:
-                while chunk := resp.read(BLOCK):
+            ex = self.http.open(method, url, headers, body)
+        except http.CertificateRejected as exc:
+            raise VerifyError(f"the TLS certificate of {exc.netloc} is not trusted ({exc.reason}); "
+                              "pass --ca-cert FILE with the CA that signed it") from None
+        except http.NotTLS as exc:
+            raise RegistryError(f"{exc.netloc} does not speak TLS; if it is a plain-HTTP registry, pass --insecure") from None
+        except http.HostUnknown as exc:
+            raise NetworkError(f"cannot resolve the registry host {exc.host}: {exc.reason}") from None
+        except http.BadURL as exc:
+            raise RegistryError(str(exc)) from None
+        except http.Broken as exc:
+            raise Transient(str(exc)) from None
+        try:
+            if sink is not None and ex.status == 200:
+                for chunk in ex.chunks():
                     sink(chunk)
                 data = b""
             else:
-                data = resp.read()
-            if resp.will_close:
-                self.drop(url)
-        except ssl.SSLCertVerificationError as exc:
-            self.drop(url)
-            raise VerifyError(f"the TLS certificate of {u.netloc} is not trusted ({exc.verify_message}); "
-                              "pass --ca-cert FILE with the CA that signed it") from None
-        except ssl.SSLError as exc:
-            self.drop(url)
-            if "WRONG_VERSION_NUMBER" in str(exc) or "record layer failure" in str(exc):
-                raise RegistryError(f"{u.netloc} does not speak TLS; if it is a plain-HTTP registry, pass --insecure") from None
-            raise Transient(f"TLS error: {exc}") from None
-        except ConnectionRefusedError:
-            self.drop(url)
-            raise Transient("connection refused") from None
-        except socket.gaierror as exc:
-            self.drop(url)
-            raise NetworkError(f"cannot resolve the registry host {host}: {exc.strerror}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            self.drop(url)
-            if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-                raise Transient(f"{host} is unreachable") from None
-            raise Transient(f"{type(exc).__name__}: {exc}") from None
+                data = ex.read()
+        except http.Broken as exc:
+            ex.discard()
+            raise Transient(str(exc)) from None
         except BaseException:
-            self.drop(url)  # a sink refused the body half-way: the connection is mid-response
+            ex.discard()  # a sink refused the body half-way: the connection is mid-response
             raise
-        return Response(resp.status, resp.headers, data, url)
-
-
-def _proxy_for(scheme: str, host: str) -> str | None:
-    """HTTP(S)_PROXY from the environment, unless NO_PROXY names the host."""
-    proxy = urllib.request.getproxies().get(scheme)
-    if not proxy or urllib.request.proxy_bypass(host):
-        return None
-    if "://" not in proxy:
-        proxy = "http://" + proxy
-    return proxy
+        ex.release()
+        return Response(ex.status, ex.headers, data, url)
 
 
 def cert_dirs(explicit: Path | None, netloc: str) -> list[Path]:
@@ -235,10 +163,6 @@ def cert_dirs(explicit: Path | None, netloc: str) -> list[Path]:
         if d.is_dir():
             found.append(d)
     return found
-
-
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
 
 
 class Session:

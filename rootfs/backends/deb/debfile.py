@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 import libarchive
+from debian.deb822 import Deb822
 from libarchive import ffi
 
 from rootfs.host.unpacker import slice_stream
@@ -57,26 +58,17 @@ def ar_members(fd: int, what: str) -> list[ArMember]:
 
 
 def parse_control(text: str) -> dict[str, str]:
-    """One deb822 paragraph as an ordered dict; continuation lines are kept
-    with their leading space, as dpkg stores them."""
-    fields: dict[str, str] = {}
-    last = None
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        if line[0] in " \t":
-            if last is None:
-                raise ValueError("continuation line before the first field")
-            fields[last] += "\n" + line
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
+    """The first deb822 paragraph as an ordered dict (python-debian's
+    Deb822); continuation lines are kept with their leading space, as dpkg
+    stores them. Stricter than Deb822, as dpkg is: a line that is neither a
+    field nor a continuation is refused, not skipped."""
+    lines = text.lstrip("\n").split("\n\n", 1)[0].splitlines()
+    if lines and lines[0][:1] in (" ", "\t"):
+        raise ValueError("continuation line before the first field")
+    for line in lines:
+        if line.strip() and line[0] not in " \t" and ":" not in line:
             raise ValueError(f"line without a colon: {line!r}")
-        last = name.strip()
-        fields[last] = value.strip()
-    return fields
+    return dict(Deb822(lines))
 
 
 @dataclass

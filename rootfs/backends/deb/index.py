@@ -4,22 +4,16 @@ A bootstrap looks at a few hundred of bookworm's 63,440 stanzas, so the
 index keeps every stanza as raw bytes keyed by package name and parses one
 into a Package only when the resolver asks for it. Splitting on blank lines
 is done by bytes.split in C; the per-stanza Python work is one slice and a
-few substring searches. xz, the format Debian ships and the slowest to
-decompress, runs in an `xz -T2` subprocess so decompression (multi-block
-.xz files decompress on both cores) overlaps parsing.
+few substring searches. Decompression is rootfs.decompress's (xz, the
+format Debian ships, in an `xz -T2` subprocess that overlaps parsing).
 """
 
 from __future__ import annotations
 
-import bz2
-import lzma
-import shutil
-import subprocess
-import threading
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from rootfs import decompress
 from rootfs.model.errors import VerifyError
 
 CHUNK = 1 << 22
@@ -130,6 +124,7 @@ class Index:
         self._parsed: dict[str, list[Package]] = {}
         self._providers: dict[str, list[str]] = {}
         self._provides_lines: list[tuple[bytes, bytes]] = []
+        self._own_base: dict[str, str] = {}  # names whose Filename is a whole URL
         self.stanzas = 0
 
     # -- loading ------------------------------------------------------------
@@ -190,6 +185,18 @@ class Index:
     def add_text(self, text: str | bytes) -> None:
         self.add([text.encode() if isinstance(text, str) else text])
 
+    def override(self, stanza: str) -> None:
+        """Make stanza the only candidate for its package name (a package
+        file given by path: apt installs exactly that file). Its Filename is
+        a whole URL."""
+        raw = stanza.strip("\n").encode()
+        name = _stanza_name(raw if raw.startswith(b"Package:") else b"\n" + raw).decode()
+        self._raw.pop(name.encode(), None)
+        self._add_stanzas([raw])
+        self._own_base[name] = ""
+        self._parsed.clear()
+        self._providers.clear()
+
     # -- lookups ------------------------------------------------------------
 
     def names(self) -> list[str]:
@@ -208,8 +215,9 @@ class Index:
 
             seen: set[tuple[str, str]] = set()
             got = []
+            base = self._own_base.get(name, self.base_url)
             for raw in self._entries(name.encode()):
-                p = parse_stanza(raw, self.base_url)
+                p = parse_stanza(raw, base)
                 if p.architecture not in (self.architecture, "all"):
                     continue
                 if (p.version, p.architecture) in seen:
@@ -268,88 +276,8 @@ class Index:
 
 # -- decompression ------------------------------------------------------------
 
-def _pieces(data: bytes) -> Iterator[bytes]:
-    for i in range(0, len(data), CHUNK):
-        yield data[i:i + CHUNK]
-
-
-def _xz_subprocess(data: bytes, what: str) -> Iterator[bytes]:
-    proc = subprocess.Popen(
-        ["xz", "-T2", "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-
-    def feed() -> None:
-        try:
-            proc.stdin.write(data)  # type: ignore[union-attr]
-        except BrokenPipeError:
-            pass
-        finally:
-            proc.stdin.close()  # type: ignore[union-attr]
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
-        while chunk := proc.stdout.read(CHUNK):  # type: ignore[union-attr]
-            yield chunk
-    finally:
-        proc.stdout.close()  # type: ignore[union-attr]
-        writer.join()
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        rc = proc.wait()
-    if rc != 0:
-        raise VerifyError(f"{what} is not valid xz data: {err.decode(errors='replace').strip()}")
-
-
-def _stream(factory, data: bytes, what: str, kind: str) -> Iterator[bytes]:
-    """Decompress with fresh decompressors member after member: pigz,
-    pbzip2 and xz --threads may write several concatenated streams."""
-    try:
-        pos = 0
-        while pos < len(data):
-            decomp = factory()
-            while not decomp.eof:
-                if pos >= len(data):
-                    raise EOFError("compressed data ends early")
-                piece = data[pos:pos + CHUNK]
-                pos += len(piece)
-                out = decomp.decompress(piece)
-                if out:
-                    yield out
-            # Give back what belongs to the next member.
-            pos -= len(decomp.unused_data)
-            if not data[pos:].strip(b"\0"):
-                break
-    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
-        raise VerifyError(f"{what} is not valid {kind} data: {exc}") from None
-
-
-def _zstd(data: bytes, what: str) -> Iterator[bytes]:
-    import io
-
-    import zstandard
-
-    # read_across_frames: multi-threaded zstd writes several frames.
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
-    try:
-        while chunk := reader.read(CHUNK):
-            yield chunk
-    except zstandard.ZstdError as exc:
-        raise VerifyError(f"{what} is not valid zstd data: {exc}") from None
-
-
 def decompress_chunks(data: bytes, ext: str, what: str = "the index") -> Iterator[bytes]:
     """The decompressed content of data (compressed as ext says), in pieces."""
-    if ext == "":
-        return _pieces(data)
-    if ext == ".xz":
-        if shutil.which("xz"):
-            return _xz_subprocess(data, what)
-        return _stream(lzma.LZMADecompressor, data, what, "xz")
-    if ext == ".gz":
-        return _stream(lambda: zlib.decompressobj(47), data, what, "gzip")
-    if ext == ".bz2":
-        return _stream(bz2.BZ2Decompressor, data, what, "bzip2")
-    if ext == ".zst":
-        return _zstd(data, what)
-    raise VerifyError(f"{what} has an unknown compression {ext!r}")
+    if ext not in decompress.SUFFIXES:
+        raise VerifyError(f"{what} has an unknown compression {ext!r}")
+    return decompress.chunks(data, decompress.SUFFIXES[ext], what, VerifyError)

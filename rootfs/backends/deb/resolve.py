@@ -96,11 +96,49 @@ def load_index(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, mir
     return fetched, index
 
 
+def local_package(path: str, architecture: str) -> str:
+    """The Packages stanza of a package file named in --include, with its
+    file:// URL, size and sha256 (which the lock records)."""
+    import hashlib
+
+    from rootfs.backends.deb.debfile import DebFile
+    from rootfs.model.errors import UsageError
+
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise UsageError(f"--include: package file {path} does not exist")
+    with DebFile(full, path) as deb:
+        fields = deb.control().fields
+    arch = fields.get("Architecture", "")
+    if not fields.get("Package") or not fields.get("Version"):
+        raise UsageError(f"--include: {path} has no Package or Version in its control file")
+    if arch not in (architecture, "all"):
+        raise UsageError(f"--include: {path} is for {arch}, not {architecture}")
+    h = hashlib.sha256()
+    with open(full, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    lines = [f"{k}: {v}" for k, v in fields.items() if k not in ("Filename", "Size", "SHA256", "MD5sum")]
+    lines += [f"Filename: file://{full}", f"Size: {os.path.getsize(full)}", f"SHA256: {h.hexdigest()}"]
+    return "\n".join(lines) + "\n"
+
+
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
+    from rootfs.backends.deb.index import parse_stanza
+    from rootfs.model.recipe import is_local_package
+
     mirror = choose_mirror(None, recipe.settings.mirror, recipe.distribution, recipe.settings.origin)
     fetched, index = load_index(recipe, opts, downloader, mirror)
     rel = fetched.release
-    request = variant_request(index, recipe.settings.variant, recipe.include, recipe.exclude,
+    names = []
+    for entry in recipe.include:
+        if is_local_package(entry):
+            stanza = local_package(entry, recipe.architecture)
+            index.override(stanza)
+            names.append(parse_stanza(stanza.encode()).name)
+        else:
+            names.append(entry)
+    request = variant_request(index, recipe.settings.variant, names, recipe.exclude,
                               https=mirror.startswith("https://"))
     result = resolve_set(index, request)
     for w in result.warnings:
@@ -119,4 +157,5 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         packages=tuple(_locked(p) for p in result.packages),
         merged_usr=recipe.settings.merged_usr,
         source_date_epoch=epoch,
+        requested=tuple(os.path.abspath(e) if is_local_package(e) else e for e in recipe.include),
     )

@@ -45,7 +45,7 @@ from rootfs.backends.rpm.version import EQUAL, parse_evr, ranges_overlap
 from rootfs.host.safepath import relative_to_root, resolve_in_root
 from rootfs.host.unpacker import Extractor
 from rootfs.model.attrs import AttrRecord
-from rootfs.model.errors import InstallError, PrivilegeError, VerifyError
+from rootfs.model.errors import InstallError, PrivilegeError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage
 
 PREREQ_BITS = 64 | (1 << 9) | (1 << 10)  # PREREQ, SCRIPT_PRE, SCRIPT_POST
@@ -288,10 +288,12 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     check_file_conflicts(rpms)
     if not as_root and opts.attrs is None:
         opts.attrs = AttrRecord()
-    with contextlib.ExitStack() as stack:
+    hooks = _hooks(lock, opts)
+    with hooks, contextlib.ExitStack() as stack:
         ex = stack.enter_context(Extractor(root, mode=opts.mode, attrs=None if as_root else opts.attrs,
                                            warn=opts.log))
         runner: Runner | None = None
+        session = None
         if as_root:
             runner = Runner(ex, opts.log)
         elif opts.mode == "rootless":
@@ -301,10 +303,44 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
             session = stack.enter_context(UserChroot(ex.root, log=opts.log, attrs=opts.attrs,
                                                      resolv_conf=False, fake_services=False))
             runner = Runner(ex, opts.log, session)
-        return _transaction(lock, rpms, root, opts, Unpacker(ex, opts.log), runner, report)
+        if hooks.at("setup"):
+            with contextlib.ExitStack() as own:
+                ch = session if session is not None else own.enter_context(_hook_session(root, opts, setup=True))
+                hooks.run("setup", root, ch)
+        report = _transaction(lock, rpms, root, opts, Unpacker(ex, opts.log), runner, report, hooks, session)
+        stack.close()  # the transaction's session ends before the customize point's
+        c = opts.customize
+        if runner is not None and (c.changes_root or hooks.at("customize")):
+            from rootfs.pipeline.customize import customize_root
+
+            with _hook_session(root, opts) as ch:
+                customize_root(str(root), c, ch, hooks, "rpm", opts.log)
+        return report
 
 
-def _transaction(lock, rpms, root, opts, unpacker, runner, report) -> InstallReport:
+def _hooks(lock: Lock, opts: InstallOptions):
+    """rpm has the setup point (an empty root), extract (every payload
+    unpacked, before %posttrans) and customize (after the transaction);
+    no essential point."""
+    from rootfs.pipeline.hooks import HookContext, HookRunner
+
+    c = opts.customize
+    if any(h.point == "essential" for h in c.hooks):
+        raise UsageError("rpm installs have no essential point; use a setup, extract or customize hook")
+    if not opts.mode.configures and (c.changes_root or any(h.point == "customize" for h in c.hooks)):
+        raise UsageError("--mode extract runs no customize hooks or [customize] entries (they need a configured root)")
+    ctx = HookContext(mode=opts.mode.value, include=lock.requested, verbosity=opts.verbosity,
+                      source_date_epoch=lock.source_date_epoch)
+    return HookRunner(c.hooks, ctx, opts.log)
+
+
+def _hook_session(root, opts: InstallOptions, setup: bool = False):
+    from rootfs.pipeline.hooks import session_for
+
+    return session_for(str(root), opts.mode.value, opts.attrs, opts.log, setup=setup)
+
+
+def _transaction(lock, rpms, root, opts, unpacker, runner, report, hooks=None, session=None) -> InstallReport:
     as_root = opts.mode == "root"
     ordered = install_order(rpms)
     total = len(ordered)
@@ -353,6 +389,10 @@ def _transaction(lock, rpms, root, opts, unpacker, runner, report) -> InstallRep
                 fired.add((t.owner, t.name))
                 run(t.script, ["1", "1"], False)
     unpacker.finish()
+    if hooks is not None and hooks.at("extract"):
+        with contextlib.ExitStack() as own:
+            ch = session if session is not None else own.enter_context(_hook_session(root, opts))
+            hooks.run("extract", root, ch)
     for r in ordered:
         run(scriptlet(r, "posttrans"), [], False)
     progress("installing", total, total)

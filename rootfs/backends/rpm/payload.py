@@ -16,18 +16,13 @@ as it writes each file, and so do we (CpioReader.copy_to).
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
 import stat
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import zstandard
-
+from rootfs import decompress
 from rootfs.backends.rpm import header as H
 from rootfs.backends.rpm.header import RpmFile
 from rootfs.model.errors import VerifyError
@@ -120,19 +115,12 @@ def open_payload(f: BinaryIO, rpm: RpmFile) -> BinaryIO:
     head = f.read(6)
     f.seek(start)
     comp = rpm.header.str(H.PAYLOADCOMPRESSOR)
-    if head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
-    if head[:3] == b"BZh":
-        return bz2.BZ2File(f)  # type: ignore[return-value]
-    if head == b"\xfd7zXZ\x00":
-        return lzma.LZMAFile(f, format=lzma.FORMAT_XZ)  # type: ignore[return-value]
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)  # type: ignore[return-value]
-    if head[:5] == b"07070":  # newc, crc or stripped cpio: not compressed
-        return f
-    if comp == "lzma" or head[:1] == b"\x5d":
-        return lzma.LZMAFile(f, format=lzma.FORMAT_ALONE)  # type: ignore[return-value]
-    raise VerifyError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
+    kind = decompress.sniff(head)
+    if kind is None and head[:5] != b"07070" and (comp == "lzma" or head[:1] == b"\x5d"):
+        kind = "lzma"  # lzma-alone has no magic
+    if kind is None and head[:5] != b"07070":  # newc, crc or stripped cpio: not compressed
+        raise VerifyError(f"{rpm.path.name}: unknown payload compression {comp or head[:6]!r}")
+    return decompress.reader(f, kind)
 
 
 class CpioReader:
@@ -151,12 +139,12 @@ class CpioReader:
         is a corrupt payload."""
         try:
             return self.f.read(n)
-        except (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
-            raise corrupt(self.rpm, exc) from None
         except OSError as exc:
             if exc.errno is not None:  # reading the file failed, not decoding it
                 raise
             raise corrupt(self.rpm, exc) from None  # gzip's and bz2's "invalid data"
+        except decompress.ERRORS as exc:
+            raise corrupt(self.rpm, exc) from None
 
     def _read(self, n: int) -> bytes:
         out = bytearray()

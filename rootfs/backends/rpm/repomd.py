@@ -4,16 +4,14 @@ files it names, each checked against repomd's checksum before use.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import io
-import lzma
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from rootfs import decompress as decompress_mod
 from rootfs.model.errors import NetworkError, UsageError, VerifyError
 from rootfs.net.fetch import Downloader, NotFound
 
@@ -112,21 +110,10 @@ def check_strong(kind: str, what: str) -> None:
 def decompress(data: bytes, where: str) -> IO[bytes]:
     """A readable stream of data, whatever compression it uses (gzip, xz,
     zstd, bzip2 or none), recognised by its magic bytes."""
-    head = data[:6]
-    buf = io.BytesIO(data)
-    if head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=buf)
-    if head == b"\xfd7zXZ\x00":
-        return lzma.LZMAFile(buf)
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(buf, read_across_frames=True)
-    if head[:3] == b"BZh":
-        return bz2.BZ2File(buf)
-    if head[:1] in (b"<", b"\xef", b" ", b"\n"):
-        return buf
-    raise VerifyError(f"{where} uses a compression rootfs does not know")
+    kind = decompress_mod.sniff(data[:6])
+    if kind is None and data[:1] not in (b"<", b"\xef", b" ", b"\n"):
+        raise VerifyError(f"{where} uses a compression rootfs does not know")
+    return decompress_mod.reader(io.BytesIO(data), kind)
 
 
 def fetch_data(downloader: Downloader, repomd: Repomd, kind: str) -> IO[bytes] | None:

@@ -1,0 +1,108 @@
+"""Everything that decides a build's artifacts, as one typed record.
+
+`rootfs make` is up to date when this record is the one the previous build
+had and its artifacts are still there; its digest is a pure function of the
+fields, so it can also name an image's inputs elsewhere (an annotation, a
+label). Where the artifacts were pushed is a publication, not an input:
+the report keeps it beside the record (`BuildReport.pushed`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from rootfs import __version__
+from rootfs.model.lock import Lock
+from rootfs.model.recipe import Recipe
+from rootfs.model.report import packages_digest
+
+INPUTS_FORMAT = 1
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    tool_version: str
+    recipe: str  # the recipe's selection and backend section (not [image] or [customize])
+    customize: str  # [customize] entries and every hook, as written
+    image: str  # [image]: config, labels, annotations, user
+    packages: str  # the resolved set (name, architecture, version, sha256 of each)
+    files: tuple[tuple[str, str], ...]  # host files hooks and [customize] read: (what, content digest)
+    formats: tuple[str, ...]
+    tag: str
+    layer_compression: str
+    source_date_epoch: int
+    sbom: bool
+
+    def digest(self) -> str:
+        return _digest({"format": INPUTS_FORMAT, **self.to_dict()})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["files"] = [list(f) for f in self.files]
+        d["formats"] = list(self.formats)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BuildInputs | None:
+        try:
+            values = {f.name: d[f.name] for f in fields(cls)}
+            values["files"] = tuple(tuple(x) for x in values["files"])
+            values["formats"] = tuple(values["formats"])
+            return cls(**values)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def changed_since(self, old: BuildInputs) -> str:
+        """What differs from an earlier record, said for the report ("" when
+        nothing does)."""
+        if old.tool_version != self.tool_version:
+            return f"rootfs changed ({old.tool_version} -> {self.tool_version})"
+        if old.recipe != self.recipe:
+            return "the recipe changed"
+        if old.packages != self.packages:
+            return "the resolved package set changed"
+        if old.customize != self.customize:
+            return "the customization (hooks, [customize]) changed"
+        if old.files != self.files:
+            was, now = dict(old.files), dict(self.files)
+            what = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+            return f"a file the customization reads changed ({what[0].split(':', 1)[-1]})"
+        if old.image != self.image:
+            return "the image configuration changed"
+        if sorted(old.formats) != sorted(self.formats):
+            return "other formats were asked for"
+        if old.tag != self.tag:
+            return f"the tag changed ({old.tag or 'none'} -> {self.tag or 'none'})"
+        if old.layer_compression != self.layer_compression:
+            return f"the layer compression changed ({old.layer_compression} -> {self.layer_compression})"
+        if old.source_date_epoch != self.source_date_epoch:
+            return f"SOURCE_DATE_EPOCH changed ({old.source_date_epoch} -> {self.source_date_epoch})"
+        if old.sbom != self.sbom:
+            return "the SBOM was turned " + ("on" if self.sbom else "off")
+        return ""
+
+
+def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], formats, tag: str,
+                 layer_compression: str, source_date_epoch: int, sbom: bool) -> BuildInputs:
+    selection = asdict(recipe)
+    for key in ("path", "description", "image", "customize"):
+        selection.pop(key, None)
+    return BuildInputs(
+        tool_version=__version__,
+        recipe=_digest(selection),
+        customize=_digest(asdict(recipe.customize)),
+        image=_digest(asdict(recipe.image)),
+        packages=packages_digest(lock),
+        files=tuple(sorted(files)),
+        formats=tuple(sorted(formats)),
+        tag=tag,
+        layer_compression=layer_compression,
+        source_date_epoch=source_date_epoch,
+        sbom=sbom,
+    )
