@@ -96,9 +96,12 @@ class Backend(Protocol):
         LockedPackage.key to the verified package file in the cache."""
         ...
 
-    # Optional: locked(lock, recipe, sources_given, opts) -> (Lock, {key: url})
-    # adapts a lock read from a file to this run's command line (see
-    # rootfs.pipeline.stages.use_lock).
+    def locked(self, lock: Lock, recipe: Recipe, sources_given: bool,
+               opts: ResolveOptions) -> tuple[Lock, dict[str, str]]:
+        """A lock read from a file, adapted to this run's command line, and
+        the URLs (package key -> URL) to fetch some packages from instead
+        of the lock's, when the user named sources (`make --locked`)."""
+        ...
 
 
 def backend_module(name: str) -> Backend:

@@ -140,15 +140,7 @@ def use_lock(lock: Lock, recipe: Recipe, opts: ResolveOptions, sources_given: bo
     """A lock read from a file, as this run uses it: the backend adapts
     what the command line changes (the image's own sources; where to fetch
     from when the user named sources) and says which URLs changed."""
-    from rootfs.model.errors import UsageError
-
-    module = backend_module(lock.backend)
-    adapt = getattr(module, "locked", None)
-    if adapt is None:
-        if sources_given:
-            raise UsageError(f"--locked with new sources is not supported for {lock.backend} locks")
-        return lock, {}
-    return adapt(lock, recipe, sources_given, opts)
+    return backend_module(lock.backend).locked(lock, recipe, sources_given, opts)
 
 
 def fetch(lock: Lock, cache: Cache, downloader: Downloader, jobs: int,

@@ -1,4 +1,4 @@
-"""The deb backend's two entry points (see rootfs.backends).
+"""The deb backend's entry points (see rootfs.backends).
 
 Imported lazily so that resolving never loads the installer and its tools.
 """
