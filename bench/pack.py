@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Packer benchmark: rootfs pack vs `tar --sort=name --numeric-owner -c | zstd -3`.
+"""Packer benchmark: rootfs pack vs `tar --sort=name --numeric-owner -c | zstd -3` and `| pigz -6`.
 
 Run as root, on demand (not part of the tests):
 
@@ -7,8 +7,8 @@ Run as root, on demand (not part of the tests):
 
 Without --root a bookworm minbase root is built with mmdebstrap from the
 mirror apt is configured with. On that tree, alternately and --runs times:
-GNU tar piped into zstd -3, `rootfs pack --format tar.zst`, `--format oci`
-(gzip layer), `--format oci --layer-compression zstd`, plain tar against
+GNU tar piped into zstd -3 and into pigz -6, `rootfs pack --format tar.zst`,
+`--format oci` (gzip layer), `--format oci --layer-compression zstd`, plain tar against
 GNU tar, four formats from one walk, ext4, squashfs and dir. Medians of the
 wall time and the peak resident memory of each (the largest process of the
 pipeline for tar|zstd) are printed with the ratios. Then the same root is
@@ -19,7 +19,6 @@ peak memory must not grow with the tree.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -31,29 +30,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
+sys.path.insert(0, str(HERE / "bench"))
+
+import _measure  # noqa: E402
+
 from rootfs.backends.deb.mirror import host_mirror  # noqa: E402
 
 SDE = "1700000000"
 
 
 def measure(argv: list[str], **kw) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS in MiB) of one command run in a
-    fresh child that reports its own children's usage, so the numbers of
-    one run never mix with another's. CPU time is the steadier number on a
-    busy machine; wall time is what a user waits."""
-    probe = (
-        "import json, resource, subprocess, sys, time\n"
-        "t = time.perf_counter()\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-        "dt = time.perf_counter() - t\n"
-        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-        "print(json.dumps([r.returncode, dt, u.ru_utime + u.ru_stime, u.ru_maxrss]))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe, *argv], check=True, capture_output=True, text=True, **kw)
-    rc, dt, cpu, rss = json.loads(out.stdout.strip().splitlines()[-1])
-    if rc != 0:
-        raise SystemExit(f"{' '.join(argv)} failed with {rc}")
-    return dt, cpu, rss // 1024
+    s = _measure.measure(argv, **kw)
+    return s.wall, s.cpu, s.rss
 
 
 def packer(root: Path, out: Path, *formats: str, compression: str = "gzip") -> list[str]:
@@ -106,6 +94,8 @@ def main() -> None:
             "tar | zstd -3": (["sh", "-c", 'tar --sort=name --numeric-owner -C "$1" -c . | zstd -3 -q -T1 > "$2"',
                                "sh", str(root), str(out)]),
             "pack tar.zst": packer(root, out, "tar.zst"),
+            "tar | pigz -6": (["sh", "-c", 'tar --sort=name --numeric-owner -C "$1" -c . | pigz -6 > "$2"',
+                               "sh", str(root), str(out)]),
             "pack oci gzip": packer(root, out, "oci"),
             "pack oci zstd": packer(root, out, "oci", compression="zstd"),
             "tar": ["sh", "-c", 'tar --sort=name --numeric-owner -C "$1" -cf "$2" .', "sh", str(root), str(out)],
@@ -133,6 +123,9 @@ def main() -> None:
             print(f"{name:<18} {t:7.2f} {c:7.2f} {m:9d} {t / base_t:8.2f}x {c / base_c:7.2f}x")
         print(f"pack tar.zst / (tar | zstd -3): wall {med['pack tar.zst'][0] / base_t:.2f}, "
               f"cpu {med['pack tar.zst'][1] / base_c:.2f} (target <= 1.2)")
+        pig_t, pig_c, _ = med["tar | pigz -6"]
+        print(f"pack oci gzip / (tar | pigz -6): wall {med['pack oci gzip'][0] / pig_t:.2f}, "
+              f"cpu {med['pack oci gzip'][1] / pig_c:.2f} (target <= 1.2)")
         print(f"pack tar / GNU tar: wall {med['pack tar'][0] / med['tar'][0]:.2f}")
 
         # memory must not grow with the tree: pack a tree twice as large
@@ -141,11 +134,15 @@ def main() -> None:
         for half in ("a", "b"):
             subprocess.run(["cp", "-a", "--reflink=auto", str(root), str(double / half)], check=True)
         n2, size2 = tree_size(double)
-        t2, _, m2 = measure(packer(double, out, "tar.zst"), cwd=HERE)
-        out.unlink(missing_ok=True)
-        t1, _, m1 = med["pack tar.zst"]
-        print(f"doubled tree ({n2} entries, {size2 / 1e6:.0f} MB): tar.zst {t2:.2f} s, peak {m2} MiB "
-              f"(single tree: {t1:.2f} s, peak {m1} MiB; memory ratio {m2 / m1:.2f})")
+        for fmt, name in (("tar.zst", "pack tar.zst"), ("oci", "pack oci gzip")):
+            t2, _, m2 = measure(packer(double, out, fmt), cwd=HERE)
+            if out.is_dir():
+                shutil.rmtree(out)
+            else:
+                out.unlink(missing_ok=True)
+            t1, _, m1 = med[name]
+            print(f"doubled tree ({n2} entries, {size2 / 1e6:.0f} MB): {fmt} {t2:.2f} s, peak {m2} MiB "
+                  f"(single tree: {t1:.2f} s, peak {m1} MiB; memory ratio {m2 / m1:.2f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,7 +10,9 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["index_parse.py", "bootstrap.py", "pack.py", "rpm_resolve.py"]
 
 failed = 0
-for name in ORDER + sorted(p.name for p in HERE.glob("*.py") if p.name not in ORDER + ["run.py"]):
+# files starting with "_" are the benchmarks' shared helpers
+others = sorted(p.name for p in HERE.glob("*.py") if p.name not in ORDER + ["run.py"] and not p.name.startswith("_"))
+for name in ORDER + others:
     script = HERE / name
     if not script.exists():
         continue

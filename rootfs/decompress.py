@@ -10,6 +10,9 @@ whole.
 - `chunks(data, kind, what, error)`: a buffer decompressed in pieces; xz
   through `xz -T2` when the host has it, so that decoding overlaps parsing
   and multi-block files use both cores.
+- `whole(data, kind, what, error, size)`: a buffer decompressed in one call
+  that holds no GIL (gzip with the output size known, xz as a process), so
+  that several buffers decompress in threads at once.
 
 Damaged input raises `error(message)` from chunks(); readers raise one of
 ERRORS, which their callers turn into their own sentence.
@@ -29,6 +32,13 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import zstandard
+
+try:
+    # ISA-L's inflate: bookworm main's 50 MB in 0.12 s of CPU against
+    # zlib's 0.21 s (measured here); the same results, GIL released alike.
+    from isal import isal_zlib as _inflate
+except ImportError:  # no wheel for this machine: zlib, only slower
+    _inflate = zlib
 
 CHUNK = 1 << 20
 KINDS = ("gzip", "bzip2", "xz", "zstd", "lzma")
@@ -107,6 +117,33 @@ def chunks(data: bytes, kind: str | None, what: str, error: Callable[[str], Exce
     if kind not in factories:
         raise ValueError(f"unknown compression {kind!r}")
     return _members(factories[kind], data, what, kind, error)
+
+
+def whole(data: bytes, kind: str | None, what: str, error: Callable[[str], Exception], size: int = 0) -> bytes:
+    """All of data decompressed. gzip gets an output buffer of `size` (the
+    uncompressed size a Release lists) and so decodes in one call; xz runs
+    as a process; both without the GIL."""
+    if kind is None:
+        return data
+    if kind == "gzip" and size:
+        try:
+            out = _inflate.decompress(data, 47, size + 1)
+        except (zlib.error, _inflate.error) as exc:
+            raise error(f"{what} is not valid gzip data: {exc}") from None
+        if len(out) == size:
+            return out
+        # Several concatenated members (pigz): the member-by-member reader.
+    if kind == "xz" and shutil.which("xz"):
+        try:
+            from rootfs.host.run import run as host_run
+
+            proc = host_run(["xz", "-T2", "-dc"], input=data, what=f"xz decompressing {what}")
+        except OSError as exc:
+            raise error(f"{what}: cannot run xz: {exc.strerror}") from None
+        if proc.returncode != 0:
+            raise error(f"{what} is not valid xz data: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+    return b"".join(chunks(data, kind, what, error))
 
 
 def _members(factory, data: bytes, what: str, kind: str, error) -> Iterator[bytes]:

@@ -65,6 +65,8 @@ build_repo options:
   key, sign              key: GpgKey or None; sign: "inrelease",
                          "release.gpg" or "both" (default "both").
   origin, label          Release Origin/Label.
+  release_fields         more Release fields, e.g. {"NotAutomatic": "yes",
+                         "ButAutomaticUpgrades": "yes"} for a backports suite.
 
 build_trusty_repo(root, packages, key) builds the old shape: Release +
 Release.gpg only (no InRelease), Packages.gz and Packages.bz2 only, .debs
@@ -307,6 +309,7 @@ def build_repo(
     origin: str = "Rootfs Test",
     label: str = "Rootfs Test",
     md5: bool = True,
+    release_fields: dict | None = None,
 ) -> Repo:
     root = Path(root)
     codename = codename or suite
@@ -367,6 +370,7 @@ def build_repo(
         header.append(("Valid-Until", _rfc2822(valid_until)))
     if acquire_by_hash:
         header.append(("Acquire-By-Hash", "yes"))
+    header += list((release_fields or {}).items())
     header.append(("Architectures", " ".join(index_arches)))
     header.append(("Components", " ".join(components)))
     if no_support_arch_all:

@@ -35,6 +35,8 @@ ONLY_DEBUERREOTYPE = {
     "var/lib/dpkg/diversions-old": "dpkg's backup; rootfs leaves -old backups out of images",
     "var/cache/debconf/config.dat-old": "debconf's backup; rootfs leaves -old backups out of images",
     "var/cache/debconf/templates.dat-old": "debconf's backup; rootfs leaves -old backups out of images",
+    "etc/apt/sources.list": "debuerreotype-init writes one-line sources; rootfs writes bookworm's deb822 "
+                            "debian.sources, as the official images do (debuerreotype-debian-sources-list --deb822)",
 }
 # Paths only rootfs's image has, and why.
 ONLY_ROOTFS = {
@@ -42,6 +44,7 @@ ONLY_ROOTFS = {
     "var/cache/apt/archives/partial": "apt's own directories, which debuerreotype-tar leaves out",
     "var/lib/apt/lists/partial": "apt's own directories, which debuerreotype-tar leaves out",
     "var/lib/dpkg/arch": "dpkg's architecture list, which mmdebstrap writes too",
+    "etc/apt/sources.list.d/debian.sources": "deb822 sources with Signed-By, as the official bookworm images have",
 }
 # Paths in both whose contents differ, and why (each checked as far as it
 # can be: the same settings, the same entries).
@@ -52,7 +55,6 @@ CONTENT_DIFFERS = {
     "etc/apt/apt.conf.d/docker-no-languages": "the same setting, rootfs's own comment",
     "etc/dpkg/dpkg.cfg.d/docker-apt-speedup": "the same setting, rootfs's own comment",
     "usr/sbin/policy-rc.d": "the same exit 101, rootfs's own comment",
-    "etc/apt/sources.list": "the same mirror; rootfs writes its URL with a trailing slash",
     "var/lib/apt/extended_states": "the same entries; apt writes them in its cache's hash order, rootfs sorted",
     "var/lib/dpkg/available": "debootstrap records the archive's index there; rootfs leaves it empty as mmdebstrap",
     "var/lib/dpkg/status": "the same packages; Priority from each package's control (as mmdebstrap) rather than "
@@ -131,14 +133,24 @@ def debuerreotype(tmp_path_factory):
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def slim_build(bookworm_build, tmp_path_factory):
-    out = tmp_path_factory.mktemp("slim") / "out"
-    p = subprocess.run([*ROOTFS, "make", "bookworm", "--slim", "--variant", "minbase", "-f", "dir", "-f", "tar",
-                        "-o", str(out), "--cache-dir", str(bookworm_build.cache)],
+def _as_shipped(bookworm_build, out: Path, *extra: str) -> Path:
+    """bookworm as debuerreotype-init makes it: the point release alone,
+    without -updates and -security (debuerreotype-init takes one suite)."""
+    p = subprocess.run([*ROOTFS, "make", "bookworm", "--no-updates", *extra, "--variant", "minbase",
+                        "-f", "dir", "-f", "tar", "-o", str(out), "--cache-dir", str(bookworm_build.cache)],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def shipped_build(bookworm_build, tmp_path_factory):
+    return _as_shipped(bookworm_build, tmp_path_factory.mktemp("shipped") / "out")
+
+
+@pytest.fixture(scope="module")
+def slim_build(bookworm_build, tmp_path_factory):
+    return _as_shipped(bookworm_build, tmp_path_factory.mktemp("slim") / "out", "--slim")
 
 
 def packages_of(root: Path) -> list[str]:
@@ -169,12 +181,12 @@ def compare(theirs: Path, ours: Path, slim: bool) -> tuple[int, list[str]]:
     return len(a.keys() & b.keys()), problems
 
 
-def test_same_packages_as_debuerreotype(debuerreotype, bookworm_build):
-    assert packages_of(debuerreotype["root"]) == packages_of(bookworm_build.root)
+def test_same_packages_as_debuerreotype(debuerreotype, shipped_build):
+    assert packages_of(debuerreotype["root"]) == packages_of(shipped_build / "rootfs")
 
 
-def test_same_files_as_debuerreotype_but_the_documented(debuerreotype, bookworm_build):
-    theirs, ours = debuerreotype["tar"], bookworm_build.out / "rootfs.tar"
+def test_same_files_as_debuerreotype_but_the_documented(debuerreotype, shipped_build):
+    theirs, ours = debuerreotype["tar"], shipped_build / "rootfs.tar"
     compared, problems = compare(theirs, ours, slim=False)
     print(f"debuerreotype comparison: {compared} paths in both")
     assert problems == []
@@ -185,8 +197,12 @@ def test_same_files_as_debuerreotype_but_the_documented(debuerreotype, bookworm_
         paragraphs(read_member(ours, "var/lib/apt/extended_states"))
     assert paragraphs(read_member(theirs, "var/lib/dpkg/status"), ("Priority:",)) == \
         paragraphs(read_member(ours, "var/lib/dpkg/status"), ("Priority:",))
-    assert read_member(theirs, "etc/apt/sources.list").replace("/ bookworm", " bookworm") == \
-        read_member(ours, "etc/apt/sources.list").replace("/ bookworm", " bookworm")
+    # The same mirror, suite and components, one-line against deb822.
+    kind, uri, suite, *components = read_member(theirs, "etc/apt/sources.list").split()
+    stanza = dict(line.split(": ", 1) for line in read_member(ours, "etc/apt/sources.list.d/debian.sources").splitlines()
+                  if ": " in line)
+    assert (kind, uri.rstrip("/"), suite, components) == \
+        (stanza["Types"], stanza["URIs"].rstrip("/"), stanza["Suites"], stanza["Components"].split())
 
 
 def test_slim_like_slimify_and_no_larger(debuerreotype, slim_build):

@@ -61,7 +61,13 @@ def test_shell_runs(minbase):
 
 
 def test_clean_and_pointing_at_the_mirror(minbase, mirror):
-    assert (minbase / "etc/apt/sources.list").read_text() == f"deb {mirror} bookworm main\n"
+    # As Debian's own bookworm images: deb822, the suites of one URI together.
+    security = host_mirror("debian", "Debian", security=True).rstrip("/") + "/"
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    assert (minbase / "etc/apt/sources.list.d/debian.sources").read_text() == (
+        f"Types: deb\nURIs: {mirror}\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: {keyring}\n\n"
+        f"Types: deb\nURIs: {security}\nSuites: bookworm-security\nComponents: main\nSigned-By: {keyring}\n")
+    assert not (minbase / "etc/apt/sources.list").exists()
     for p in ("etc/resolv.conf", "sbin/start-stop-daemon.REAL", "var/log/dpkg.log"):
         assert not os.path.lexists(minbase / p), p
     # the container profile's policy-rc.d, not the build's own stub

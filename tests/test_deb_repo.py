@@ -72,9 +72,12 @@ def test_signed_repository_resolves_to_a_complete_lock(tmp_path, signed_repo, ht
     assert (lock["backend"], lock["suite"], lock["architecture"], lock["variant"]) == ("deb", "stable", "amd64", "minbase")
     assert lock["components"] == ["main"] and lock["merged_usr"] is True
     inrelease = (signed_repo.dists / "InRelease").read_bytes()
+    assert lock["format"] == 2
     assert lock["sources"] == [{
         "url": server.url + "/", "suite": "stable", "metadata": "InRelease",
         "sha256": hashlib.sha256(inrelease).hexdigest(), "date": "Tue, 02 Jan 2024 03:04:05 UTC",
+        "components": ["main"], "keyring": str(signed_repo.keyring), "priority": 0, "role": "mirror",
+        "image_url": "", "origin": "Rootfs Test", "label": "Rootfs Test", "codename": "stable",
     }]
     assert lock["source_date_epoch"] == int(EPOCH.timestamp())
     by_name = {p["name"]: p for p in lock["packages"]}
@@ -88,6 +91,7 @@ def test_signed_repository_resolves_to_a_complete_lock(tmp_path, signed_repo, ht
     assert by_name["dash"]["essential"] is True and by_name["dash"]["priority"] == "required"
     assert by_name["libapt"]["source"] == "apt" and by_name["apt"]["source"] == "apt"
     assert by_name["mawk"]["provides"] == ["awk"]
+    assert {p["repository"] for p in lock["packages"]} == {f"{server.url}/ stable"}
 
 
 def test_include_and_exclude_from_the_command_line(tmp_path, signed_repo, http_serve):
@@ -112,7 +116,10 @@ def test_release_gpg_only_and_armoured_keyring(tmp_path, gpg_key, http_serve):
     assert source["sha256"] == hashlib.sha256(repo.release.read_bytes()).hexdigest()
 
 
-def test_changed_packages_file_is_refused_even_without_gpg(tmp_path, fresh, http_serve):
+def test_changed_packages_file_is_refused_even_without_gpg(tmp_path, fresh, http_serve, monkeypatch):
+    # An empty package cache: one holding the verified index would be used
+    # instead of the changed download (rightly, but not what is tested).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     index = fresh.dists / "main" / "binary-amd64" / "Packages.xz"
     text = lzma.decompress(index.read_bytes()).replace(b"Version: 2.6.1", b"Version: 9.9.9")
     index.write_bytes(lzma.compress(text))
@@ -427,9 +434,13 @@ def test_release_parser_and_checks():
     )
     rel = parse_release(text)
     assert (rel.suite, rel.codename, rel.acquire_by_hash, rel.no_arch_all_packages) == ("oldstable", "bookworm", True, True)
+    assert (rel.origin, rel.not_automatic, rel.but_automatic_upgrades) == ("X", False, False)
+    backports = parse_release("Suite: b\nNotAutomatic: yes\nButAutomaticUpgrades: yes\n")
+    assert (backports.not_automatic, backports.but_automatic_upgrades) == (True, True)
     assert rel.components == ("main", "contrib") and rel.architectures == ("all", "amd64")
+    # gzip before xz: on a mirror close by, decoding costs more than the bytes.
     assert [f.path for f in index_candidates(rel, "main", "amd64")] == [
-        "main/binary-amd64/Packages.xz", "main/binary-amd64/Packages.gz", "main/binary-amd64/Packages"
+        "main/binary-amd64/Packages.gz", "main/binary-amd64/Packages.xz", "main/binary-amd64/Packages"
     ]
     assert rel.files["main/binary-amd64/Packages.xz"].sha256 == "a" * 64  # SHA256, not MD5Sum
     check_release(rel, "bookworm", check_valid_until=True)

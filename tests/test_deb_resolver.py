@@ -8,6 +8,7 @@ import pytest
 
 from rootfs.backends.deb.index import Index, decompress_chunks, parse_stanza
 from rootfs.backends.deb.relations import Alt, parse_provides, parse_relations
+from rootfs.backends.deb.policy import Pool
 from rootfs.backends.deb.resolver import Request, resolve_set, variant_request
 from rootfs.backends.deb.version import satisfies
 from rootfs.model.errors import ResolveError, VerifyError
@@ -133,14 +134,21 @@ def test_version_relations_follow_debian_order(version, op, wanted, ok):
     assert satisfies(version, op, wanted) is ok
 
 
-def test_version_constraint_picks_a_version_that_satisfies_it():
+def test_only_the_candidate_can_satisfy_a_relation_as_with_apt():
+    # apt installs candidates only: lib's candidate is 2.0, which app's
+    # "lib (<< 2)" rules out, so the request fails naming it, as apt-get's
+    # "Depends: lib (< 2) but 2.0 is to be installed" does; asking for
+    # lib=1.5 makes that version the candidate.
     idx = make_index(
         stanza("app", depends="lib (<< 2)"),
         stanza("lib", version="2.0"),
         stanza("lib", version="1.5"),
         stanza("lib", version="1.0"),
     )
-    res = resolve_set(idx, Request(("app",)))
+    with pytest.raises(ResolveError, match=r'"lib \(<< 2\)" needed by app.*the candidate is lib 2.0'):
+        resolve_set(idx, Request(("app",)))
+    pool = Pool.of(idx)
+    res = resolve_set(pool, variant_request(pool, "essential", include=("app", "lib=1.5")))
     assert [(p.name, p.version) for p in res.packages] == [("app", "1.0"), ("lib", "1.5")]
 
 
@@ -232,7 +240,8 @@ def test_unsatisfiable_request_names_the_chain():
     )
     with pytest.raises(ResolveError) as err:
         names(idx, "baz")
-    assert str(err.value) == 'cannot satisfy "libfoo (>= 2)" needed by bar <- baz <- (requested)'
+    assert str(err.value) == ('cannot satisfy "libfoo (>= 2)" needed by bar <- baz <- (requested): '
+                              "the candidate is libfoo 1.5")
 
 
 def test_unknown_requested_package():
@@ -445,3 +454,19 @@ def test_https_mirror_adds_what_apt_needs_for_it():
     assert names(old_apt, *variant_request(old_apt, "minbase", https=True).roots) == [
         "apt", "apt-transport-https", "ca-certificates"
     ]
+
+
+def test_gzip_index_reads_the_same_with_zlib_and_isa_l(monkeypatch):
+    import gzip
+    import zlib
+
+    import rootfs.decompress as decompress_module
+    from rootfs.backends.deb.index import decompress_index
+
+    text = "".join(f"Package: p{i}\nVersion: {i}\nArchitecture: amd64\n\n" for i in range(2000)).encode()
+    data = gzip.compress(text)
+    fast = decompress_index(data, ".gz", "x", len(text))
+    monkeypatch.setattr(decompress_module, "_inflate", zlib)
+    assert decompress_index(data, ".gz", "x", len(text)) == fast == text
+    with pytest.raises(VerifyError, match="not valid gzip data"):
+        decompress_index(data[:-20], ".gz", "x", len(text))

@@ -132,6 +132,37 @@ def test_zstd_layers_load_and_run(tmp_path, containers):
     assert containers.run("localhost/zstd:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
 
 
+@needs_tool("umoci", "taskset")
+def test_gzip_layer_of_many_blocks_made_on_one_core_loads(tmp_path, containers):
+    # Many 1 MiB gzip blocks joined into one member, compressed by a process
+    # held to one core: Go's readers (umoci, podman's containers/image) must
+    # decompress it to the tar whose digest the config names.
+    import random
+    import sys
+
+    root = tmp_path / "root"
+    host_shell_tree(root)
+    rng = random.Random(2)
+    data = b"".join(rng.choice((b"alpha ", b"beta ", b"gamma\n")) + rng.randbytes(rng.randint(0, 40))
+                    for _ in range(200_000))
+    (root / "data").write_bytes(data)
+    code = ("import sys\nfrom rootfs.pack import PackOptions, pack\n"
+            "pack(sys.argv[1], ['oci', 'oci-archive'], sys.argv[2], "
+            "PackOptions(source_date_epoch=int(sys.argv[3]), tag='localhost/gzblocks:1'))\n")
+    r = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code, str(root), str(tmp_path / "out"), str(SDE)],
+                       capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 0, r.stderr
+    layout = tmp_path / "out" / "oci"
+    manifest = json.loads(containers.skopeo("inspect", "--raw", f"oci:{layout}:localhost/gzblocks:1").stdout)
+    assert manifest["layers"][0]["size"] > 3 << 20  # several blocks, compressed
+    u = subprocess.run(["umoci", "unpack", "--image", f"{layout}:localhost/gzblocks:1", str(tmp_path / "bundle")],
+                       capture_output=True, text=True)
+    assert u.returncode == 0, u.stderr
+    assert (tmp_path / "bundle/rootfs/data").read_bytes() == data
+    containers.podman("load", "-i", str(tmp_path / "out" / "image.oci.tar"))
+    assert containers.run("localhost/gzblocks:1", "/bin/sh", "-c", "echo ok").strip() == "ok"
+
+
 # -- a real bookworm root ----------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,9 @@ class ResolveOptions:
     check_gpg: bool = True  # False only with --no-check-gpg
     check_valid_until: bool = True  # False with --ignore-valid-until (snapshot mirrors)
     keyring: str = ""  # overrides the recipe's keyring / gpgkey
+    # Where verified indices may be kept between runs (the package cache);
+    # None: fetch them every time.
+    cache_dir: Path | None = None
 
 
 @dataclass
@@ -100,6 +103,13 @@ class Backend(Protocol):
     def install(self, lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
         """Install the lock's packages into root. `files` maps
         LockedPackage.key to the verified package file in the cache."""
+        ...
+
+    def locked(self, lock: Lock, recipe: Recipe, sources_given: bool,
+               opts: ResolveOptions) -> tuple[Lock, dict[str, str]]:
+        """A lock read from a file, adapted to this run's command line, and
+        the URLs (package key -> URL) to fetch some packages from instead
+        of the lock's, when the user named sources (`make --locked`)."""
         ...
 
 

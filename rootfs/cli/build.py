@@ -30,10 +30,15 @@ from rootfs.cli.options import (
     IgnoreValidOpt,
     IncludeOpt,
     KeyringOpt,
+    ImageMirrorOpt,
+    ImageSecurityMirrorOpt,
     MirrorOpt,
     NoGpgOpt,
+    NoUpdatesOpt,
     RepoGpgcheckOpt,
     RepoOpt,
+    SecurityMirrorOpt,
+    SourceOpt,
     TagOpt,
     VariantOpt,
     ModuleOpt,
@@ -44,6 +49,7 @@ from rootfs.cli.options import (
     customize_from,
     hooks_in_order,
     registry_options,
+    selection,
     selection_from,
 )
 from rootfs.model.errors import RootfsError, UsageError
@@ -76,6 +82,9 @@ def _recipe_or_adhoc(args: list[str], repo, arch):
 def resolve(
     args: Annotated[list[str], typer.Argument(metavar="RECIPE | PACKAGE...", help="Recipe name or file; with --repo, packages.")],
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -99,13 +108,15 @@ def resolve(
     if extra:
         raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
-                   nodeps=nodeps, modules=module)
+                       components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
+                       nodeps=nodeps, modules=module, source=source, security_mirror=security_mirror,
+                       no_updates=no_updates)
     if repo_gpgcheck:
         if r.backend != "rpm":
             raise UsageError(f"--repo-gpgcheck does not apply to {r.backend} recipes")
         r = r.with_settings(repo_gpgcheck=True)
-    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
+    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
+                          cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())
     if lock:
         result.write(lock)
@@ -122,6 +133,11 @@ def make(
     fmt: ArtifactFormatOpt = None,
     tag: TagOpt = None,
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
+    image_mirror: ImageMirrorOpt = None,
+    image_security_mirror: ImageSecurityMirrorOpt = None,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -169,8 +185,13 @@ def make(
     # with this process, even on SIGKILL.
     enter_private_mount_namespace()
     policy = check_allow(allow)
-    r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
+    from rootfs.pipeline.stages import apply_selection
+
+    sel = selection(mirror=mirror, variant=variant, include=include, exclude=exclude, components=components,
+                    arch=arch, keyring=keyring, nodeps=nodeps, modules=module, source=source,
+                    security_mirror=security_mirror, no_updates=no_updates, image_mirror=image_mirror,
+                    image_security_mirror=image_security_mirror)
+    r = apply_selection(load_recipe(recipe), sel)
     hooks = hooks_in_order(sys.argv, {"--setup-hook": setup_hook, "--extract-hook": extract_hook,
                                       "--essential-hook": essential_hook, "--customize-hook": customize_hook,
                                       "--hook-dir": hook_dir}, os.getcwd())
@@ -197,11 +218,13 @@ def make(
         recipe=r,
         output=output,
         formats=tuple(formats),
-        resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until),
+        resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
+                                    cache_dir=cache_dir or default_cache_dir()),
         cache_dir=cache_dir or default_cache_dir(),
         jobs=jobs,
         mode=check_mode(mode),
         locked=locked,
+        relocate=sel.names_sources,
         force=force,
         keep=keep,
         wait=wait,
@@ -256,6 +279,11 @@ def lock(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path to a recipe file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The lock file to write.")],
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
+    image_mirror: ImageMirrorOpt = None,
+    image_security_mirror: ImageSecurityMirrorOpt = None,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -271,8 +299,11 @@ def lock(
     from rootfs.pipeline import stages as pipeline
 
     r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                   components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module)
-    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
+                       components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module,
+                       source=source, security_mirror=security_mirror, no_updates=no_updates,
+                       image_mirror=image_mirror, image_security_mirror=image_security_mirror)
+    opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
+                          cache_dir=default_cache_dir())
     result = pipeline.resolve(r, opts, Downloader())
     result.write(output)
     ui.info(f"wrote {output}: {len(result.packages)} packages, lock digest {result.digest()[:12]}")

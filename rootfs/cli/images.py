@@ -25,7 +25,10 @@ from rootfs.cli.options import (
     KeyringOpt,
     MirrorOpt,
     NoGpgOpt,
+    NoUpdatesOpt,
     RetriesOpt,
+    SecurityMirrorOpt,
+    SourceOpt,
     VariantOpt,
     check_allow,
     check_table_format,
@@ -93,6 +96,9 @@ def graph(
     fmt: GraphFormatOpt = None,
     lineage: Annotated[bool, typer.Option("--lineage", help="Draw image lineage by shared layers, even for one image.")] = False,
     mirror: MirrorOpt = None,
+    security_mirror: SecurityMirrorOpt = None,
+    source: SourceOpt = None,
+    no_updates: NoUpdatesOpt = False,
     variant: VariantOpt = None,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
@@ -134,7 +140,8 @@ def graph(
             from rootfs.pipeline import stages as pipeline
 
             r = selection_from(load_recipe(spec), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                           arch=arch, keyring=keyring)
+                               arch=arch, keyring=keyring, source=source, security_mirror=security_mirror,
+                               no_updates=no_updates)
             opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until)
             lk = pipeline.resolve(r, opts, Downloader())
             packages, backend, title = lk.packages, lk.backend, r.name

@@ -13,13 +13,18 @@ from rootfs.model.recipe import split_list
 from rootfs.net.fetch import default_cache_dir
 
 # Options shared by the commands that select packages.
-MirrorOpt = Annotated[Optional[str], typer.Option("--mirror", help="Repository URL (default: recipe, ROOTFS_MIRROR, host apt).")]
+MirrorOpt = Annotated[Optional[list[str]], typer.Option("--mirror", help="The distribution's mirror (default: recipe, ROOTFS_MIRROR, host apt).")]
+SecurityMirrorOpt = Annotated[Optional[str], typer.Option("--security-mirror", help="The distribution's security mirror (default: recipe, ROOTFS_SECURITY_MIRROR, host apt).")]
+SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Another apt source: 'deb [signed-by=K] URI SUITE COMP...', a deb822 stanza, or a .list/.sources file (repeatable).")]
+NoUpdatesOpt = Annotated[bool, typer.Option("--no-updates", help="The release as it shipped: leave out the recipe's update and security suites.")]
+ImageMirrorOpt = Annotated[Optional[str], typer.Option("--image-mirror", help="The mirror the image's own apt sources name (default: the one built from).")]
+ImageSecurityMirrorOpt = Annotated[Optional[str], typer.Option("--image-security-mirror", help="The security mirror the image's own apt sources name.")]
 VariantOpt = Annotated[Optional[str], typer.Option("--variant", help="essential, minbase, buildd or default.")]
 IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", help="Extra packages (comma separated, repeatable).")]
 ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Packages to leave out (comma separated, repeatable).")]
 ComponentsOpt = Annotated[Optional[str], typer.Option("--components", help="Archive components, comma separated.")]
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Target architecture (default: the host's).")]
-KeyringOpt = Annotated[Optional[Path], typer.Option("--keyring", help="Keyring to verify the repository with.")]
+KeyringOpt = Annotated[Optional[Path], typer.Option("--keyring", help="Keyring (file, .asc or directory) to verify the recipe's sources with.")]
 NoGpgOpt = Annotated[bool, typer.Option("--no-check-gpg", help="DANGEROUS: accept unsigned or badly signed metadata.")]
 IgnoreValidOpt = Annotated[bool, typer.Option("--ignore-valid-until", help="Accept an expired Release (snapshot mirrors).")]
 RepoOpt = Annotated[Optional[list[str]], typer.Option("--repo", help="rpm-md repository URL (repeatable).")]
@@ -30,13 +35,28 @@ NoDepsOpt = Annotated[bool, typer.Option("--nodeps", help="rpm: exactly the name
 ModuleOpt = Annotated[Optional[list[str]], typer.Option("--module", help="rpm: enable a module stream NAME:STREAM (repeatable).")]
 
 
-def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=None, components=None,
-               arch=None, keyring=None, repo=None, packages=(), weak_deps=None, nodeps=False, modules=None):
-    from rootfs.pipeline.stages import Selection, apply_selection
+def selection_from(recipe, **options):
+    """The recipe with the command line's selection options applied."""
+    from rootfs.pipeline.stages import apply_selection
 
-    if keyring is not None and not keyring.is_file():
-        raise UsageError(f"keyring {keyring} does not exist")
-    sel = Selection(
+    return apply_selection(recipe, selection(**options))
+
+
+def selection(*, mirror=None, variant=None, include=None, exclude=None, components=None,
+              arch=None, keyring=None, repo=None, packages=(), weak_deps=None, nodeps=False, modules=None,
+              source=None, security_mirror=None, no_updates=False, image_mirror=None, image_security_mirror=None):
+    """The command line's selection options, checked."""
+    from rootfs.pipeline.stages import Selection
+
+    if isinstance(mirror, (list, tuple)):
+        if len(mirror) > 1:
+            raise UsageError("--mirror names the distribution's mirror once; add other repositories with --source")
+        mirror = mirror[0] if mirror else None
+    if keyring is not None:
+        from rootfs.net.openpgp import check_keyring
+
+        check_keyring(keyring)
+    return Selection(
         mirror=mirror,
         variant=variant,
         include=tuple(x for v in include or () for x in split_list(v)),
@@ -49,8 +69,12 @@ def selection_from(recipe, *, mirror=None, variant=None, include=None, exclude=N
         weak_deps=weak_deps,
         nodeps=nodeps or None,
         modules=tuple(x for v in modules or () for x in split_list(v)),
+        sources=tuple(source or ()),
+        security_mirror=security_mirror,
+        updates=False if no_updates else None,
+        image_mirror=image_mirror,
+        image_security_mirror=image_security_mirror,
     )
-    return apply_selection(recipe, sel)
 
 
 AllowOpt = Annotated[Optional[list[str]], typer.Option(

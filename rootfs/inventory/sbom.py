@@ -205,6 +205,9 @@ def sbom_document(db: PackageDB, lock: Lock | None, opts: SbomOptions, *, subjec
             entry["checksums"] = [{"algorithm": "SHA256", "checksumValue": lp.sha256}]
             if _URL.match(lp.url):
                 entry["downloadLocation"] = lp.url
+            if lp.repository:
+                # Which of several sources (the suite, -updates, -security...)
+                entry["comment"] = f"from the repository {lp.repository}"
         if pkg.source:
             src = pkg.source + (f" {pkg.source_version}" if pkg.source_version else "")
             entry["sourceInfo"] = f"built package from: {src}"

@@ -14,7 +14,10 @@ from pathlib import Path
 
 from rootfs.model.errors import UsageError
 
-LOCK_FORMAT = 1
+LOCK_FORMAT = 2
+# Format 1 had one source and no record of where each package came from;
+# it is still read (every field it has kept its meaning).
+READABLE_FORMATS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class LockedPackage:
     depends: tuple[str, ...] = ()  # raw relation strings: Pre-Depends+Depends or Requires
     provides: tuple[str, ...] = ()  # raw Provides entries
     build_time: int = 0  # rpm build time / 0 when unknown
+    repository: str = ""  # the source it came from (LockSource.id); "" in format 1 locks
 
     @property
     def filename(self) -> str:
@@ -52,6 +56,26 @@ class LockSource:
     metadata: str = ""  # "InRelease", "Release", "repodata/repomd.xml"
     sha256: str = ""
     date: str = ""  # the Release Date or repomd revision, for SOURCE_DATE_EPOCH
+    # deb: what the image's own apt sources say about it.
+    components: tuple[str, ...] = ()  # empty in format 1 locks: the lock's components
+    keyring: str = ""  # the keyring (signed-by) it was verified with
+    priority: int = 0  # the apt pin priority set for it by hand; 0: apt's default for its Release
+    role: str = ""  # "mirror" / "security-mirror": the distribution's mirrors, which --mirror and friends replace
+    image_url: str = ""  # what the image's sources name instead of url ("" for url itself)
+    origin: str = ""  # the Release's Origin, Label and Codename
+    label: str = ""
+    codename: str = ""
+
+    @property
+    def id(self) -> str:
+        """How packages name their source: "URL SUITE" (URL alone for rpm)."""
+        return f"{self.url} {self.suite}" if self.suite else self.url
+
+    @property
+    def security(self) -> bool:
+        """Whether it is a security archive (Debian labels them
+        "Debian-Security"; Ubuntu's suites end in -security)."""
+        return self.label.lower().endswith("-security") or self.suite.endswith(("-security", "/updates"))
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,9 @@ class Lock:
     # OpenPGP public keys (ASCII armour) that every package's own signature
     # must verify against at install time (rpm); empty: no package signatures.
     keys: tuple[str, ...] = ()
+    # deb: how the image lists its apt sources ("list": sources.list lines,
+    # "deb822": sources.list.d/DISTRIBUTION.sources).
+    sources_format: str = "list"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -86,6 +113,13 @@ class Lock:
 
         atomic_write_text(path, self.to_json())
 
+    def source_of(self, p: LockedPackage) -> LockSource | None:
+        """The source a package came from (a format 1 lock: its one source)."""
+        for src in self.sources:
+            if src.id == p.repository:
+                return src
+        return self.sources[0] if not p.repository and len(self.sources) == 1 else None
+
     def package_lines(self) -> list[str]:
         """`name version arch`, sorted by name: what `rootfs resolve` prints."""
         return [f"{p.name} {p.version} {p.architecture}" for p in sorted(self.packages, key=lambda p: (p.name, p.architecture))]
@@ -100,13 +134,17 @@ def lock_from_json(text: str, where: str = "lock") -> Lock:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != LOCK_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+        found = data.get("format") if isinstance(data, dict) else None
+        if isinstance(found, int) and found > LOCK_FORMAT:
+            raise UsageError(f"{where} is not a rootfs lock file this rootfs reads: its format {found} is newer "
+                             f"than {LOCK_FORMAT}; upgrade rootfs")
         raise UsageError(f"{where} is not a rootfs lock file (format {LOCK_FORMAT})")
     try:
         packages = tuple(
             LockedPackage(**_tuple_fields(p, ("depends", "provides"))) for p in data.pop("packages")
         )
-        sources = tuple(LockSource(**s) for s in data.pop("sources", []))
+        sources = tuple(LockSource(**_tuple_fields(s, ("components",))) for s in data.pop("sources", []))
         data.pop("format")
         # Locks written before `requested` and `keys` were fields kept them in "extra".
         extra = data.pop("extra", None) or {}

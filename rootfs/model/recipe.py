@@ -123,11 +123,16 @@ def find_recipe(name_or_path: str) -> Path:
 
 def check_table(table: dict, schema: dict, where: str) -> None:
     """Every key known and of its type (str, bool, int, list of str, dict
-    of str, or dict for a sub-table)."""
+    of str, dict for a sub-table, or [dict] for an array of tables)."""
     for key, value in table.items():
         if key not in schema:
             raise UsageError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(schema))})")
         expected = schema[key]
+        if expected == [dict]:
+            # an array of tables ([[section.key]]), each checked by its reader
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise UsageError(f"{where}: key {key!r} must be an array of tables ([[...{key}]])")
+            continue
         # bool is a subclass of int, so an int key must not take true/false
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise UsageError(

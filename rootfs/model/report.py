@@ -43,9 +43,43 @@ class PackageChanges:
     added: list[str] = field(default_factory=list)  # "name:arch version"
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # "name:arch old -> new"
+    # name:arch of each added or changed package -> the source it came from
+    # ("URL SUITE", as the lock names it)
+    sources: dict[str, str] = field(default_factory=dict)
+    # One line for a cron mail: "3 security updates: libc6 2.36-9+deb12u7, ..."
+    summary: str = ""
 
 
-def diff_packages(old: dict[str, str], new: dict[str, str]) -> PackageChanges:
+def _summary(changes: PackageChanges, lock: Lock | None) -> str:
+    groups: dict[str, list[str]] = {}
+    by_id = {src.id: src for src in lock.sources} if lock is not None else {}
+    for line in changes.changed:
+        key, _, versions = line.partition(" ")
+        new = versions.rpartition(" -> ")[2]
+        src = by_id.get(changes.sources.get(key, ""))
+        if src is not None and src.security:
+            label = "security update"
+        elif src is not None:
+            label = f"update from {src.suite}"
+        else:
+            label = "update"
+        groups.setdefault(label, []).append(f"{key.split(':', 1)[0]} {new}")
+    parts = []
+    for label in sorted(groups, key=lambda g: (g != "security update", g)):
+        items = groups[label]
+        plural = "s" if len(items) != 1 else ""
+        word = label.replace("update", "update" + plural, 1)
+        parts.append(f"{len(items)} {word}: {', '.join(items)}")
+    if changes.added:
+        parts.append(f"{len(changes.added)} added: {', '.join(a.split(':', 1)[0] + ' ' + a.split(' ', 1)[1] for a in changes.added)}")
+    if changes.removed:
+        parts.append(f"{len(changes.removed)} removed: {', '.join(r.split(':', 1)[0] for r in changes.removed)}")
+    return "; ".join(parts)
+
+
+def diff_packages(old: dict[str, str], new: dict[str, str], lock: Lock | None = None) -> PackageChanges:
+    """What changed between two builds' package sets; with the new lock,
+    also where each new version came from and a one-line summary."""
     ch = PackageChanges()
     for key in sorted(new.keys() - old.keys()):
         ch.added.append(f"{key} {new[key]}")
@@ -54,6 +88,15 @@ def diff_packages(old: dict[str, str], new: dict[str, str]) -> PackageChanges:
     for key in sorted(old.keys() & new.keys()):
         if old[key] != new[key]:
             ch.changed.append(f"{key} {old[key]} -> {new[key]}")
+    if lock is not None:
+        touched = {line.split(" ", 1)[0] for line in ch.added + ch.changed}
+        for p in lock.packages:
+            if p.key in touched:
+                src = lock.source_of(p)
+                if src is not None:
+                    ch.sources[p.key] = src.id
+        # The first build has nothing to compare with.
+        ch.summary = _summary(ch, lock) if old else ""
     return ch
 
 

@@ -1,4 +1,5 @@
-"""The package cache: files by sha256, verified on every use.
+"""The package cache: files by sha256, verified on every use (package files,
+and the uncompressed Packages indices their Releases list).
 
 Layout: CACHE/sha256/ab/abcdef... and nothing else under sha256/ except
 `.NAME.*.part` files of downloads in progress, each flock-ed by its writer.
@@ -103,6 +104,32 @@ class Cache:
         except OSError as exc:
             raise OutputError(f"cannot create cache directory {d}: {exc.strerror}") from None
         return d
+
+    def store(self, sha256: str, data: bytes) -> Path:
+        """Put data in as the entry sha256 (checked), atomically: written
+        under a flock-ed .part name and renamed into place."""
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError("cache entry does not match its name")
+        d = self.ensure_dir(sha256)
+        import tempfile
+
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{sha256}.", suffix=".part", dir=d)
+        except OSError as exc:
+            raise OutputError(f"cannot write in the cache {d}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), 0o644)
+                os.rename(tmp, self.path(sha256))
+        except OSError as exc:
+            raise OutputError(f"cannot write in the cache {d}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return self.path(sha256)
 
     def entries(self) -> Iterator[Entry]:
         """Every entry by its name; contents are not checked here."""

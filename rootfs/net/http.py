@@ -258,6 +258,7 @@ class Transport:
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._addr_cache: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
 
     # -- connections -----------------------------------------------------
 
@@ -268,18 +269,20 @@ class Transport:
             return self._default_context
 
     def _address(self, host: str, port: int) -> str:
-        # Each host once: several parallel look-ups sometimes stall for the
-        # resolver's timeout.
-        with self._lock:
-            addr = self._addr_cache.get((host, port))
-        if addr is None:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise HostUnknown(host, exc.strerror) from None
-            addr = infos[0][4][0]
+        # Each host once, one look-up at a time: several parallel look-ups
+        # sometimes stall for the resolver's 5 s timeout, and threads starting
+        # together (the sources of one resolve) would each look up.
+        with self._lookup_lock:
             with self._lock:
-                self._addr_cache[(host, port)] = addr
+                addr = self._addr_cache.get((host, port))
+            if addr is None:
+                try:
+                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                except socket.gaierror as exc:
+                    raise HostUnknown(host, exc.strerror) from None
+                addr = infos[0][4][0]
+                with self._lock:
+                    self._addr_cache[(host, port)] = addr
         return addr
 
     def _connect(self, o: Origin) -> http.client.HTTPConnection:

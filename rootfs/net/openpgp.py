@@ -3,7 +3,8 @@
 gpgv treats every key in the keyrings it is given as trusted and nothing
 else, which is exactly apt's model. It only reads binary keyrings, so
 ASCII-armoured ones (.asc, as apt and rpm ship them) are dearmoured here
-first. For clearsigned files we hand back the text gpgv says was signed,
+first; a keyring may also be a directory of key files, as apt's
+trusted.gpg.d is. For clearsigned files we hand back the text gpgv says was signed,
 never the raw input: anything outside the signed block is an attacker's.
 """
 
@@ -41,41 +42,87 @@ def dearmor(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _keyring_bytes(keyring: str | Path) -> bytes:
-    path = Path(keyring)
+def _read_key_file(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"keyring {path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"keyring {path} is a directory, not a keyring file") from None
     except OSError as exc:
         raise UsageError(f"cannot read keyring {path}: {exc.strerror}") from None
     return dearmor(data)
+
+
+def keyring_files(keyring: str | Path) -> list[tuple[Path, bytes]]:
+    """The binary key material of a keyring as apt reads one: a file
+    (binary or ASCII-armoured .asc), or a directory of *.gpg and *.asc
+    files, as /etc/apt/trusted.gpg.d is."""
+    path = Path(keyring)
+    if path.is_dir():
+        try:
+            names = sorted(p for p in path.iterdir() if p.suffix in (".gpg", ".asc") and p.is_file())
+        except OSError as exc:
+            raise UsageError(f"cannot read keyring directory {path}: {exc.strerror}") from None
+        if not names:
+            raise UsageError(f"keyring directory {path} holds no .gpg or .asc key files")
+        return [(p, _read_key_file(p)) for p in names]
+    return [(path, _read_key_file(path))]
+
+
+def check_keyring(keyring: str | Path) -> None:
+    """UsageError unless keyring is a readable key file or directory."""
+    keyring_files(keyring)
+
+
+def _status(lines: list[str]) -> dict[str, list[list[str]]]:
+    out: dict[str, list[list[str]]] = {}
+    for line in lines:
+        words = line.split()
+        if len(words) > 1 and words[0] == "[GNUPG:]":
+            out.setdefault(words[1], []).append(words[2:])
+    return out
+
+
+def _good_signature(status: dict[str, list[list[str]]]) -> bool:
+    """At least one signature good and valid, from a key in the keyring
+    (GOODSIG by a key id whose VALIDSIG names its fingerprint), and none
+    bad. As apt: signatures by keys that are not in the keyring are
+    ignored when another key's signature is good."""
+    if "BADSIG" in status:
+        return False
+    valid = {args[0].upper() for args in status.get("VALIDSIG", []) if args}
+    for args in status.get("GOODSIG", []):
+        keyid = args[0].upper() if args else ""
+        if keyid and any(fpr.endswith(keyid) for fpr in valid):
+            return True
+    return False
 
 
 def _gpgv(tmp: Path, keyring: str | Path, args: list[str], what: str) -> None:
     gpgv = shutil.which("gpgv")
     if gpgv is None:
         raise PrivilegeError("gpgv is not installed; it is needed to check signatures (or pass --no-check-gpg)")
-    kr = tmp / "keyring.gpg"
-    kr.write_bytes(_keyring_bytes(keyring))
+    keyrings = []
+    for i, (_, data) in enumerate(keyring_files(keyring)):
+        kr = tmp / f"keyring-{i}.gpg"
+        kr.write_bytes(data)
+        keyrings += ["--keyring", str(kr)]
     home = tmp / "home"
     home.mkdir(mode=0o700)
-    proc = host_run([gpgv, "--homedir", str(home), "--keyring", str(kr), "--status-fd", "1", *args],
+    proc = host_run([gpgv, "--homedir", str(home), *keyrings, "--status-fd", "1", *args],
                     what=f"gpgv checking {what}")
-    status = proc.stdout.decode(errors="replace").splitlines()
-    words = {line.split()[1] for line in status if line.startswith("[GNUPG:] ") and len(line.split()) > 1}
-    if proc.returncode == 0 and "VALIDSIG" in words and "GOODSIG" in words:
+    status = _status(proc.stdout.decode(errors="replace").splitlines())
+    # gpgv exits non-zero when any one signature cannot be checked; apt
+    # accepts a file that one keyring key signed well, and so do we.
+    if _good_signature(status):
         return
-    if "NO_PUBKEY" in words or "ERRSIG" in words:
-        raise VerifyError(f"{what} is signed by a key that is not in the keyring {keyring}")
-    if "BADSIG" in words:
+    if "BADSIG" in status:
         raise VerifyError(f"{what} has a bad signature (it was changed after signing)")
-    if "NODATA" in words or not words:
-        raise VerifyError(f"{what} carries no OpenPGP signature")
-    if "EXPKEYSIG" in words or "REVKEYSIG" in words:
+    if "EXPKEYSIG" in status or "REVKEYSIG" in status:
         raise VerifyError(f"{what} is signed by an expired or revoked key")
+    if "NO_PUBKEY" in status or "ERRSIG" in status:
+        raise VerifyError(f"{what} is signed by a key that is not in the keyring {keyring}")
+    if "NODATA" in status or not status:
+        raise VerifyError(f"{what} carries no OpenPGP signature")
     raise VerifyError(f"{what} failed signature verification against {keyring}")
 
 

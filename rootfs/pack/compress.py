@@ -2,12 +2,14 @@
 
 The walk produces the uncompressed stream once; every artifact that wants
 it (the .tar, the .tar.zst, the OCI layer, a digest) is a sink, and the tee
-hands each chunk to all of them. Every compressor is deterministic: no name
-or time in the gzip header, fixed block boundaries, fixed zstd worker count
-(zstd's multithreaded output depends on the worker setting, not on the
-machine). Sinks that burn CPU run in their own thread behind a short queue,
-so the walk, the compressors and the hashes use both cores while memory
-stays bounded by a few chunks.
+hands each chunk to all of them. Every compressor is deterministic, and its
+bytes do not depend on the number of cores it is given: no name or time in
+the gzip header and fixed gzip block boundaries; zstd in its multithreaded
+mode, whose streaming output is the same for any worker count from one up
+(it cuts jobs by size, never by worker); xz in one thread. So each uses every
+core the process may run on. Sinks that burn CPU run in their own thread
+behind a short queue, so the walk, the compressors and the hashes overlap
+while memory stays bounded by a few chunks per worker.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ from rootfs.model.errors import OutputError
 COMPRESSIONS = ("gzip", "zstd", "xz")
 GZIP_LEVEL = 6  # what Go's compress/gzip (docker, buildah) uses by default
 ZSTD_LEVEL = 3  # zstd's default, as `tar | zstd` and podman's zstd layers
-ZSTD_THREADS = 2  # fixed, never "all cores": the output depends on it
 XZ_PRESET = 6
+MAX_WORKERS = 8  # compression threads per sink; each holds a few MiB in flight
+
+
+def cpu_workers() -> int:
+    """The compression threads a sink starts: the cores this process may
+    run on (its affinity mask, as taskset or a cgroup cpuset sets it)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_WORKERS))
 
 
 class Sink:
@@ -149,9 +161,11 @@ class Threaded(Sink):
 
 
 class ZstdSink(Sink):
-    def __init__(self, inner: Sink, level: int = ZSTD_LEVEL, threads: int = ZSTD_THREADS):
+    def __init__(self, inner: Sink, level: int = ZSTD_LEVEL, threads: int | None = None):
         self.inner = inner
-        self.c = zstandard.ZstdCompressor(level=level, threads=threads).compressobj()
+        # Never 0: the single-threaded mode frames the output differently,
+        # so a one-core machine would write other bytes than a two-core one.
+        self.c = zstandard.ZstdCompressor(level=level, threads=max(1, threads or cpu_workers())).compressobj()
 
     def write(self, data: bytes) -> None:
         out = self.c.compress(data)
@@ -181,8 +195,13 @@ class XzSink(Sink):
 # gzip: pigz's scheme. The input is cut into fixed 1 MiB blocks; each block
 # is deflated on its own (in parallel: zlib drops the GIL) with the previous
 # 32 KiB as its dictionary and ends in a sync flush, so the raw deflate
-# pieces concatenate into one valid stream. The header carries no name and
-# mtime 0; the trailer's CRC-32 and length are computed over the input here.
+# pieces concatenate into one valid stream, one gzip member. The cut points
+# depend only on the offset in the stream, never on how it arrives in
+# write() calls or on how many threads compress, so the bytes are the same
+# on one core or eight. The header carries no name and mtime 0; the
+# trailer's CRC-32 and length are computed over the input here. Deflate is
+# the host's zlib, as in pigz: zlib-ng and ISA-L are faster but their output
+# differs between x86 and ARM builds, and an image must not.
 _GZ_BLOCK = 1 << 20
 _GZ_DICT = 32 << 10
 _GZ_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
@@ -197,12 +216,13 @@ def _deflate(block: bytes, zdict: bytes, last: bool, level: int) -> bytes:
 
 
 class GzipSink(Sink):
-    def __init__(self, inner: Sink, level: int = GZIP_LEVEL, workers: int = 2):
+    def __init__(self, inner: Sink, level: int = GZIP_LEVEL, workers: int | None = None):
         self.inner = inner
         self.level = level
-        self.pool = ThreadPoolExecutor(max_workers=workers)
+        n = max(1, workers or cpu_workers())
+        self.pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gzip")
         self.pending: deque[Future] = deque()
-        self.window = workers * 2
+        self.window = n * 2  # blocks in flight: every worker busy, memory bounded
         self.buf = bytearray()
         self.prev_tail = b""
         self.crc = 0
@@ -219,8 +239,11 @@ class GzipSink(Sink):
         self.crc = zlib.crc32(data, self.crc)
         self.length += len(data)
         self.buf += data
+        # A full block waits for one more byte: the last block, however
+        # long, is the one that ends the stream (Z_FINISH).
         while len(self.buf) > _GZ_BLOCK:
-            block = bytes(self.buf[:_GZ_BLOCK])
+            with memoryview(self.buf) as view:
+                block = bytes(view[:_GZ_BLOCK])
             del self.buf[:_GZ_BLOCK]
             self._submit(block, last=False)
 

@@ -57,6 +57,7 @@ class MakeRequest:
     jobs: int = 4
     mode: Mode = Mode.ROOT
     locked: Path | None = None
+    relocate: bool = False  # the command line named sources: --locked fetches from them
     force: bool = False
     keep: int = 0
     wait: float = 0.0
@@ -81,15 +82,16 @@ def artifact_name(fmt: str) -> str:
     return ARTIFACT_NAMES[fmt]
 
 
-def _load_lock(req: MakeRequest, downloader: Downloader) -> Lock:
+def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[Lock, dict[str, str]]:
+    """The lock to build and the package URLs that differ from its own."""
     from rootfs.pipeline import stages as pipeline
 
     if req.locked is None:
-        return pipeline.resolve(req.recipe, req.resolve_opts, downloader)
+        return pipeline.resolve(req.recipe, req.resolve_opts, downloader), {}
     lock = read_lock(req.locked)
     if lock.backend != req.recipe.backend:
         raise UsageError(f"lock file {req.locked} is for the {lock.backend} backend, the recipe uses {req.recipe.backend}")
-    return lock
+    return pipeline.use_lock(lock, req.recipe, req.resolve_opts, req.relocate)
 
 
 IMAGE_FORMATS = ("oci", "oci-archive", "docker-archive")
@@ -173,11 +175,11 @@ def make(req: MakeRequest) -> BuildReport:
         clean_stale_staging(out if req.keep else out.parent, out.name)
         prev = read_report(plan.report_path())
         with report.stage("resolve"):
-            lock = _load_lock(req, downloader)
+            lock, urls = _load_lock(req, downloader)
         report.lock_digest = lock.digest()
         report.packages_digest = packages_digest(lock)
         report.packages = package_versions(lock)
-        report.changes = diff_packages(prev.packages if prev else {}, report.packages)
+        report.changes = diff_packages(prev.packages if prev else {}, report.packages, lock)
         report.source_date_epoch = lock.source_date_epoch
         inputs = inputs_of(req, lock)
         report.inputs, report.inputs_digest = inputs.to_dict(), inputs.digest()
@@ -197,11 +199,13 @@ def make(req: MakeRequest) -> BuildReport:
             return report
         report.reason = _rebuild_reason(prev, report, req.force)
         ui.info(f"{req.recipe.name}: building {len(lock.packages)} packages ({report.reason})")
+        if prev is not None and report.changes.summary:
+            ui.info(f"{req.recipe.name}: {report.changes.summary}")
 
         cache = Cache(req.cache_dir)
         with cache_lock(req.cache_dir, shared=True, timeout=None):
             with report.stage("fetch"):
-                files = pipeline.fetch(lock, cache, downloader, req.jobs)
+                files = pipeline.fetch(lock, cache, downloader, req.jobs, urls)
             build_and_publish(req, lock, files, report, plan)
         if req.push:
             with report.stage("push"):
@@ -337,11 +341,11 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
     from rootfs.pipeline import stages as pipeline
 
     with report.stage("resolve"):
-        lock = _load_lock(req, downloader)
+        lock, urls = _load_lock(req, downloader)
     report.packages = package_versions(lock)
     with cache_lock(req.cache_dir, shared=True, timeout=None):
         with report.stage("fetch"):
-            files = pipeline.fetch(lock, Cache(req.cache_dir), downloader, req.jobs)
+            files = pipeline.fetch(lock, Cache(req.cache_dir), downloader, req.jobs, urls)
         work = Path(tempfile.mkdtemp(prefix="rootfs-stream."))
         try:
             root = work / "root"

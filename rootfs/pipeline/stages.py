@@ -44,6 +44,16 @@ class Selection:
     weak_deps: bool | None = None
     nodeps: bool | None = None
     modules: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # --source, in apt's one-line or deb822 form, or a file
+    security_mirror: str | None = None
+    updates: bool | None = None  # False with --no-updates
+    image_mirror: str | None = None
+    image_security_mirror: str | None = None
+
+    @property
+    def names_sources(self) -> bool:
+        """Whether the command line says where packages come from."""
+        return bool(self.mirror or self.security_mirror or self.sources or self.repos)
 
 
 def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
@@ -61,10 +71,25 @@ def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
     if sel.arch:
         common["architecture"] = sel.arch
     backend: dict = {}
-    if sel.mirror:
-        if not sel.mirror.startswith(("http://", "https://", "file:/")):
-            raise UsageError(f"mirror {sel.mirror!r} is not an http://, https:// or file:// URL")
-        backend["mirror"] = ("--mirror", sel.mirror)
+    for option, key, url in (("--mirror", "mirror", sel.mirror), ("--security-mirror", "security_mirror", sel.security_mirror),
+                             ("--image-mirror", "image_mirror", sel.image_mirror),
+                             ("--image-security-mirror", "image_security_mirror", sel.image_security_mirror)):
+        if url:
+            if not url.startswith(("http://", "https://", "file:/")):
+                raise UsageError(f"{option} {url!r} is not an http://, https:// or file:// URL")
+            backend[key] = (option, url)
+    if sel.sources:
+        parsed: tuple = ()
+        if recipe.backend == "deb":
+            from rootfs.backends.deb.sources import parse_source_option
+
+            parsed = tuple(spec for value in sel.sources for spec in parse_source_option(value))
+        backend["added_sources"] = ("--source", getattr(recipe.settings, "added_sources", ()) + parsed)
+    if sel.updates is not None:
+        if not sel.updates and sel.security_mirror:
+            raise UsageError("--no-updates leaves out the security suites, so --security-mirror would not be used; "
+                             "pass one of them")
+        backend["updates"] = ("--no-updates", sel.updates)
     if sel.variant:
         from rootfs.backends.deb.settings import check_variant
 
@@ -94,6 +119,12 @@ def apply_selection(recipe: Recipe, sel: Selection) -> Recipe:
     out = recipe.replace(**common) if common else recipe
     if backend:
         out = out.with_settings(**{k: v for k, (_, v) in backend.items()})
+    if out.backend == "deb":
+        # Before anything is fetched: pkg=version and pkg/suite read, and
+        # contradictions among the requests refused.
+        from rootfs.backends.deb.resolver import parse_requests
+
+        parse_requests(out.include, out.exclude)
     return out
 
 
@@ -105,11 +136,24 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
     return lock
 
 
-def fetch(lock: Lock, cache: Cache, downloader: Downloader, jobs: int) -> dict[str, Path]:
-    total = sum(p.size for p in lock.packages)
-    with ui.phase("fetch") as ph, ui.download_bar(total, f"fetching {len(lock.packages)} packages") as advance:
-        files = fetch_packages(lock.packages, cache, downloader, jobs=jobs, progress=advance)
-        ph.summary = f"{len(lock.packages)} packages, {ui.size_text(total)} verified"
+def use_lock(lock: Lock, recipe: Recipe, opts: ResolveOptions, sources_given: bool) -> tuple[Lock, dict[str, str]]:
+    """A lock read from a file, as this run uses it: the backend adapts
+    what the command line changes (the image's own sources; where to fetch
+    from when the user named sources) and says which URLs changed."""
+    return backend_module(lock.backend).locked(lock, recipe, sources_given, opts)
+
+
+def fetch(lock: Lock, cache: Cache, downloader: Downloader, jobs: int,
+          urls: dict[str, str] | None = None) -> dict[str, Path]:
+    """Every package file of the lock, verified; `urls` (package key ->
+    URL) fetches some from elsewhere than the lock says, the same bytes."""
+    import dataclasses
+
+    packages = [dataclasses.replace(p, url=urls[p.key]) if urls and p.key in urls else p for p in lock.packages]
+    total = sum(p.size for p in packages)
+    with ui.phase("fetch") as ph, ui.download_bar(total, f"fetching {len(packages)} packages") as advance:
+        files = fetch_packages(packages, cache, downloader, jobs=jobs, progress=advance)
+        ph.summary = f"{len(packages)} packages, {ui.size_text(total)} verified"
     ui.detail(f"{len(files)} package files verified in {cache.root}")
     return files
 

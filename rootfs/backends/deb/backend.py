@@ -1,4 +1,4 @@
-"""The deb backend's two entry points (see rootfs.backends).
+"""The deb backend's entry points (see rootfs.backends).
 
 Imported lazily so that resolving never loads the installer and its tools.
 """
@@ -14,3 +14,9 @@ def install(lock, files, root, opts):
     from rootfs.backends.deb.install import install as _install
 
     return _install(lock, files, root, opts)
+
+
+def locked(lock, recipe, sources_given, opts):
+    from rootfs.backends.deb.resolve import locked as _locked
+
+    return _locked(lock, recipe, sources_given, opts)

@@ -4,8 +4,12 @@ A bootstrap looks at a few hundred of bookworm's 63,440 stanzas, so the
 index keeps every stanza as raw bytes keyed by package name and parses one
 into a Package only when the resolver asks for it. Splitting on blank lines
 is done by bytes.split in C; the per-stanza Python work is one slice and a
-few substring searches. Decompression is rootfs.decompress's (xz, the
-format Debian ships, in an `xz -T2` subprocess that overlaps parsing).
+few substring searches.
+
+Decompression is the larger cost (bookworm main: 50 MB from 12 MB of gzip
+or 8.8 MB of xz). rootfs.decompress.whole does it in one call that holds no
+GIL, so the indices of several sources decompress in threads while the
+main thread splits the ones already done.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class Package:
     sha256: str = ""
     source: str = ""
     base_url: str = ""  # the mirror the Filename is relative to
+    repository: str = ""  # the source it was read from (Repository.id)
     _relations: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -79,7 +84,7 @@ class Package:
         return self.base_url + repository_path(self.filename, f"the index entry of {self.name} {self.version} names")
 
 
-def parse_stanza(raw: bytes, base_url: str = "") -> Package:
+def parse_stanza(raw: bytes, base_url: str = "", repository: str = "") -> Package:
     values: dict[str, str] = {}
     key = None
     for line in raw.decode("utf-8", "replace").split("\n"):
@@ -108,7 +113,7 @@ def parse_stanza(raw: bytes, base_url: str = "") -> Package:
         _Version(values["version"])  # what sorting by version will need
     except ValueError:
         raise VerifyError(f"package {values['name'][:100]} has an invalid Version {values['version'][:100]!r}") from None
-    return Package(size=size, essential=essential, base_url=base_url, **values)
+    return Package(size=size, essential=essential, base_url=base_url, repository=repository, **values)
 
 
 def _stanza_name(st: bytes) -> bytes:
@@ -123,16 +128,17 @@ def _stanza_name(st: bytes) -> bytes:
 
 
 class Index:
-    """All stanzas of one or more Packages files of one mirror, for one
-    architecture.
+    """All stanzas of one or more Packages files of one source (one URI,
+    one suite), for one architecture.
 
     `add(chunks)` takes decompressed text in pieces; lookups parse stanzas on
     first use and cache the result. Names are kept as the bytes of the file
     until asked for: decoding 63,000 of them is measurable."""
 
-    def __init__(self, architecture: str, base_url: str = ""):
+    def __init__(self, architecture: str, base_url: str = "", repository: str = ""):
         self.architecture = architecture
         self.base_url = base_url  # what Filename fields are relative to
+        self.repository = repository  # stamped on every Package read from it
         self._raw: dict[bytes, bytes | list[bytes]] = {}
         self._parsed: dict[str, list[Package]] = {}
         self._providers: dict[str, list[str]] = {}
@@ -230,7 +236,7 @@ class Index:
             got = []
             base = self._own_base.get(name, self.base_url)
             for raw in self._entries(name.encode("utf-8", "surrogateescape")):
-                p = parse_stanza(raw, base)
+                p = parse_stanza(raw, base, self.repository)
                 if p.architecture not in (self.architecture, "all"):
                     continue
                 if (p.version, p.architecture) in seen:
@@ -241,8 +247,8 @@ class Index:
             self._parsed[name] = got
         return got
 
-    def providers(self, name: str) -> list[tuple[Package, str]]:
-        """(package, provided version or "") for every package providing name."""
+    def provider_names(self, name: str) -> list[str]:
+        """Names of the packages whose Provides (in any stanza) mention name."""
         from rootfs.backends.deb.relations import parse_provides
 
         names = self._providers.get(name)
@@ -256,20 +262,25 @@ class Index:
                 if needle in line and any(v == name for v, _ in parse_provides(line.decode("utf-8", "replace"))):
                     found.add(pname.decode("utf-8", "surrogateescape"))
             names = self._providers[name] = sorted(found)
+        return names
+
+    def providers(self, name: str) -> list[tuple[Package, str]]:
+        """(package, provided version or "") for every package providing name."""
+        from rootfs.backends.deb.relations import parse_provides
+
         out = []
-        for pname in names:
+        for pname in self.provider_names(name):
             for p in self.packages(pname):
                 for vname, version in parse_provides(p.provides):
                     if vname == name:
                         out.append((p, version))
         return out
 
-    def with_field(self, field_name: str, value: str) -> list[str]:
-        """Names whose highest version says `field_name: value` exactly as the
-        archive writes it (Priority: required, Essential: yes). A substring
-        search over the raw stanzas picks the few worth parsing."""
+    def names_mentioning(self, field_name: str, value: str) -> list[str]:
+        """Names with a stanza saying `field_name: value` as the archive
+        writes it; a substring search over the raw stanzas, so a superset
+        for the caller to check on parsed packages."""
         needle = f"{field_name}: {value}".encode()
-        attr = _FIELDS[field_name]
         out = []
         for bname, entries in self._raw.items():
             if type(entries) is list:
@@ -277,14 +288,24 @@ class Index:
                     continue
             elif needle not in entries:
                 continue
-            name = bname.decode("utf-8", "surrogateescape")
+            out.append(bname.decode("utf-8", "surrogateescape"))
+        return out
+
+    def with_field(self, field_name: str, value: str) -> list[str]:
+        """Names whose highest version says `field_name: value` exactly as the
+        archive writes it (Priority: required, Essential: yes)."""
+        attr = _FIELDS[field_name]
+        out = []
+        for name in self.names_mentioning(field_name, value):
             pkgs = self.packages(name)
-            if not pkgs:
-                continue
-            got = pkgs[0].essential if attr == "essential" else getattr(pkgs[0], attr)
-            if got is True or got == value:
+            if pkgs and field_matches(pkgs[0], attr, value):
                 out.append(name)
         return sorted(out)
+
+
+def field_matches(p: Package, attr: str, value: str) -> bool:
+    got = p.essential if attr == "essential" else getattr(p, attr)
+    return got is True or got == value
 
 
 # -- decompression ------------------------------------------------------------
@@ -294,3 +315,11 @@ def decompress_chunks(data: bytes, ext: str, what: str = "the index") -> Iterato
     if ext not in decompress.SUFFIXES:
         raise VerifyError(f"{what} has an unknown compression {ext!r}")
     return decompress.chunks(data, decompress.SUFFIXES[ext], what, VerifyError)
+
+
+def decompress_index(data: bytes, ext: str, what: str = "the index", size: int = 0) -> bytes:
+    """The whole decompressed index; `size` is the uncompressed size the
+    Release lists (0 when it lists none)."""
+    if ext not in decompress.SUFFIXES:
+        raise VerifyError(f"{what} has an unknown compression {ext!r}")
+    return decompress.whole(data, decompress.SUFFIXES[ext], what, VerifyError, size)

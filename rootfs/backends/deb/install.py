@@ -529,14 +529,33 @@ def write_fstab(ex: Extractor) -> None:
         ex.write_file("etc/fstab", b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n")
 
 
+def _holds_file(ex: Extractor, path: str) -> bool:
+    """Whether the root has a regular file at path, following links as the
+    root's own apt would (trixie's keyring .gpg is a link to its .pgp)."""
+    from rootfs.host.safepath import PathEscape, resolve_in_root
+
+    try:
+        return os.path.isfile(resolve_in_root(ex.root, path))
+    except (PathEscape, OSError):
+        return False
+
+
 def write_sources(lock: Lock, ex: Extractor) -> None:
+    """The image's own apt sources (rootfs.backends.deb.apt_sources)."""
+    from rootfs.backends.deb import apt_sources
+
     if not lock.sources:
         return
-    src = lock.sources[0]
-    components = " ".join(lock.components or ("main",))
-    ex.make_dir("etc")
-    ex.make_dir("etc/apt")
-    ex.write_file("etc/apt/sources.list", f"deb {src.url} {src.suite or lock.suite} {components}\n".encode())
+    path = apt_sources.sources_path(lock)
+    parent = ""
+    for part in path.split("/")[:-1]:
+        parent = f"{parent}/{part}" if parent else part
+        ex.make_dir(parent)
+    ex.write_file(path, apt_sources.render(lock, lambda p: _holds_file(ex, p)).encode())
+    pins = apt_sources.preferences(lock)
+    if pins:
+        ex.make_dir("etc/apt/preferences.d")
+        ex.write_file(apt_sources.PREFERENCES, pins.encode())
 
 
 # -- stage 2 -----------------------------------------------------------------

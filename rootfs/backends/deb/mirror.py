@@ -1,10 +1,11 @@
-"""Which mirror to use: --mirror, the recipe, ROOTFS_MIRROR, then the host's
-apt configuration for the same distribution, discovered at run time.
+"""Which mirrors to use: --mirror, the recipe, ROOTFS_MIRROR, then the host's
+apt configuration for the same distribution, discovered at run time; the
+same for the security mirror (--security-mirror, ROOTFS_SECURITY_MIRROR).
 
 No mirror host name is written in rootfs: the host's apt sources already
 name the mirror that this machine may reach. The sources files are read
-directly (`apt-get indextargets` costs seconds), and the Origin of each
-source comes from the Release file apt last downloaded for it.
+directly (`apt-get indextargets` costs seconds), and the Origin and Label
+of each source come from the Release file apt last downloaded for it.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def _list_name(uri: str, suite: str) -> str:
     return f"{bare}/dists/{suite}/".replace("/", "_")
 
 
-def _origin(uri: str, suite: str, lists: Path) -> str:
+def _release_fields(uri: str, suite: str, lists: Path) -> dict[str, str]:
+    """Origin and Label of the Release apt last downloaded for uri/suite."""
     for name in ("InRelease", "Release"):
         try:
             with open(lists / (_list_name(uri, suite) + name), errors="replace") as f:
@@ -80,39 +82,74 @@ def _origin(uri: str, suite: str, lists: Path) -> str:
             continue
         if head.startswith("-----BEGIN PGP SIGNED MESSAGE-----"):
             head = head.partition("\n\n")[2]  # past the armour headers
+        found = {}
         for line in head.splitlines():
-            if line.startswith("Origin:"):
-                return line.split(":", 1)[1].strip()
             if not line.strip():
                 break
-    return ""
+            key, sep, value = line.partition(":")
+            if sep and key in ("Origin", "Label"):
+                found[key] = value.strip()
+        return found
+    return {}
 
 
-def host_mirror(distribution: str, origin: str = "", etc: Path = APT_ETC, lists: Path = APT_LISTS) -> str | None:
-    """The first non-security mirror for `distribution` in the host's apt
-    setup: by the Origin of its Release when apt has downloaded it, else by
-    the last path component of its URI (…/debian, …/ubuntu)."""
+def _is_security(label: str) -> bool:
+    # Debian's security archive is labelled "Debian-Security"; a
+    # derivative's own security archive follows the same pattern.
+    return label.lower().endswith("-security")
+
+
+def host_mirror(distribution: str, origin: str = "", etc: Path = APT_ETC, lists: Path = APT_LISTS,
+                *, security: bool = False) -> str | None:
+    """The first mirror for `distribution` in the host's apt setup: by the
+    Origin (and, for the security mirror, the "-Security" Label) of its
+    Release when apt has downloaded it, else by the last path component of
+    its URI (…/debian, …/debian-security)."""
     want = (origin or distribution).lower()
+    path_name = f"{distribution}-security" if security else distribution
     by_path = None
     for src in host_sources(etc):
-        if "security" in src.uri or any("security" in s for s in src.suites):
+        releases = [_release_fields(src.uri, s, lists) for s in src.suites]
+        releases = [r for r in releases if r]
+        if releases:
+            if any(r.get("Origin", "").lower() == want and _is_security(r.get("Label", "")) == security
+                   for r in releases):
+                return src.uri
             continue
-        origins = {_origin(src.uri, s, lists).lower() for s in src.suites} - {""}
-        if want in origins:
-            return src.uri
-        if not origins and by_path is None and src.uri.rstrip("/").rsplit("/", 1)[-1] == distribution:
+        if security != ("security" in src.uri or any("security" in s for s in src.suites)):
+            continue
+        if by_path is None and src.uri.rstrip("/").rsplit("/", 1)[-1] == path_name:
             by_path = src.uri
     return by_path
 
 
-def choose_mirror(cli_mirror: str | None, recipe_mirror: str, distribution: str, origin: str = "") -> str:
-    for value in (cli_mirror, recipe_mirror, os.environ.get("ROOTFS_MIRROR")):
+def _first(*values: str | None) -> str:
+    for value in values:
         if value:
             return value.rstrip("/") + "/"
-    found = host_mirror(distribution, origin)
+    return ""
+
+
+def choose_mirror(cli_mirror: str | None, recipe_mirror: str, distribution: str, origin: str = "") -> str:
+    found = _first(cli_mirror, recipe_mirror, os.environ.get("ROOTFS_MIRROR"))
     if found:
-        return found.rstrip("/") + "/"
+        return found
+    found = _first(host_mirror(distribution, origin))
+    if found:
+        return found
     raise UsageError(
         f"no mirror for {distribution or 'this recipe'}: pass --mirror URL, set ROOTFS_MIRROR, "
         "or configure one in apt's sources"
     )
+
+
+def choose_security_mirror(recipe_mirror: str, distribution: str, origin: str = "") -> tuple[str, str]:
+    """(URL, "") or ("", why there is none): the recipe's (or
+    --security-mirror), ROOTFS_SECURITY_MIRROR, then the host's apt."""
+    found = _first(recipe_mirror, os.environ.get("ROOTFS_SECURITY_MIRROR"),
+                   host_mirror(distribution, origin, security=True))
+    if found:
+        return found, ""
+    return "", (f"no security mirror for {distribution or 'this recipe'}: pass --security-mirror URL, "
+                "set ROOTFS_SECURITY_MIRROR, configure one in apt's sources, or build without the "
+                "update suites (--no-updates)")

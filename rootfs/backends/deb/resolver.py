@@ -10,8 +10,10 @@ archive's own base sets but also honours version relations, Provides
   "a | b" can be satisfied by something the hard closure already chose
   instead of pulling in a, as apt would.
 - Otherwise the first alternative that can be satisfied wins; for a name,
-  the highest version that meets the relation; for a virtual name, the
-  provider with the best Priority, then by name.
+  its candidate (rootfs.backends.deb.policy: apt's choice among the
+  sources by pin priority, then version), which must meet the relation,
+  as apt requires; for a virtual name, the provider whose candidate
+  provides it, with the best Priority, then by name.
 - One version per package name. Everything is processed in a fixed order,
   so the same indices give the same set.
 - Conflicts and Breaks inside the chosen set are a ResolveError listing
@@ -29,11 +31,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from rootfs.backends.deb.index import Index, Package
+from rootfs.backends.deb.policy import Pool
 from rootfs.backends.deb.relations import Alt, Relation, parse_provides, parse_relations
+from rootfs.backends.deb.settings import VARIANTS
 from rootfs.backends.deb.version import satisfies
 from rootfs.model.errors import ResolveError, UsageError
 
-VARIANTS = ("essential", "minbase", "buildd", "default")
 _PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
 REQUESTED = "(requested)"
 
@@ -54,17 +57,77 @@ class Resolution:
     parents: dict[str, str] = field(default_factory=dict)  # why each package is in
 
 
-def variant_request(index: Index, variant: str, include=(), exclude=(), https: bool = False) -> Request:
+def _pool(source: Pool | Index) -> Pool:
+    return source if isinstance(source, Pool) else Pool.of(source)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One --include item: `pkg`, `pkg=version` or `pkg/suite` (apt's forms)."""
+
+    name: str
+    version: str = ""
+    suite: str = ""
+
+    def __str__(self) -> str:
+        return self.name + (f"={self.version}" if self.version else "") + (f"/{self.suite}" if self.suite else "")
+
+
+def parse_wanted(spec: str) -> Wanted:
+    name, eq, version = spec.partition("=")
+    suite = ""
+    if not eq:
+        name, _, suite = spec.partition("/")
+    if not name or (eq and not version) or ("/" in version) or ("/" in spec and not suite and not eq):
+        raise UsageError(f"cannot read the package request {spec!r} (pkg, pkg=version or pkg/suite)")
+    return Wanted(name, version, suite)
+
+
+def parse_requests(include=(), exclude=()) -> dict[str, Wanted]:
+    """The include items by name; contradictions are refused."""
+    wanted: dict[str, Wanted] = {}
+    for spec in include:
+        w = parse_wanted(spec)
+        prev = wanted.get(w.name)
+        if prev is not None and prev != w:
+            raise UsageError(f"{w.name} is asked for twice, as {prev} and as {w}")
+        wanted[w.name] = w
+    both = sorted(set(wanted) & set(exclude))
+    if both:
+        raise UsageError(f"{', '.join(both)} is both included and excluded")
+    return wanted
+
+
+def choose_requested(source: Pool | Index, include=(), exclude=()) -> tuple[str, ...]:
+    """Apply the include items' version and suite choices to the pool's
+    candidates; the names asked for."""
+    pool = _pool(source)
+    wanted = parse_requests(include, exclude)
+    # Versions first, then suites: a suite's dependency walk sees every
+    # version the user fixed.
+    for w in wanted.values():
+        if w.version:
+            pool.choose_version(w.name, w.version)
+    for w in wanted.values():
+        if w.suite:
+            pool.choose_suite(w.name, w.suite)
+    return tuple(wanted)
+
+
+def variant_request(source: Pool | Index, variant: str, include=(), exclude=(), https: bool = False) -> Request:
     """The roots debootstrap starts from for a variant, plus the recipe's
-    include, minus its exclude. `https`: the mirror is an https:// URL."""
+    include, minus its exclude. `https`: the mirror is an https:// URL.
+    Include items may be `pkg=version` or `pkg/suite` (see choose_requested)."""
+    pool = _pool(source)
+    include = choose_requested(pool, include, exclude)
     if variant == "essential":
-        roots = index.with_field("Essential", "yes")
+        roots = pool.with_field("Essential", "yes")
     elif variant in ("minbase", "buildd"):
-        roots = index.with_field("Priority", "required") + ["apt"]
+        roots = pool.with_field("Priority", "required") + ["apt"]
         if variant == "buildd":
             roots.append("build-essential")
     elif variant == "default":
-        roots = index.with_field("Priority", "required") + index.with_field("Priority", "important")
+        roots = pool.with_field("Priority", "required") + pool.with_field("Priority", "important")
     else:
         raise UsageError(f"unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
     if https and variant != "essential":
@@ -72,8 +135,8 @@ def variant_request(index: Index, variant: str, include=(), exclude=(), https: b
         # https mirror it was built from; an apt older than 1.5 (one that
         # does not provide apt-transport-https itself) needs the transport.
         roots.append("ca-certificates")
-        apt = index.packages("apt")
-        if apt and "apt-transport-https" not in apt[0].provides and index.packages("apt-transport-https"):
+        apt = pool.candidate("apt")
+        if apt is not None and "apt-transport-https" not in apt.provides and pool.candidate("apt-transport-https"):
             roots.append("apt-transport-https")
     # The root is set up merged-/usr (or flagged as deliberately unmerged)
     # at install time, so the live-migration package usrmerge, which drags in
@@ -88,9 +151,9 @@ def variant_request(index: Index, variant: str, include=(), exclude=(), https: b
 
 
 class _State:
-    def __init__(self, index: Index, request: Request):
-        self.index = index
-        self.arch = index.architecture
+    def __init__(self, pool: Pool, request: Request):
+        self.pool = pool
+        self.arch = pool.architecture
         self.request = request
         self.chosen: dict[str, Package] = {}
         self.parent: dict[str, str] = {}
@@ -128,27 +191,28 @@ class _State:
             return True
         return any(self._provided_ok(q, v, alt) for q, v in self.provided.get(alt.name, ()))
 
-    def pick(self, alt: Alt, excluded_hits: list[str]) -> Package | None:
+    def pick(self, alt: Alt, excluded_hits: list[str], unmet: list[str] | None = None) -> Package | None:
         """The package to add for alt, or None. Names already chosen are not
-        candidates (they did not satisfy alt, and a name has one version)."""
+        candidates (they did not satisfy alt, and a name has one version).
+        A name's candidate that does not meet alt goes into `unmet`."""
         skip = self.request.exclude | self.request.never_pull
         if alt.name not in self.chosen:
             if alt.name in skip:
-                if self.index.packages(alt.name):
+                if self.pool.has(alt.name):
                     excluded_hits.append(alt.name)
             else:
-                for p in self.index.packages(alt.name):
-                    if self._real_ok(p, alt):
-                        return p
+                cand = self.pool.candidate(alt.name)
+                if cand is not None:
+                    if self._real_ok(cand, alt):
+                        return cand
+                    if unmet is not None:
+                        unmet.append(f"the candidate is {self.pool.describe(cand)}")
         providers = []
-        for p, version in self.index.providers(alt.name):
+        for p, version in self.pool.providers(alt.name):
             if p.name in self.chosen or not self._provided_ok(p, version, alt):
                 continue
             if p.name in skip:
                 excluded_hits.append(p.name)
-                continue
-            # The provider itself must be the highest version of its name.
-            if self.index.packages(p.name)[0] is not p:
                 continue
             providers.append(p)
         if providers:
@@ -191,8 +255,9 @@ class _State:
             self.deferred.append((owner, rel))
             return
         excluded_hits: list[str] = []
+        unmet: list[str] = []
         for alt in rel:
-            p = self.pick(alt, excluded_hits)
+            p = self.pick(alt, excluded_hits, unmet)
             if p is not None:
                 self.add(p, owner)
                 return
@@ -204,7 +269,7 @@ class _State:
             )
             return
         clash = [f"{a.name} {self.chosen[a.name].version} is chosen" for a in rel if a.name in self.chosen]
-        why = f" ({'; '.join(clash)})" if clash else ""
+        why = (f" ({'; '.join(clash)})" if clash else "") + (f": {'; '.join(unmet)}" if unmet else "")
         raise ResolveError(f'cannot satisfy "{text}" needed by {self.chain(owner)}{why}')
 
     def run(self) -> None:
@@ -214,7 +279,10 @@ class _State:
             hits: list[str] = []
             p = self.pick(Alt(name), hits)
             if p is None:
-                raise ResolveError(f'cannot satisfy "{name}" needed by {REQUESTED}: no such package in the suite')
+                if self.pool.has(name):
+                    raise ResolveError(f'cannot satisfy "{name}" needed by {REQUESTED}: no source offers it '
+                                       "at a priority above 0")
+                raise ResolveError(f'cannot satisfy "{name}" needed by {REQUESTED}: no such package in the sources')
             if p.name != name:
                 self.warnings.append(f"{name} is a virtual package; using {p.name} for it")
             self.add(p, REQUESTED)
@@ -253,13 +321,15 @@ def conflicts(packages: list[Package], arch: str) -> list[str]:
     return sorted(set(found))
 
 
-def resolve_set(index: Index, request: Request) -> Resolution:
-    """The closure of request over index; ResolveError when a relation
-    cannot be satisfied or the result breaks or conflicts with itself."""
-    state = _State(index, request)
+def resolve_set(source: Pool | Index, request: Request) -> Resolution:
+    """The closure of request over the pool's candidates; ResolveError when
+    a relation cannot be satisfied or the result breaks or conflicts with
+    itself."""
+    pool = _pool(source)
+    state = _State(pool, request)
     state.run()
     packages = sorted(state.chosen.values(), key=lambda p: p.name)
-    clashes = conflicts(packages, index.architecture)
+    clashes = conflicts(packages, pool.architecture)
     if clashes:
         raise ResolveError("the resolved set conflicts with itself: " + "; ".join(clashes))
     return Resolution(packages, state.warnings, dict(state.parent))
