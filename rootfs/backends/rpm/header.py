@@ -163,6 +163,8 @@ def retrofit_v3(h: Header) -> None:
     names = h.list(OLDFILENAMES)
     if not names or h.get(BASENAMES) is not None:
         return
+    if not all(isinstance(n, str) for n in names):
+        raise VerifyError("an rpm v3 header's file names are not strings")
     dirs: dict[str, int] = {}
     basenames, indexes = [], []
     for name in names:
