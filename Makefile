@@ -11,7 +11,10 @@ ALL     ?= bullseye bookworm trixie sid
 PYTEST_ARGS ?=
 SETUP   := .venv/.rootfs-installed
 
-.PHONY: setup image test test-fast bench all clean $(RECIPES)
+FUZZ_TIME ?= 60
+FUZZ_ARGS ?=
+
+.PHONY: setup image test test-fast bench fuzz all clean $(RECIPES)
 
 setup: $(SETUP)
 
@@ -34,6 +37,12 @@ test-fast:
 bench:
 	./scripts/setup.sh
 	$(PYTHON) bench/run.py
+
+# Every fuzz target (fuzz/targets.py) for FUZZ_TIME seconds each, under
+# atheris; a crash stops with its input in fuzz/crashes/.
+fuzz: $(SETUP)
+	cd fuzz && for t in $$(../$(PYTHON) targets.py); do \
+	  ../$(PYTHON) run.py $$t -max_total_time=$(FUZZ_TIME) $(FUZZ_ARGS) || exit 1; done
 
 # One target per recipe; `make -j all` builds them in parallel.
 $(RECIPES): $(SETUP)

@@ -135,7 +135,9 @@ def whole(data: bytes, kind: str | None, what: str, error: Callable[[str], Excep
         # Several concatenated members (pigz): the member-by-member reader.
     if kind == "xz" and shutil.which("xz"):
         try:
-            proc = subprocess.run(["xz", "-T2", "-dc"], input=data, capture_output=True, check=False)
+            from rootfs.host.run import run as host_run
+
+            proc = host_run(["xz", "-T2", "-dc"], input=data, what=f"xz decompressing {what}")
         except OSError as exc:
             raise error(f"{what}: cannot run xz: {exc.strerror}") from None
         if proc.returncode != 0:
@@ -177,8 +179,9 @@ def _zstd(data: bytes, what: str, error) -> Iterator[bytes]:
 
 
 def _xz_subprocess(data: bytes, what: str, error) -> Iterator[bytes]:
-    proc = subprocess.Popen(["xz", "-T2", "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    from rootfs.host.run import popen, watch
+
+    proc = popen(["xz", "-T2", "-dc"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def feed() -> None:
         try:
@@ -190,14 +193,15 @@ def _xz_subprocess(data: bytes, what: str, error) -> Iterator[bytes]:
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    try:
-        while chunk := proc.stdout.read(CHUNK):  # type: ignore[union-attr]
-            yield chunk
-    finally:
-        proc.stdout.close()  # type: ignore[union-attr]
-        writer.join()
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        rc = proc.wait()
+    with watch(proc, f"xz decompressing {what}"):
+        try:
+            while chunk := proc.stdout.read(CHUNK):  # type: ignore[union-attr]
+                yield chunk
+        finally:
+            proc.stdout.close()  # type: ignore[union-attr]
+            writer.join()
+            err = proc.stderr.read()  # type: ignore[union-attr]
+            proc.stderr.close()  # type: ignore[union-attr]
+            rc = proc.wait()
     if rc != 0:
         raise error(f"{what} is not valid xz data: {err.decode(errors='replace').strip()}")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import zstandard
 
+from rootfs.host.policy import Policy
+
 SDE = 1_700_000_000
 OLD = 1_600_000_000  # mtimes in the fixture tree: older than SDE, so kept
 
@@ -61,6 +63,12 @@ class Model:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# The tree below holds device nodes and a FIFO outside /dev: what maintainer
+# scripts may make, and what `rootfs pack` of an arbitrary tree refuses
+# unless those rules are waived (rootfs.host.policy). Pack it with this.
+NODES_ALLOWED = Policy(frozenset({"device", "fifo"}))
 
 
 def build_every_entry_tree(root: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from rootfs.host.policy import Policy
 from rootfs.host.unpacker import HostileArchive, extract
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import InstallError
@@ -99,13 +100,13 @@ def arena():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def run_extract(tar: Path, root: Path, as_user: str) -> dict:
+def run_extract(tar: Path, root: Path, as_user: str, allow=()) -> dict:
     """Extract tar into root, as root ("root" mode) or as uid 65534
     ("extract" mode, in a forked child). Returns {"error", "paths", "attrs"}."""
     def body(mode: str) -> dict:
         attrs = AttrRecord()
         try:
-            paths = extract(tar, root, mode=mode, attrs=attrs)
+            paths = extract(tar, root, mode=mode, attrs=attrs, policy=Policy(frozenset(allow)))
             return {"error": None, "paths": paths, "attrs": json.loads(attrs.to_json())["paths"]}
         except HostileArchive as exc:
             return {"error": "hostile", "message": str(exc)}
@@ -150,12 +151,12 @@ def prepare_for(arena: Arena, as_user: str) -> None:
 USERS = ["root", "nobody"]
 
 
-def check(arena: Arena, members, as_user: str, expect_error: bool):
+def check(arena: Arena, members, as_user: str, expect_error: bool, allow=()):
     tar = write_tar(arena.base / "payload.tar", members)
     prepare_for(arena, as_user)
     before = snapshot(arena.base, arena.root)
     etc_before = set(os.listdir("/etc"))
-    result = run_extract(tar, arena.root, as_user)
+    result = run_extract(tar, arena.root, as_user, allow)
     assert snapshot(arena.base, arena.root) == before, "something outside the root changed"
     assert set(os.listdir("/etc")) == etc_before
     if expect_error:
@@ -307,7 +308,7 @@ def test_device_node_unprivileged_is_a_placeholder(arena):
     dev.devmajor, dev.devminor = 8, 0
     dev.mode = 0o660
     dev.uid, dev.gid = 0, 6
-    result = check(arena, [(dev, None)], "nobody", expect_error=False)
+    result = check(arena, [(dev, None)], "nobody", expect_error=False, allow=("device",))
     node = arena.root / "dev" / "sda"
     st = os.lstat(node)
     assert stat.S_ISREG(st.st_mode) and st.st_size == 0

@@ -18,6 +18,7 @@ import zstandard
 from conftest import needs_root, needs_tool
 
 from rootfs.backends.deb.debfile import DebFile
+from rootfs.host.policy import Policy
 from rootfs.host.unpacker import extract
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import InstallError
@@ -43,6 +44,11 @@ def tar_bytes(members, fmt=tarfile.PAX_FORMAT) -> bytes:
         for info, f in members:
             tf.addfile(info, f)
     return buf.getvalue()
+
+
+# full_tree ships nodes on purpose: the round trip is of what a waived
+# policy lets through (tests/test_hostile.py holds the policy itself).
+NODES = Policy(frozenset({"device", "fifo"}))
 
 
 def full_tree():
@@ -79,7 +85,7 @@ def test_metadata_round_trip_as_root(tmp_path):
     root.mkdir(mode=0o700)
     archive = tmp_path / "t.tar"
     archive.write_bytes(tar_bytes(full_tree()))
-    paths = extract(archive, root, mode="root")
+    paths = extract(archive, root, mode="root", policy=NODES)
 
     assert paths[0] == "/." and "/usr/bin/dash-hard" in paths and "/dev/null" in paths
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o755  # "./" fixes mkdtemp's 0700
@@ -111,7 +117,7 @@ def test_attr_record_in_extract_mode(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     attrs = AttrRecord()
-    paths = extract(io.BytesIO(tar_bytes(full_tree())), root, mode="extract", attrs=attrs)
+    paths = extract(io.BytesIO(tar_bytes(full_tree())), root, mode="extract", attrs=attrs, policy=NODES)
     assert len(paths) == len(full_tree())
     me = os.geteuid()
 

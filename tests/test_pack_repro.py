@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root, needs_tool
-from pack_helpers import SDE, build_every_entry_tree, set_mtimes, tree_model
+from pack_helpers import NODES_ALLOWED, SDE, build_every_entry_tree, set_mtimes, tree_model
 
 from rootfs.pack import ARTIFACT_NAMES, FORMATS, PackOptions, pack
 
@@ -34,13 +34,13 @@ def test_identical_bytes_across_runs_dirs_and_mtimes(tmp_path, monkeypatch):
     build_every_entry_tree(root)
     now = int(time.time())
     set_mtimes(root, now - 100)  # a fresh build: everything newer than SDE
-    first = pack(root, list(FORMATS), tmp_path / "a" / "first", PackOptions(source_date_epoch=SDE))
+    first = pack(root, list(FORMATS), tmp_path / "a" / "first", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
 
     set_mtimes(root, now + 3600)  # touched between the runs
     (root / "etc/machine-id").write_text("fedcba9876543210fedcba9876543210\n")  # a new build's id
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TZ", "Asia/Tokyo")
-    second = pack(root, list(FORMATS), Path("elsewhere/deeper/second"), PackOptions(source_date_epoch=SDE))
+    second = pack(root, list(FORMATS), Path("elsewhere/deeper/second"), PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
 
     assert [a.format for a in first] == [a.format for a in second] == list(FORMATS)
     for a, b in zip(first, second):
@@ -56,7 +56,7 @@ def test_source_date_epoch_env_overrides(tmp_path, monkeypatch):
     (root / "etc").mkdir(parents=True)
     (root / "etc/motd").write_text("hi\n")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")
-    pack(root, ["oci"], tmp_path / "oci", PackOptions(source_date_epoch=SDE))
+    pack(root, ["oci"], tmp_path / "oci", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     import json
 
     from pack_helpers import oci_layer, tar_model
@@ -73,7 +73,7 @@ def test_layer_compression_is_deterministic(tmp_path, compression):
     root.mkdir()
     # more than one gzip block (1 MiB) so the parallel pieces must join
     (root / "data").write_bytes(os.urandom(1 << 20) + b"a" * (3 << 20))
-    outs = [pack(root, ["oci"], tmp_path / f"o{i}", PackOptions(source_date_epoch=SDE, layer_compression=compression))
+    outs = [pack(root, ["oci"], tmp_path / f"o{i}", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE, layer_compression=compression))
             for i in range(2)]
     assert outs[0][0].digest == outs[1][0].digest
     from pack_helpers import oci_layer, tar_model
@@ -86,11 +86,11 @@ def test_layer_compression_is_deterministic(tmp_path, compression):
 def test_artifact_names(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
-    arts = pack(root, ["tar.zst", "docker-archive"], tmp_path / "out", PackOptions(source_date_epoch=SDE))
+    arts = pack(root, ["tar.zst", "docker-archive"], tmp_path / "out", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [ARTIFACT_NAMES["tar.zst"], ARTIFACT_NAMES["docker-archive"]])
     assert [a.path for a in arts] == [tmp_path / "out" / "rootfs.tar.zst", tmp_path / "out" / "image.docker.tar"]
-    one = pack(root, ["tar"], tmp_path / "single.tar", PackOptions(source_date_epoch=SDE))
+    one = pack(root, ["tar"], tmp_path / "single.tar", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     assert one[0].path == tmp_path / "single.tar" and (tmp_path / "single.tar").is_file()
     assert oct((tmp_path / "single.tar").stat().st_mode & 0o777) == "0o644"
     # nothing temporary is left beside the outputs

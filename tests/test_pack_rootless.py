@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import needs_root, needs_tool
-from pack_helpers import SDE, build_every_entry_tree, tar_model
+from pack_helpers import NODES_ALLOWED, SDE, build_every_entry_tree, tar_model
 
 from rootfs.model.attrs import Attr, AttrRecord, load_for_root, sidecar_path
 from rootfs.pack import PackOptions, pack
@@ -88,8 +88,8 @@ def test_rootless_tree_with_record_packs_like_root_built(tmp_path):
     make_rootless_copy(real, rootless)
     record_of_tree(real).save(sidecar_path(rootless))
 
-    pack(real, FORMATS, tmp_path / "from-real", PackOptions(source_date_epoch=SDE))
-    pack(rootless, FORMATS, tmp_path / "from-rootless", PackOptions(source_date_epoch=SDE))
+    pack(real, FORMATS, tmp_path / "from-real", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
+    pack(rootless, FORMATS, tmp_path / "from-rootless", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     a, b = _bytes(tmp_path / "from-real"), _bytes(tmp_path / "from-rootless")
     assert a.keys() == b.keys()
     for name in a:
@@ -97,7 +97,7 @@ def test_rootless_tree_with_record_packs_like_root_built(tmp_path):
 
     # without the record the owners on disk show: the record is what matters
     shutil.move(sidecar_path(rootless), tmp_path / "away.json")
-    pack(rootless, ["tar"], tmp_path / "bare.tar", PackOptions(source_date_epoch=SDE))
+    pack(rootless, ["tar"], tmp_path / "bare.tar", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     bare = tar_model((tmp_path / "bare.tar").read_bytes())
     assert bare.nodes[b"bin/su"].uid == 65534 and bare.nodes[b"devs/null"].type == "f"
 
@@ -105,11 +105,11 @@ def test_rootless_tree_with_record_packs_like_root_built(tmp_path):
 def test_dir_output_without_root_carries_a_record(tmp_path, monkeypatch):
     real = tmp_path / "real"
     build_every_entry_tree(real)
-    pack(real, ["tar"], tmp_path / "ref.tar", PackOptions(source_date_epoch=SDE))
+    pack(real, ["tar"], tmp_path / "ref.tar", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     # As an unprivileged packer would: no chown, no mknod.
     monkeypatch.setattr(os, "geteuid", lambda: 65534)
     monkeypatch.setattr(os, "getegid", lambda: 65534)
-    pack(real, ["dir"], tmp_path / "copy", PackOptions(source_date_epoch=SDE))
+    pack(real, ["dir"], tmp_path / "copy", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     monkeypatch.undo()
     rec = load_for_root(tmp_path / "copy")
     assert rec is not None and rec.get("devs/null").is_device
@@ -117,5 +117,5 @@ def test_dir_output_without_root_carries_a_record(tmp_path, monkeypatch):
     assert rec.get("odd/owned").uid == 1000 and rec.get("links/hard") is not None and rec.get(".") is not None
     assert not stat.S_ISCHR(os.lstat(tmp_path / "copy/devs/null").st_mode)
     # packing the copy (its record found beside it) gives the original bytes
-    pack(tmp_path / "copy", ["tar"], tmp_path / "again.tar", PackOptions(source_date_epoch=SDE))
+    pack(tmp_path / "copy", ["tar"], tmp_path / "again.tar", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     assert (tmp_path / "again.tar").read_bytes() == (tmp_path / "ref.tar").read_bytes()

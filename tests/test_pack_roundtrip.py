@@ -18,6 +18,7 @@ import tarfile
 import pytest
 from conftest import needs_root, needs_tool
 from pack_helpers import (
+    NODES_ALLOWED,
     CAP_NET_RAW,
     NON_UTF8,
     SDE,
@@ -55,7 +56,7 @@ def every(tmp_path_factory):
     root = base / "root"
     build_every_entry_tree(root)
     out = base / "out"
-    arts = pack(root, list(FORMATS), out, PackOptions(source_date_epoch=SDE, tag="localhost/every:1"))
+    arts = pack(root, list(FORMATS), out, PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE, tag="localhost/every:1"))
     return root, out, {a.format: a for a in arts}, expected_model(root)
 
 
@@ -178,7 +179,7 @@ def test_source_tree_untouched(every):
 
 def test_no_clean_and_keep_dev(every, tmp_path):
     root, out, arts, expected = every
-    pack(root, ["tar"], tmp_path / "t.tar", PackOptions(source_date_epoch=SDE, cleanup=False, keep_dev=True))
+    pack(root, ["tar"], tmp_path / "t.tar", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE, cleanup=False, keep_dev=True))
     model = tar_model((tmp_path / "t.tar").read_bytes())
     assert model.nodes[b"dev/null"].type == "c"
     assert model.nodes[b"var/log/dpkg.log"].size > 0
@@ -191,7 +192,7 @@ def test_streams_to_stdout(every, tmp_path):
     root, out, arts, expected = every
     with open(tmp_path / "s.tar.zst", "wb") as f:
         r = subprocess.run([sys.executable, "-m", "rootfs.cli", "pack", str(root), "--format", "tar.zst", "-o", "-",
-                            "--source-date-epoch", str(SDE)], stdout=f, stderr=subprocess.PIPE)
+                            "--source-date-epoch", str(SDE), "--allow", "device,fifo"], stdout=f, stderr=subprocess.PIPE)
     assert r.returncode == 0, r.stderr
     assert decompress(tmp_path / "s.tar.zst") == (out / "rootfs.tar").read_bytes()
 
@@ -212,7 +213,7 @@ def test_attrs_record_owners_and_devices(tmp_path):
     rec.set("devs/console", Attr(0o20600, 0, 5, rdev=os.makedev(5, 1)))
     rec.save(sidecar_path(root))  # found beside the root without being passed
     out = tmp_path / "out"
-    pack(root, ["tar", "ext4", "squashfs"], out, PackOptions(source_date_epoch=SDE))
+    pack(root, ["tar", "ext4", "squashfs"], out, PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE))
     for model in (tar_model((out / "rootfs.tar").read_bytes()), ext_model(out / "rootfs.ext4", tmp_path),
                   squashfs_model(out / "rootfs.squashfs")):
         ping, console = model.nodes[b"bin/ping"], model.nodes[b"devs/console"]
@@ -223,6 +224,6 @@ def test_attrs_record_owners_and_devices(tmp_path):
     # The record wins over lstat, and an explicit record over the sidecar.
     other = AttrRecord()
     other.set("bin/ping", Attr(0o100700, 7, 8))
-    pack(root, ["tar"], tmp_path / "o.tar", PackOptions(source_date_epoch=SDE, attrs=other))
+    pack(root, ["tar"], tmp_path / "o.tar", PackOptions(policy=NODES_ALLOWED, source_date_epoch=SDE, attrs=other))
     ping = tar_model((tmp_path / "o.tar").read_bytes()).nodes[b"bin/ping"]
     assert (ping.mode, ping.uid, ping.gid, ping.xattrs) == (0o700, 7, 8, {})

@@ -400,18 +400,27 @@ def test_make_with_an_rpm_recipe(fx_repo, tmp_path, cache_dir):
 
 
 def test_device_nodes(built, tmp_path):
+    """%dev nodes in a payload are refused by the payload policy, and made
+    as the header says when the user waives the rule."""
+    from rootfs.host.policy import Policy, PolicyViolation
+
     lock, files = lock_for([built.devnodes])
     root = tmp_path / "root"
     root.mkdir()
+    with pytest.raises(PolicyViolation, match="ships '/dev/fx-(null|loop0)', a device node.*--allow device"):
+        install(lock, files, root, InstallOptions(mode="extract", attrs=AttrRecord()))
+    shutil.rmtree(root)
+    root.mkdir()
+    nodes = Policy(frozenset({"device"}))
     record = AttrRecord()
-    install(lock, files, root, InstallOptions(mode="extract", attrs=record))
+    install(lock, files, root, InstallOptions(mode="extract", attrs=record, policy=nodes))
     null = record.get("dev/fx-null")
     assert null.mode == stat.S_IFCHR | 0o666 and null.rdev == os.makedev(1, 3)
     assert record.get("dev/fx-loop0").rdev == os.makedev(7, 0)
     if os.geteuid() == 0:
         root2 = tmp_path / "root2"
         root2.mkdir()
-        install(lock, files, root2, InstallOptions(mode="root"))
+        install(lock, files, root2, InstallOptions(mode="root", policy=nodes))
         st = (root2 / "dev/fx-null").lstat()
         assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3) and stat.S_IMODE(st.st_mode) == 0o666
         assert stat.S_ISBLK((root2 / "dev/fx-loop0").lstat().st_mode)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.customize import Customize
 from rootfs.model.errors import UsageError
@@ -72,6 +74,9 @@ class InstallOptions:
     customize: Customize = field(default_factory=Customize)  # hooks and [customize] entries
     settings: object = None  # the recipe's backend section, for what it configures beyond packages
     verbosity: int = 1  # for hooks: 0 quiet, 1 normal, 2 verbose
+    # What payloads may hold (rootfs.host.policy); every backend's unpacking
+    # goes through an Extractor made with it.
+    policy: Policy = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
         self.mode = Mode(self.mode)
@@ -82,6 +87,10 @@ class InstallReport:
     packages: int = 0
     configured: bool = False
     skipped: list[str] = field(default_factory=list)  # steps not run, said to the user
+    # Every payload went through an Extractor holding it to opts.policy, so
+    # any device node or FIFO left in the root was made by a script: the
+    # packer may pack them (PackOptions.nodes_checked).
+    payloads_checked: bool = False
 
 
 class Backend(Protocol):

@@ -10,12 +10,14 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AllowOpt,
     ArchOpt,
     GpgKeyOpt,
     ModuleOpt,
     NoDepsOpt,
     NoGpgOpt,
     RepoGpgcheckOpt,
+    check_allow,
     check_mode,
 )
 from rootfs.model.errors import UsageError
@@ -61,6 +63,7 @@ def build(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where the root or artifact goes (its suffix names the format when --format is not given).")],
     fmt: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="chroot (a directory), ext2, tar, or any packer format (repeatable; default: from -o's suffix, else chroot).")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="root (scriptlets, rpmdb), rootless or extract.")] = None,
+    allow: AllowOpt = None,
 ) -> None:
     """Install an appliance offline into a chroot directory, an ext2 image, a tarball or another packer format."""
     from rootfs.backends.rpm.appliance import FORMAT_ALIASES
@@ -72,6 +75,7 @@ def build(
 
     enter_private_mount_namespace()  # as make: configure-stage mounts vanish with the process
     asked = [FORMAT_ALIASES.get(x, x) for v in fmt or () for x in split_list(v)]
-    report = run_build(appliance, check_formats(choose_formats(output, asked)), output, check_mode(mode))
+    report = run_build(appliance, check_formats(choose_formats(output, asked)), output, check_mode(mode),
+                         policy=check_allow(allow))
     for path in report.artifacts:
         ui.info(f"wrote {path}")

@@ -12,6 +12,7 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AllowOpt,
     AptOptOpt,
     ArchOpt,
     ArtifactFormatOpt,
@@ -43,6 +44,7 @@ from rootfs.cli.options import (
     ModuleOpt,
     NoDepsOpt,
     WeakDepsOpt,
+    check_allow,
     check_mode,
     customize_from,
     hooks_in_order,
@@ -170,6 +172,7 @@ def make(
     dpkgopt: DpkgOptOpt = None,
     slim: SlimOpt = False,
     container_profile: ContainerProfileOpt = None,
+    allow: AllowOpt = None,
 ) -> None:
     """Resolve, fetch, install and pack a recipe; publish the result atomically."""
     from rootfs.host.mounts import enter_private_mount_namespace
@@ -181,6 +184,7 @@ def make(
     # Before any thread starts: mounts of the configure stage then vanish
     # with this process, even on SIGKILL.
     enter_private_mount_namespace()
+    policy = check_allow(allow)
     from rootfs.pipeline.stages import apply_selection
 
     sel = selection(mirror=mirror, variant=variant, include=include, exclude=exclude, components=components,
@@ -230,6 +234,7 @@ def make(
         registry=registry,
         sbom=not no_sbom,
         verbosity=ui.verbosity(),
+        policy=policy,
     )
     _run_with_report(req, run_make, report, json_out)
 

@@ -12,6 +12,7 @@ from rootfs import ui
 from rootfs.backends import ResolveOptions
 from rootfs.cli.app import command
 from rootfs.cli.options import (
+    AllowOpt,
     ArchOpt,
     CaCertOpt,
     CertDirOpt,
@@ -29,6 +30,7 @@ from rootfs.cli.options import (
     SecurityMirrorOpt,
     SourceOpt,
     VariantOpt,
+    check_allow,
     check_table_format,
     registry_options,
     selection_from,
@@ -279,6 +281,7 @@ def pack(
     arch: Annotated[Optional[str], typer.Option("--arch", help="The root's architecture (default: from its /bin/sh).")] = None,
     keep_dev: Annotated[bool, typer.Option("--keep-dev", help="Pack the contents of /dev too.")] = False,
     no_clean: Annotated[bool, typer.Option("--no-clean", help="Pack logs, apt lists, machine-id... as they are.")] = False,
+    allow: AllowOpt = None,
 ) -> None:
     """Pack an existing root directory into images; the tree itself is never changed."""
     from rootfs.pack import PackOptions, check_formats
@@ -287,6 +290,7 @@ def pack(
 
     formats = check_formats(choose_formats(output, [x for v in fmt or () for x in split_list(v)]))
     check_output(output, formats)
+    policy = check_allow(allow)
     image = load_recipe(recipe).image if recipe else None
     # A root that `rootfs make` wrote has its lock beside it (OUT.lock.json,
     # or lock.json next to OUT/rootfs): its SOURCE_DATE_EPOCH and
@@ -310,6 +314,7 @@ def pack(
         keep_dev=keep_dev,
         cleanup=not no_clean,
         created_by="rootfs pack: the root directory as one layer",
+        policy=policy,
     )
     if image is not None:
         opts.image = image

@@ -77,6 +77,16 @@ def selection(*, mirror=None, variant=None, include=None, exclude=None, componen
     )
 
 
+AllowOpt = Annotated[Optional[list[str]], typer.Option(
+    "--allow", metavar="RULE", help="Waive a payload/image rule: setid-writable, device, fifo or socket (repeatable, or comma separated).")]
+
+
+def check_allow(values):
+    from rootfs.host.policy import Policy
+
+    return Policy.allowing(values)
+
+
 ArtifactFormatOpt = Annotated[Optional[list[str]], typer.Option(
     "--format", "-f", help="tar, tar.gz, tar.zst, tar.xz, oci, oci-archive, docker-archive, ext2, ext4, squashfs, dir (repeatable; default: from -o's suffix, else dir).")]
 TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Image NAME[:TAG] (default: the recipe's).")]

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rootfs.host.mounts import mounts_under
+from rootfs.host.run import PIPE, STDOUT
+from rootfs.host.run import run as host_run
 from rootfs.host.safepath import parent_in_root, resolve_in_root
 from rootfs.model.errors import InstallError, PrivilegeError
 
@@ -286,24 +288,13 @@ class Chroot:
             os.chdir("/")
 
         try:
-            # A session of its own, so that an interruption takes down the
-            # whole tree (dpkg, a maintainer script, what it started), not
-            # just the first process.
-            child = subprocess.Popen(
-                list(cmd), env=self.environment(env), preexec_fn=enter, start_new_session=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=tuple(pass_fds),
-                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            )
+            # In a session of its own, under the deadline (rootfs.host.run):
+            # a timeout or an interruption takes down the whole tree (dpkg,
+            # a maintainer script, what it started).
+            proc = host_run(list(cmd), what=f"{' '.join(cmd)[:200]} (inside the root)", env=self.environment(env),
+                            preexec_fn=enter, stdout=PIPE, stderr=STDOUT, input=input, pass_fds=pass_fds)
         except OSError as exc:
             raise InstallError(f"cannot run {cmd[0]} inside the root: {exc.strerror or exc}") from None
-        try:
-            out, _ = child.communicate(input)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            raise
-        proc = subprocess.CompletedProcess(list(cmd), child.returncode, out, None)
         if check and proc.returncode != 0:
             out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
             tail = out[-1] if out else "no output"
@@ -330,17 +321,11 @@ def run_passing_output(argv: Sequence[str], env: Mapping[str, str], cwd: str | N
     """Run argv in a session of its own with stdout and stderr on our
     stderr; an interruption takes the whole process group down."""
     try:
-        child = subprocess.Popen(list(argv), env=dict(env), cwd=cwd, start_new_session=True,
-                                 stdin=subprocess.DEVNULL, stdout=2, stderr=2, pass_fds=tuple(pass_fds))
+        # Under the deadline, as every command (rootfs.host.run).
+        return host_run(list(argv), what=" ".join(argv)[:200], env=env, cwd=cwd, stdout=2, stderr=2,
+                        pass_fds=pass_fds).returncode
     except OSError as exc:
         raise InstallError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    try:
-        return child.wait()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-        raise
 
 
 def _write_new(host: str, data: bytes, mode: int) -> None:

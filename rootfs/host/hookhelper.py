@@ -29,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rootfs.host.policy import USER_FILES
 from rootfs.host.safepath import PathEscape, parent_in_root, resolve_in_root
 from rootfs.host.unpacker import Extractor
 from rootfs.model.errors import InstallError, RootfsError, UsageError
@@ -72,7 +73,7 @@ def _feed(proc: subprocess.Popen, ex: Extractor, prefix: str, what: str) -> None
 
 
 def _extractor(root: str) -> Extractor:
-    return Extractor(root, mode="root")
+    return Extractor(root, mode="root", policy=USER_FILES)
 
 
 def _outside_dir(path: str) -> str:
@@ -129,7 +130,7 @@ def upload(root: str, src: str, dest: str) -> None:
 
 def copy_out(root: str, sources: list[str], dest: str) -> None:
     out = _outside_dir(dest)
-    with Extractor(out, mode="root") as ex:
+    with Extractor(out, mode="root", policy=USER_FILES) as ex:
         for src in sources:
             host = _inside(root, src, must_exist=True)
             if host == root:
@@ -141,7 +142,7 @@ def copy_out(root: str, sources: list[str], dest: str) -> None:
 def sync_out(root: str, src: str, dest: str) -> None:
     host = _inside(root, src, must_be_dir=True)
     out = _outside_dir(dest)
-    with Extractor(out, mode="root") as ex:
+    with Extractor(out, mode="root", policy=USER_FILES) as ex:
         _feed(_tar_of(host, ["."]), ex, "", src)
 
 

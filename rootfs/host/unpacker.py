@@ -15,6 +15,10 @@ directory member keeps an existing directory, and keeps a symlink that leads
 to a directory (merged /usr: `bin -> usr/bin` survives packages shipping
 /bin/...). A non-directory never replaces a non-empty directory.
 
+Before anything is written, every member is held to the payload policy
+(rootfs.host.policy): a set-id file others may write, a device node, a
+FIFO or a socket refuses the archive unless the user waived that rule.
+
 As root in mode "root" the tree gets the archive's owners, modes, device
 nodes and xattrs. Otherwise nothing is chowned, device nodes become empty
 placeholder files, and the intended attributes of every entry go into an
@@ -43,7 +47,9 @@ from typing import BinaryIO
 import libarchive
 from libarchive import ffi
 
-from rootfs.host.safepath import PathEscape, resolve_in_root
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
+from rootfs.host.safepath import PathEscape, resolve_in_root, shown
 from rootfs.model.attrs import Attr, AttrRecord
 from rootfs.model.errors import InstallError, OutputError
 
@@ -172,8 +178,9 @@ class Extractor:
     extracting different archives into the same root."""
 
     def __init__(self, root: str | os.PathLike, *, mode: str = "root", attrs: AttrRecord | None = None,
-                 warn: Callable[[str], None] | None = None):
+                 warn: Callable[[str], None] | None = None, policy: Policy = DEFAULT_POLICY):
         self.root = os.path.realpath(os.fspath(root))
+        self.policy = policy
         self.privileged = mode == "root" and os.geteuid() == 0
         self.attrs = attrs
         self._attrs_lock = threading.Lock()  # AttrRecord is shared by the extracting threads
@@ -274,9 +281,12 @@ class Extractor:
 
     @contextmanager
     def _at(self, path: str, create: bool = True):
-        comps = member_components(path)
+        try:
+            comps = member_components(path)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write {shown(path)}: {exc}") from None
         if not comps:
-            raise HostileArchive(f"cannot write the root itself as {path!r}")
+            raise HostileArchive(f"cannot write the root itself as {shown(path)}")
         try:
             dfd, parent = self.open_dir(comps[:-1], create=create)
         except _Refused as exc:
@@ -404,7 +414,8 @@ class Extractor:
     def extract(self, archive, *, md5sums: dict[str, str] | None = None,
                 claims: dict[str, tuple[int, int, int]] | None = None, what: str = "",
                 format_name: str = "all", dir_mtimes: list[tuple[str, int]] | None = None,
-                skip: Callable[[str, bool], bool] | None = None, prefix: str = "") -> list[str]:
+                skip: Callable[[str, bool], bool] | None = None, prefix: str = "",
+                kinds: dict[str, int] | None = None) -> list[str]:
         """Extract `archive` (a path or a binary stream with readinto) and
         return its member paths as dpkg lists them ("/.", "/usr", ...).
 
@@ -419,7 +430,9 @@ class Extractor:
         in ns) of every directory member, for the same reason.
         `skip(path, dir_or_symlink)` may leave a member out (dpkg's
         path-exclude filters): it is listed but not written. `prefix` puts
-        every member below that root-relative directory."""
+        every member below that root-relative directory. When kinds is a
+        dict, it receives the file type (stat.S_IFMT) of every member by its
+        listed path: what the archive says, whatever was on disk."""
         what = what or str(archive)
         paths: list[str] = []
         regular: set[str] = set()  # hard links may only point at these
@@ -434,11 +447,15 @@ class Extractor:
                 for entry in reader:
                     name = _decode(ffi.entry_pathname(entry._entry_p))
                     try:
-                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents, skip, under)
+                        listed = self._member(entry, name, regular, pending, md5sums, claims, parents, skip, under,
+                                              what)
                     except _Refused as exc:
-                        raise HostileArchive(f"{what}: member {name!r} refused: {exc}") from None
+                        raise HostileArchive(f"{what}: member {shown(name)} refused: {exc}") from None
                     if listed is not None:
                         paths.append(listed)
+                        if kinds is not None:
+                            kinds[listed] = stat.S_IFREG if ffi.entry_hardlink(entry._entry_p) is not None \
+                                else stat.S_IFMT(entry.mode)
             if dir_mtimes is not None:
                 dir_mtimes.extend(pending.members)
             for key, mtime in reversed(pending.dirs):
@@ -462,7 +479,8 @@ class Extractor:
 
     def _member(self, entry, name: str, regular: set[str], pending: _Pending,
                 md5sums: dict[str, str] | None, claims: dict | None, parents: "_Parents",
-                skip: Callable[[str, bool], bool] | None = None, under: list[str] | None = None) -> str | None:
+                skip: Callable[[str, bool], bool] | None = None, under: list[str] | None = None,
+                what: str = "") -> str | None:
         comps = (under or []) + member_components(name)
         listed = "/" + "/".join(comps) if comps else "/."
         ep = entry._entry_p
@@ -475,6 +493,9 @@ class Extractor:
         mtime = _mtime_sec(ep) * 1_000_000_000 + _mtime_nsec(ep)
         xattrs = _entry_xattrs(ep)
         hardlink = ffi.entry_hardlink(ep)
+        if hardlink is None:
+            # A hard link shares the inode of a file checked before it.
+            self.policy.check_member(listed, mode, what)
 
         if not comps:
             # "./": the root itself. Take its mode and owner, as tar does, so
@@ -572,12 +593,17 @@ class Extractor:
         """Write one file; True when something had to be removed first."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         cleared = False
-        try:
-            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
-        except FileExistsError:
-            self._clear(dfd, leaf, key)
-            cleared = True
-            fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+        for attempt in range(4):
+            try:
+                fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+                break
+            except FileExistsError:
+                # Another archive extracting in parallel may put the name
+                # back between our removal and our creation.
+                if attempt == 3:
+                    raise
+                self._clear(dfd, leaf, key)
+                cleared = True
         try:
             digest = hashlib.md5() if md5sums is not None else None
             _copy_data(entry._archive_p, fd, entry.size or 0, digest)
@@ -649,16 +675,17 @@ class Extractor:
         try:
             for e in entries:
                 name = e.path
+                self.policy.check_member(name, e.mode, what)
                 try:
                     key = self._entry(e, regular, parents)
                 except _Refused as exc:
-                    raise HostileArchive(f"{what}: {name[:200]!r} refused: {exc}") from None
+                    raise HostileArchive(f"{what}: {shown(name)} refused: {exc}") from None
                 if key is not None:
                     placed.append(key)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutputError(f"no space left on the device holding {self.root}") from None
-            raise InstallError(f"{what}: cannot write {name[:200]} into {self.root}: {exc.strerror or exc}") from None
+            raise InstallError(f"{what}: cannot write {shown(name)} into {self.root}: {exc.strerror or exc}") from None
         finally:
             parents.drop()
         return placed
@@ -835,9 +862,10 @@ def _reader(archive, format_name: str):
 
 def extract(archive: str | os.PathLike | BinaryIO, root: str | os.PathLike, *, mode: str = "root",
             attrs: AttrRecord | None = None, warn: Callable[[str], None] | None = None,
-            md5sums: dict[str, str] | None = None, what: str = "", format_name: str = "all") -> list[str]:
+            md5sums: dict[str, str] | None = None, what: str = "", format_name: str = "all",
+            policy: Policy = DEFAULT_POLICY) -> list[str]:
     """Extract one archive into root; see Extractor.extract."""
-    with Extractor(root, mode=mode, attrs=attrs, warn=warn) as ex:
+    with Extractor(root, mode=mode, attrs=attrs, warn=warn, policy=policy) as ex:
         return ex.extract(archive, md5sums=md5sums, what=what, format_name=format_name)
 
 

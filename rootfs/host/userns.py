@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rootfs.host.chroot import Chroot
+from rootfs.host.run import popen, watch
+from rootfs.host.run import run as host_run
 from rootfs.model.attrs import Attr, AttrRecord, relpath
 from rootfs.model.errors import InstallError, PrivilegeError
 
@@ -73,7 +75,7 @@ def check_user_namespaces() -> None:
     unshare = shutil.which("unshare")
     if unshare is None:
         raise PrivilegeError("building without root needs unshare (util-linux)")
-    p = subprocess.run([unshare, "--user", "--map-root-user", "--mount", "true"], capture_output=True, text=True)
+    p = host_run([unshare, "--user", "--map-root-user", "--mount", "true"], text=True, seconds=60)
     if p.returncode != 0:
         why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "unknown reason"
         raise PrivilegeError(
@@ -160,6 +162,11 @@ class UserChroot(Chroot):
                 merged.set(key, seen)
             else:
                 merged.set(key, prior)
+            node = merged.get(key)
+            if _is_node(node.mode) and (key in self.attrs.scripted or prior is None
+                                        or stat.S_IFMT(prior.mode) != stat.S_IFMT(node.mode)):
+                # Not what stage 1 unpacked: a script made it.
+                merged.scripted.add(key)
         for d, attr in self._mount_points.items():
             if d in merged:
                 merged.set(d, attr)
@@ -183,13 +190,14 @@ class UserChroot(Chroot):
         fd, self._state = tempfile.mkstemp(prefix="rootfs-faked.", suffix=".state")
         os.close(fd)
         self._undo.append(lambda: _unlink_quiet(self._state))
-        faked = subprocess.Popen([_host_tool(FAKED), "--foreground", "--load", "--save-file", self._state],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        faked = popen([_host_tool(FAKED), "--foreground", "--load", "--save-file", self._state],
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._faked = faked
         self._undo.append(self._stop_faked)
-        faked.stdin.write(seed_state(self.root, self.attrs))
-        faked.stdin.close()
-        line = faked.stdout.readline().strip()
+        with watch(faked, "fakeroot's faked (starting)"):
+            faked.stdin.write(seed_state(self.root, self.attrs))
+            faked.stdin.close()
+            line = faked.stdout.readline().strip()
         if ":" not in line:
             raise InstallError("fakeroot's faked did not start")
         self._key = line.split(":", 1)[0]
@@ -241,11 +249,9 @@ class UserChroot(Chroot):
 
     def run(self, cmd: Sequence[str], env: Mapping[str, str] | None = None, *, check: bool = False,
             input: bytes | None = None, pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            self._argv(cmd, env), input=input, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=tuple(pass_fds), stdin=None if input is not None else subprocess.DEVNULL,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, check=False,
-        )
+        proc = host_run(self._argv(cmd, env), what=f"{' '.join(cmd)[:200]} (inside the root)", input=input,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=pass_fds,
+                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         if check and proc.returncode != 0:
             out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
             tail = out[-1] if out else "no output"
@@ -266,22 +272,28 @@ class UserChroot(Chroot):
                 "--exclude=./dev/*", "."]
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "FAKEROOTKEY": self._key, "LD_PRELOAD": _host_lib(),
                "FAKEROOTDONTTRYCHOWN": "1", "FAKED_MODE": "unknown-is-root"}
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         record = AttrRecord()
-        try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
-                for m in tf:
-                    record.set(relpath(m.name), _attr_of(m))
-        except tarfile.TarError as exc:
-            proc.kill()
-            raise InstallError(f"cannot read the tree's attributes back from the faked session: {exc}") from None
-        finally:
-            err = proc.stderr.read().decode("utf-8", "replace")
-            proc.wait()
+        err = ""
+        with watch(proc, "tar listing the tree in the faked session"):
+            try:
+                with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+                    for m in tf:
+                        record.set(relpath(m.name), _attr_of(m))
+            except tarfile.TarError as exc:
+                proc.kill()
+                raise InstallError(f"cannot read the tree's attributes back from the faked session: {exc}") from None
+            finally:
+                err = proc.stderr.read().decode("utf-8", "replace")
+                proc.wait()
         # GNU tar exits 1 for "file changed as we read it": harmless here.
         if proc.returncode not in (0, 1) or len(record) == 0:
             raise InstallError(f"listing the tree inside the root failed: {err.strip()[-300:]}")
         return record
+
+
+def _is_node(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _tracked_inodes(state_file: str) -> set[tuple[int, int]]:

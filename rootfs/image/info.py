@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from rootfs.image.reader import INDEX_TYPES, Image
-from rootfs.model.errors import RootfsError
+from rootfs.model.errors import RootfsError, VerifyError
 
 
 @dataclass
@@ -142,6 +142,8 @@ def packages(img: Image) -> dict:
 
     try:
         db = pkgdb.read_layers(layers())
+    except VerifyError:
+        raise  # a tampered layer is not an image without packages
     except RootfsError as exc:
         return {"format": None, "count": 0, "packages": [], "note": str(exc), "os_release": {}}
     pkgs = [{"name": p.name, "version": p.version, "architecture": p.architecture} for p in db.packages]

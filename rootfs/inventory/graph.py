@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Protocol
 
 from rootfs.backends.deb.relations import Alt, Relation, parse_provides, parse_relations
 from rootfs.backends.deb.version import satisfies
+from rootfs.host.run import run as host_run
 from rootfs.model.errors import OutputError, PrivilegeError, UsageError
 
 FORMATS = ("dot", "svg", "png")
@@ -343,8 +343,8 @@ def render(dot_text: str, fmt: str) -> bytes:
     if exe is None:
         raise PrivilegeError(f"rendering {fmt} needs graphviz's `dot`; install graphviz or use --format dot")
     try:
-        proc = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = host_run([exe, f"-T{fmt}"], input=dot_text.encode(), what="graphviz's dot")
+    except OSError as exc:
         raise OutputError(f"graphviz's dot failed to render {fmt}: {exc}") from None
     if proc.returncode != 0 or not proc.stdout:
         msg = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]

@@ -13,18 +13,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zstandard
 from debian.deb822 import Deb822
 
 from rootfs.backends.deb.relations import parse_provides
-from rootfs.host.safepath import PathEscape, resolve_in_root
-from rootfs.model.errors import OutputError, PrivilegeError, UsageError
+from rootfs.host.run import run as host_run
+from rootfs.host.safepath import PathEscape, lexical, resolve_in_root, shown
+from rootfs.model.errors import OutputError, PrivilegeError, UsageError, VerifyError
 
 DPKG_STATUS = "var/lib/dpkg/status"
 # Distroless images keep one status paragraph per file here instead.
@@ -172,9 +174,8 @@ def rpm_query(dbpath: Path) -> list[Package]:
     if shutil.which("rpm") is None:
         raise PrivilegeError("reading an rpm database needs the rpm tool; install rpm")
     try:
-        proc = subprocess.run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF],
-                              capture_output=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = host_run(["rpm", "--dbpath", str(dbpath), "-qa", "--qf", _RPM_QF], what="rpm reading the package database")
+    except OSError as exc:
         raise OutputError(f"cannot run rpm on the database in {dbpath}: {exc}") from None
     if proc.returncode != 0:
         first = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
@@ -317,7 +318,14 @@ def _wanted(path: str) -> bool:
 
 
 def _norm(name: str) -> str:
-    return "/".join(c for c in name.split("/") if c not in ("", "."))
+    """A layer member's path with chroot semantics: `..` stops at the top,
+    so no name read from an image can point above it."""
+    return "/".join(lexical(name))
+
+
+# The largest package-database file read from a layer (Fedora's
+# rpmdb.sqlite is tens of MiB); a bigger one is refused, not read.
+MEMBER_LIMIT = 512 << 20
 
 
 @dataclass
@@ -331,35 +339,49 @@ def merge_layers(layers: Iterable[tarfile.TarFile]) -> dict[str, _Entry]:
     whiteouts (`.wh.NAME`, `.wh..wh..opq`) delete what is below them."""
     files: dict[str, _Entry] = {}
     for tar in layers:
-        added: dict[str, _Entry] = {}
-        for member in tar:
-            path = _norm(member.name)
-            base = path.rsplit("/", 1)[-1]
-            parent = path.rsplit("/", 1)[0] if "/" in path else ""
-            if base == ".wh..wh..opq":
-                prefix = parent + "/" if parent else ""
-                for k in [k for k in files if k.startswith(prefix)]:
-                    del files[k]
-                continue
-            if base.startswith(".wh."):
-                gone = (parent + "/" if parent else "") + base[4:]
-                for k in [k for k in files if k == gone or k.startswith(gone + "/")]:
-                    del files[k]
-                continue
-            if not _wanted(path):
-                continue
-            if member.issym():
-                added[path] = _Entry(link=member.linkname)
-            elif member.isfile():
-                f = tar.extractfile(member)
-                added[path] = _Entry(data=f.read() if f else b"")
-            elif member.islnk():
-                target = _norm(member.linkname)
-                src = added.get(target) or files.get(target)
-                if src is not None:
-                    added[path] = src
+        try:
+            added = _members(tar, files)
+        except (tarfile.TarError, EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+            # A layer's bytes are read as its members are: a broken one
+            # shows here, not where the layer was opened.
+            raise VerifyError(f"a layer of the image is not a readable tar ({exc})") from None
         files.update(added)
     return files
+
+
+def _members(tar: tarfile.TarFile, files: dict[str, _Entry]) -> dict[str, _Entry]:
+    """One layer's wanted members; its whiteouts applied to files."""
+    added: dict[str, _Entry] = {}
+    for member in tar:
+        path = _norm(member.name)
+        base = path.rsplit("/", 1)[-1]
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if base == ".wh..wh..opq":
+            prefix = parent + "/" if parent else ""
+            for k in [k for k in files if k.startswith(prefix)]:
+                del files[k]
+            continue
+        if base.startswith(".wh."):
+            gone = (parent + "/" if parent else "") + base[4:]
+            for k in [k for k in files if k == gone or k.startswith(gone + "/")]:
+                del files[k]
+            continue
+        if not _wanted(path):
+            continue
+        if member.issym():
+            added[path] = _Entry(link=member.linkname)
+        elif member.isfile():
+            if member.size > MEMBER_LIMIT:
+                raise UsageError(f"the image's {shown(path)} is {member.size} bytes, more than the "
+                                 f"{MEMBER_LIMIT} rootfs reads")
+            f = tar.extractfile(member)
+            added[path] = _Entry(data=f.read() if f else b"")
+        elif member.islnk():
+            target = _norm(member.linkname)
+            src = added.get(target) or files.get(target)
+            if src is not None:
+                added[path] = src
+    return added
 
 
 def _lookup(files: dict[str, _Entry], path: str) -> bytes | None:
@@ -405,10 +427,17 @@ def read_layers(layers: Iterable[tarfile.TarFile]) -> PackageDB:
         if not any(k.rsplit("/", 1)[-1] in RPM_DB_FILES for k in members):
             continue
         with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as tmp:
-            for k, v in members.items():
+            for k, v in sorted(members.items()):
+                # k is normalised (no `..`), and only files and the
+                # directories made here exist below tmp: nothing to follow.
                 dest = Path(tmp) / k[len(dbdir) + 1:]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(v.data or b"")
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                except OSError:
+                    continue  # a name that is also a directory of another member
+                with os.fdopen(fd, "wb") as out:
+                    out.write(v.data or b"")
             return PackageDB("rpm", tuple(rpm_query(Path(tmp))), os_release)
     raise UsageError("the image has no package database (neither a dpkg status file nor an rpm database)")
 

@@ -60,10 +60,16 @@ def relpath(path: str) -> str:
 
 
 class AttrRecord:
-    """A mutable map of root-relative path -> Attr."""
+    """A mutable map of root-relative path -> Attr.
 
-    def __init__(self, entries: dict[str, Attr] | None = None):
+    `scripted` holds the paths of the device nodes and FIFOs that the
+    configure stage (maintainer scripts, scriptlets) made, as opposed to
+    ones a package payload shipped: the packer packs the former and holds
+    the latter to the payload policy (rootfs.host.policy)."""
+
+    def __init__(self, entries: dict[str, Attr] | None = None, scripted: set[str] | None = None):
         self._entries: dict[str, Attr] = dict(entries or {})
+        self.scripted: set[str] = {relpath(p) for p in scripted or ()}
 
     def set(self, path: str, attr: Attr) -> None:
         self._entries[relpath(path)] = attr
@@ -75,9 +81,12 @@ class AttrRecord:
         """Forget a path and, if it was a directory, everything below it."""
         key = relpath(path)
         self._entries.pop(key, None)
+        self.scripted.discard(key)
         prefix = key + "/"
         for k in [k for k in self._entries if k.startswith(prefix)]:
             del self._entries[k]
+        for k in [k for k in self.scripted if k.startswith(prefix)]:
+            self.scripted.discard(k)
 
     def chown(self, path: str, uid: int, gid: int) -> None:
         key = relpath(path)
@@ -88,6 +97,7 @@ class AttrRecord:
     def replace_with(self, other: "AttrRecord") -> None:
         """Take over other's entries (callers keep holding this object)."""
         self._entries = dict(other._entries)
+        self.scripted = set(other.scripted)
 
     def __contains__(self, path: str) -> bool:
         return relpath(path) in self._entries
@@ -100,7 +110,10 @@ class AttrRecord:
 
     def to_json(self) -> str:
         body = {k: v.to_json() for k, v in sorted(self._entries.items())}
-        return json.dumps({"format": 1, "paths": body}, sort_keys=True) + "\n"
+        data: dict = {"format": 1, "paths": body}
+        if self.scripted:
+            data["scripted"] = sorted(self.scripted)
+        return json.dumps(data, sort_keys=True) + "\n"
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, self.to_json())
@@ -108,7 +121,7 @@ class AttrRecord:
     @classmethod
     def load(cls, path: Path) -> "AttrRecord":
         data = json.loads(Path(path).read_text())
-        return cls({k: Attr.from_json(v) for k, v in data["paths"].items()})
+        return cls({k: Attr.from_json(v) for k, v in data["paths"].items()}, set(data.get("scripted") or ()))
 
 
 def sidecar_path(root: Path) -> Path:

@@ -72,6 +72,13 @@ class RegistryError(RootfsError):
     exit_code = 10
 
 
+class CommandTimeout(RootfsError):
+    """A command rootfs ran (dpkg, a maintainer script, gpgv, mke2fs...)
+    did not finish within ROOTFS_TIMEOUT seconds and was stopped."""
+
+    exit_code = 11
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (also: up to date, nothing to do)",
     1: "internal error: a bug in rootfs, reported with a traceback",
@@ -84,5 +91,6 @@ EXIT_CODES: dict[int, str] = {
     8: "output: missing input root, unwritable or contradictory output, disk full, unknown format, output closed",
     9: "busy: another run holds the lock on this output or cache",
     10: "registry: authentication or protocol error from a registry",
+    11: "timeout: a command (dpkg, a maintainer script, gpgv, mke2fs...) outlived ROOTFS_TIMEOUT and was stopped",
     130: "interrupted (Ctrl-C / SIGINT)",
 }

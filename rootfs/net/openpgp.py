@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from rootfs.host.run import run as host_run
 from rootfs.model.errors import PrivilegeError, UsageError, VerifyError
 
 _ARMOR_BEGIN = b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
@@ -108,10 +108,8 @@ def _gpgv(tmp: Path, keyring: str | Path, args: list[str], what: str) -> None:
         keyrings += ["--keyring", str(kr)]
     home = tmp / "home"
     home.mkdir(mode=0o700)
-    proc = subprocess.run(
-        [gpgv, "--homedir", str(home), *keyrings, "--status-fd", "1", *args],
-        capture_output=True, check=False,
-    )
+    proc = host_run([gpgv, "--homedir", str(home), *keyrings, "--status-fd", "1", *args],
+                    what=f"gpgv checking {what}")
     status = _status(proc.stdout.decode(errors="replace").splitlines())
     # gpgv exits non-zero when any one signature cannot be checked; apt
     # accepts a file that one keyring key signed well, and so do we.

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rootfs.host.atomic import atomic_path
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.model import arch as archmod
 from rootfs.model.attrs import AttrRecord, load_for_root, sidecar_path
 from rootfs.model.errors import OutputError, UsageError
@@ -68,6 +71,11 @@ class PackOptions:
     keep_dev: bool = False  # pack /dev's contents too
     created_by: str = "rootfs pack"  # the config history entry
     log: Callable[[str], None] = lambda msg: None
+    # What the image may hold (rootfs.host.policy), with the rules waived.
+    policy: Policy = DEFAULT_POLICY
+    # Every payload of this root went through the Extractor's policy in this
+    # run (`make`, `build`): its device nodes and FIFOs came from scripts.
+    nodes_checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,9 +238,8 @@ class _Job:
         unames, gnames = tree.owner_names(self.root)
         tee = compress.Tee(sinks)
         try:
-            tarstream.write_stream(
-                tree.walk(self.root, attrs=self.attrs, clamp=self.sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup),
-                tee.write, unames, gnames, on_entry=seen)
+            tarstream.write_stream(_walk(self.root, self.attrs, self.sde, opts), tee.write, unames, gnames,
+                                   on_entry=seen)
         except BaseException:
             for p in procs:
                 p.kill()
@@ -283,9 +290,21 @@ class _Job:
                 # Not root: the copy cannot hold other owners or devices, so
                 # it carries the record the next pack reads them from.
                 self.dir_record = fsimage.record_of(extractors["dir"].every)
+                # Nodes made by the configure stage stay marked so in the
+                # copy's record (rootfs.host.policy); waived ones do not.
+                made = self.attrs.scripted if self.attrs is not None else set()
+                for key, attr in self.dir_record.items():
+                    if stat.S_IFMT(attr.mode) in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO) \
+                            and (opts.nodes_checked or key in made):
+                        self.dir_record.scripted.add(key)
             arts.append(Artifact("dir", targets["dir"]))
         order = {f: i for i, f in enumerate(self.formats)}
         return sorted(arts, key=lambda a: order[a.format])
+
+
+def _walk(root: Path, attrs: AttrRecord | None, sde: int | None, opts: PackOptions):
+    entries = tree.walk(root, attrs=attrs, clamp=sde, keep_dev=opts.keep_dev, cleanup=opts.cleanup)
+    return tree.checked(entries, opts.policy, attrs=attrs, nodes_checked=opts.nodes_checked, keep_dev=opts.keep_dev)
 
 
 def _file_artifact(fmt: str, path: Path) -> Artifact:

@@ -18,10 +18,10 @@ import math
 import os
 import shutil
 import stat
-import subprocess
 import uuid
 from pathlib import Path
 
+from rootfs.host.run import run as host_run
 from rootfs.model.errors import OutputError, PrivilegeError
 from rootfs.pack.tree import BLK, CHR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
 
@@ -144,11 +144,11 @@ def build(fmt: str, script: ExtScript, dest: Path, created: int) -> None:
     else:
         argv += ["-O", "ext_attr,dir_index,filetype,sparse_super,large_file"]
     for attempt in range(4):
-        r = subprocess.run([mke2fs, "-q", "-F", *argv, str(dest), f"{kib}k"], env=env, capture_output=True)
+        r = host_run([mke2fs, "-q", "-F", *argv, str(dest), f"{kib}k"], env=env, what="mke2fs")
         if r.returncode != 0:
             err = r.stderr.decode(errors="replace").strip()
             raise OutputError(f"mke2fs failed: {err.splitlines()[-1] if err else r.returncode}")
-        r = subprocess.run([debugfs, "-w", "-f", str(script.script_path), str(dest)], env=env, capture_output=True)
+        r = host_run([debugfs, "-w", "-f", str(script.script_path), str(dest)], env=env, what="debugfs")
         errors = [ln for ln in r.stderr.decode(errors="replace").splitlines()
                   if ln.strip() and not ln.startswith("debugfs ")]
         if r.returncode == 0 and not errors:

@@ -13,6 +13,7 @@ next `rootfs pack OUT` reads them back from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -20,6 +21,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from rootfs.host.run import popen, watch
 from rootfs.model.attrs import Attr, AttrRecord
 from rootfs.model.errors import OutputError, PrivilegeError
 from rootfs.pack.compress import Sink
@@ -41,7 +43,11 @@ class ProcSink(Sink):
 
     def __init__(self, argv: list[str], what: str):
         self.what = what
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.p = popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Under the deadline from start to close: a tool that stops reading
+        # would otherwise block the packer's write for ever.
+        self._watch = watch(self.p, what)
+        self._watch.__enter__()
         self.err = b""
         self.t = threading.Thread(target=self._drain, daemon=True)
         self.t.start()
@@ -63,6 +69,7 @@ class ProcSink(Sink):
             pass
         rc = self.p.wait()
         self.t.join()
+        self._watch.__exit__(None, None, None)
         if rc != 0:
             msg = self.err.decode(errors="replace").strip().splitlines()
             raise OutputError(f"{self.what} failed: {msg[-1] if msg else f'exit status {rc}'}")
@@ -71,6 +78,8 @@ class ProcSink(Sink):
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        with contextlib.suppress(Exception):
+            self._watch.__exit__(None, None, None)
 
 
 def squashfs_sink(dest: Path, sde: int | None) -> ProcSink:

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rootfs.host.policy import Policy
 from rootfs.host.safepath import PathEscape, resolve_in_root
 from rootfs.model.attrs import AttrRecord
 from rootfs.model.errors import OutputError
@@ -164,6 +165,29 @@ def walk(
     assert top is not None
     yield top
     yield from recurse(b"", broot)
+
+
+_ST_TYPE = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, CHR: stat.S_IFCHR, BLK: stat.S_IFBLK,
+            FIFO: stat.S_IFIFO}
+
+
+def checked(entries: Iterator[Entry], policy: Policy, *, attrs: AttrRecord | None, nodes_checked: bool,
+            keep_dev: bool) -> Iterator[Entry]:
+    """The walk's entries, each held to the packer's rules (see
+    rootfs.host.policy): set-id files others may write are refused; device
+    nodes and FIFOs are refused unless the configure stage made them
+    (nodes_checked: the payloads of this root were checked as they were
+    unpacked, in this run; or the record says so), or they are /dev's
+    contents packed on request (keep_dev)."""
+    scripted = attrs.scripted if attrs is not None else set()
+    for e in entries:
+        kind = _ST_TYPE.get(e.kind)
+        if kind is not None and e.data is None:
+            made = nodes_checked or (keep_dev and (e.name == b"dev" or e.name.startswith(b"dev/")))
+            if not made and kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
+                made = os.fsdecode(e.name) in scripted
+            policy.check_packed(os.fsdecode(e.name), kind | e.mode, made_by_scripts=made)
+        yield e
 
 
 def _parse_ids(root: bytes, name: str) -> dict[int, str]:

@@ -20,6 +20,8 @@ from rootfs import ui
 from rootfs.backends import Mode, ResolveOptions
 from rootfs.backends.rpm import appliance as rpm_appliance
 from rootfs.host.locks import cache_lock, output_lock
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.model.errors import OutputError
 from rootfs.model.lock import Lock
 from rootfs.model.recipe import Recipe
@@ -68,7 +70,8 @@ def prepare(recipe: Recipe, opts: ResolveOptions, downloader: Downloader, output
     return lock
 
 
-def build(appliance: Path, formats: list[str], output: Path, mode: Mode) -> BuildReport:
+def build(appliance: Path, formats: list[str], output: Path, mode: Mode,
+          policy: Policy = DEFAULT_POLICY) -> BuildReport:
     """Install the appliance offline and pack the root as formats at output."""
     from rootfs.backends.rpm.settings import adhoc_recipe
 
@@ -79,7 +82,8 @@ def build(appliance: Path, formats: list[str], output: Path, mode: Mode) -> Buil
     lock, files = rpm_appliance.load_appliance(appliance)
     check_output(output, formats)
     recipe = adhoc_recipe(lock.recipe or appliance.name, lock.architecture, (), ())
-    req = MakeRequest(recipe=recipe, output=str(output), formats=tuple(formats), mode=mode, command="build")
+    req = MakeRequest(recipe=recipe, output=str(output), formats=tuple(formats), mode=mode, command="build",
+                      policy=policy)
     report = BuildReport(recipe=recipe.name, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          formats=list(formats), output=str(output), reason="rootfs build")
     report.recipe_digest = recipe_digest(recipe)

@@ -19,6 +19,8 @@ from pathlib import Path
 from rootfs import __version__, ui
 from rootfs.backends import InstallOptions, Mode, ResolveOptions
 from rootfs.host.atomic import atomic_write_text
+from rootfs.host.policy import DEFAULT as DEFAULT_POLICY
+from rootfs.host.policy import Policy
 from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
@@ -64,6 +66,7 @@ class MakeRequest:
     push: tuple[str, ...] = ()  # registry destinations, HOST[:PORT]/NAME[:TAG]
     registry: object = None  # rootfs.registry.RegistryOptions
     sbom: bool = True
+    policy: Policy = DEFAULT_POLICY  # the payload and image rules, with what --allow waived
     command: str = "make"  # what the image history says built it
     verbosity: int = 1  # what hooks see as MMDEBSTRAP_VERBOSITY
 
@@ -256,7 +259,7 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     others = [f for f in req.formats if f != "dir"]
     if others:
         with report.stage("pack"), ui.phase("pack") as ph:
-            arts = _pack(req, lock, root, attrs, others, staging, annotations)
+            arts = _pack(req, lock, root, attrs, others, staging, annotations, result.payloads_checked)
             ph.summary = ", ".join(f"{a.format} {ui.size_text(a.size)}" if a.size else a.format for a in arts)
         for a in arts:
             report.artifacts[str(final_path(a.format))] = a.digest
@@ -293,7 +296,7 @@ def created_by(recipe: Recipe, lock: Lock, command: str = "make") -> str:
             f"packages, lock sha256:{lock.digest()}")
 
 
-def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
+def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict, nodes_checked: bool):
     from rootfs.pack import PackOptions
 
     image = req.recipe.image
@@ -307,13 +310,15 @@ def _pack_options(req: MakeRequest, lock: Lock, attrs, annotations: dict):
         architecture=lock.architecture,
         layer_compression=req.layer_compression,
         created_by=created_by(req.recipe, lock, req.command),
+        policy=req.policy,
+        nodes_checked=nodes_checked,
     )
 
 
-def _pack(req, lock, root, attrs, formats, staging, annotations):
+def _pack(req, lock, root, attrs, formats, staging, annotations, nodes_checked):
     from rootfs.pack import pack
 
-    opts = _pack_options(req, lock, attrs, annotations)
+    opts = _pack_options(req, lock, attrs, annotations, nodes_checked)
     if len(formats) == 1:
         return pack(root, formats, staging / artifact_name(formats[0]), opts)
     arts = pack(root, formats, staging / ".pack", opts)
@@ -347,13 +352,14 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             root.mkdir()
             attrs = None if req.mode == "root" else AttrRecord()
             with report.stage("install"):
-                pipeline.install(lock, files, root, _install_options(req, attrs))
+                result = pipeline.install(lock, files, root, _install_options(req, attrs))
             check_image_user(root, req.recipe.image.user)
             # The same image a file build writes: its SBOM is named in it,
             # though the SBOM itself is not kept.
             annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report)
             with report.stage("pack"), ui.phase("pack") as ph:
-                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, annotations))
+                arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, annotations,
+                                                                          result.payloads_checked))
                 ph.summary = f"{req.formats[0]} to standard output"
         finally:
             with contextlib.suppress(RootfsError):
@@ -365,7 +371,7 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
 
 def _install_options(req: MakeRequest, attrs) -> InstallOptions:
     return InstallOptions(mode=req.mode, attrs=attrs, customize=req.recipe.customize,
-                          settings=req.recipe.settings, verbosity=req.verbosity)
+                          settings=req.recipe.settings, verbosity=req.verbosity, policy=req.policy)
 
 
 def _push(req: MakeRequest, plan: OutputPlan, report: BuildReport, destinations: list[str]) -> None:

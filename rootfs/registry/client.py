@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import random
 import ssl
 import threading
@@ -27,6 +28,13 @@ from rootfs.net import http
 from rootfs.registry.auth import Credentials, find_credentials, parse_challenge
 from rootfs.registry.ref import Reference
 
+
+# A manifest is at most 4 MiB (what registries accept); tokens and error
+# bodies are far smaller. Anything bigger is refused, not buffered.
+RESPONSE_LIMIT = 4 << 20
+ERROR_TEXT = 300
+# RFC 6750 b64token: what may follow "Bearer " in a header.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 
 @dataclass
 class RegistryOptions:
@@ -65,21 +73,33 @@ class Response:
     def json(self) -> dict:
         try:
             value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return {}
         return value if isinstance(value, dict) else {}
 
     def error_text(self) -> str:
-        """The registry's own error codes and messages, for our message."""
+        """The registry's own error codes and messages, for our message
+        (cut to a readable length: the body is the server's to choose)."""
         errs = self.json().get("errors")
         if isinstance(errs, list) and errs:
-            return "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errs if isinstance(e, dict))
-        text = self.body[:200].decode("utf-8", "replace").strip()
+            text = "; ".join(f"{_text(e.get('code', '?'))}: {_text(e.get('message', ''))}".strip()
+                             for e in errs if isinstance(e, dict))
+        else:
+            text = self.body[:ERROR_TEXT].decode("utf-8", "replace").strip()
+        text = " ".join(text.split())
+        if len(text) > ERROR_TEXT:
+            text = text[: ERROR_TEXT - 1] + "\u2026"
         return text or f"HTTP {self.status}"
 
     def error_codes(self) -> set[str]:
         errs = self.json().get("errors")
-        return {e.get("code") for e in errs if isinstance(e, dict)} if isinstance(errs, list) else set()
+        if not isinstance(errs, list):
+            return set()
+        return {e["code"] for e in errs if isinstance(e, dict) and isinstance(e.get("code"), str)}
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)[:ERROR_TEXT]
 
 
 class Transport:
@@ -143,7 +163,17 @@ class Transport:
                     sink(chunk)
                 data = b""
             else:
-                data = ex.read()
+                # Manifests, tokens and error bodies: small, and read whole.
+                parts, got = [], 0
+                for chunk in ex.chunks():
+                    got += len(chunk)
+                    if got > RESPONSE_LIMIT:
+                        ex.discard()
+                        raise RegistryError(f"{urllib.parse.urlsplit(url).netloc} answered {method} with more "
+                                            f"than {RESPONSE_LIMIT} bytes; a manifest, token or error is never "
+                                            "that big")
+                    parts.append(chunk)
+                data = b"".join(parts)
         except http.Broken as exc:
             ex.discard()
             raise Transient(str(exc)) from None
@@ -221,7 +251,11 @@ class Session:
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"authentication to {self.ref.host} failed: unsupported challenge {header!r}")
         realm = params["realm"]
-        realm_u = urllib.parse.urlsplit(realm)
+        try:
+            realm_u = urllib.parse.urlsplit(realm)
+            realm_u.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError:
+            raise RegistryError(f"authentication to {self.ref.host} failed: bad token realm {realm[:200]!r}") from None
         if realm_u.scheme == "http" and not self.opts.insecure:
             raise RegistryError(f"authentication to {self.ref.host} failed: its token service {realm} is "
                                 "plain HTTP (pass --insecure to allow it)")
@@ -238,6 +272,9 @@ class Session:
             raise RegistryError(f"authentication to {self.ref.host} failed: the token service refused "
                                 f"the credentials{' from ' + self.creds.source if self.creds else ''}")
         token = r.json().get("token") or r.json().get("access_token")
+        if r.status == 200 and token and (not isinstance(token, str) or not _TOKEN.match(token)):
+            raise RegistryError(f"authentication to {self.ref.host} failed: the token service answered "
+                                "with a token that is not a bearer token")
         if r.status != 200 or not token:
             raise RegistryError(f"authentication to {self.ref.host} failed: the token service answered "
                                 f"HTTP {r.status} without a token")

@@ -289,7 +289,7 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
         todo: list[tuple[Descriptor, bytes | None]] = [(root_desc, root_bytes)]
         if root_desc.media_type in INDEX_TYPES:
             index = json.loads(root_bytes)
-            for child in index.get("manifests") or []:
+            for child in _entries(index, "manifests", r):
                 cd = _remote_descriptor(child, r)
                 if cd.media_type in INDEX_TYPES:
                     raise RegistryError(f"{r} is a nested image index, which rootfs does not pull")
@@ -300,7 +300,7 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
             if desc.media_type in INDEX_TYPES:
                 continue
             m = json.loads(data)
-            for d in [m.get("config") or {}] + list(m.get("layers") or []):
+            for d in [m.get("config") or {}] + _entries(m, "layers", r):
                 bd = _remote_descriptor(d, r)
                 blobs[bd.digest] = bd
 
@@ -325,6 +325,13 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
     return path, tag, root_desc.digest
 
 
+def _entries(obj: dict, key: str, r: Reference) -> list:
+    value = obj.get(key) or []
+    if not isinstance(value, list):
+        raise RegistryError(f"the manifest of {r} has a {key} that is not a list")
+    return value
+
+
 def _remote_descriptor(d, r: Reference) -> Descriptor:
     """A descriptor from a registry's manifest: malformed is the registry's fault."""
     try:
@@ -345,12 +352,16 @@ def _get_manifest(sess: Session, reference: str, digest: str | None) -> tuple[De
     media = (resp.header("Content-Type") or "").split(";")[0].strip()
     try:
         parsed = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{sess.ref.host} served a manifest for {sess.ref} that is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise RegistryError(f"{sess.ref.host} served a manifest for {sess.ref} that is not a JSON object")
     if media.startswith(SCHEMA1) or parsed.get("schemaVersion") == 1:
         raise RegistryError(f"{sess.ref} is an old Docker schema 1 image, which rootfs does not pull")
     if media not in MANIFEST_TYPES + INDEX_TYPES:
         media = parsed.get("mediaType") or (OCI_INDEX if "manifests" in parsed else OCI_MANIFEST)
+        if not isinstance(media, str):
+            raise RegistryError(f"{sess.ref.host} served a manifest for {sess.ref} whose mediaType is not a string")
     actual = "sha256:" + hashlib.sha256(data).hexdigest()
     if digest and not digest.startswith("sha256:"):
         algo, hexpart = check_digest(digest, str(sess.ref))
@@ -448,8 +459,10 @@ def _write_index(target: Path, root: Descriptor, tag: str) -> None:
     if index_path.is_file():
         try:
             index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise OutputError(f"cannot read {index_path}: {exc}") from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests") or [], list):
+            raise OutputError(f"{index_path} is not an OCI image index")
     entries = [e for e in index.get("manifests") or [] if (e.get("annotations") or {}).get(REF_NAME) != tag]
     entry = root.to_json()
     entry["annotations"] = {REF_NAME: tag}

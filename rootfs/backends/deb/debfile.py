@@ -17,11 +17,25 @@ import libarchive
 from debian.deb822 import Deb822
 from libarchive import ffi
 
+from rootfs.host.safepath import normalise, shown
 from rootfs.host.unpacker import slice_stream
 from rootfs.model.errors import InstallError
 
 AR_MAGIC = b"!<arch>\n"
 MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")
+# A control file is read whole into memory; the largest in Debian (a
+# templates or md5sums file) are a few MiB.
+CONTROL_LIMIT = 64 << 20
+# The names every other file in dpkg's database is derived from: the package
+# and architecture become info/NAME[:ARCH].*, a control member's name the
+# suffix, a trigger's name triggers/NAME. Anything else could aim those
+# writes elsewhere in the root.
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*\Z")
+ARCH_NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+CONTROL_MEMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")
+# dpkg's trig_name_is_illegal: printable ASCII, no space; we also keep the
+# name a single path component.
+TRIGGER_NAME = re.compile(r"[!-.0-~][!-.0-~]*\Z")
 
 
 @dataclass(frozen=True)
@@ -75,20 +89,25 @@ def parse_control(text: str) -> dict[str, str]:
 class ControlInfo:
     fields: dict[str, str]
     files: dict[str, bytes] = field(default_factory=dict)  # every control member by name
+    what: str = ""  # the package file, for messages
 
     @property
     def package(self) -> str:
         return self.fields.get("Package", "")
 
+    def _path(self, path: str, where: str) -> str:
+        return normalise(path, f"{self.what}: {where}")
+
     @property
     def conffiles(self) -> list[str]:
+        """Absolute paths, normalised with chroot semantics ("/etc/x")."""
         text = self.files.get("conffiles", b"").decode("utf-8", "surrogateescape")
         out = []
         for line in text.splitlines():
             line = line.strip()
             # dpkg >= 1.20.1 allows "remove-on-upgrade /path"; the path is last.
             if line:
-                out.append(line.split()[-1])
+                out.append(self._path(line.split()[-1], "conffiles"))
         return out
 
     @property
@@ -97,7 +116,8 @@ class ControlInfo:
 
     @property
     def md5sums(self) -> dict[str, str] | None:
-        """path (no leading slash) -> md5, or None when the package has none."""
+        """path (normalised, no leading slash) -> md5, or None when the
+        package has none."""
         raw = self.files.get("md5sums")
         if raw is None:
             return None
@@ -105,7 +125,46 @@ class ControlInfo:
         for line in raw.decode("utf-8", "surrogateescape").splitlines():
             m = re.match(r"([0-9a-f]{32})\s+\*?(.*)$", line.strip())
             if m:
-                out[m.group(2).lstrip("/")] = m.group(1)
+                out[self._path(m.group(2), "md5sums")[1:]] = m.group(1)
+        return out
+
+    @property
+    def triggers(self) -> list[tuple[str, str]]:
+        """(directive, trigger) for each line of the triggers file: a file
+        trigger is a normalised absolute path, a named trigger one plain
+        name."""
+        raw = self.files.get("triggers", b"").decode("utf-8", "surrogateescape")
+        out = []
+        for line in raw.splitlines():
+            words = line.split("#", 1)[0].split()
+            if len(words) != 2:
+                continue
+            directive, name = words
+            if name.startswith("/"):
+                name = self._path(name, "triggers")
+            elif not TRIGGER_NAME.match(name) or name in (".", ".."):
+                raise InstallError(f"{self.what}: the triggers file names an invalid trigger {shown(name)}")
+            out.append((directive, name))
+        return out
+
+    @property
+    def canonical(self) -> dict[str, bytes]:
+        """The control files dpkg reads paths from (conffiles, md5sums), as
+        the normalised paths say them. An honest package's bytes come back
+        unchanged."""
+        out = {}
+        if "md5sums" in self.files:
+            sums = self.md5sums or {}
+            out["md5sums"] = "".join(f"{h}  {p}\n" for p, h in sums.items()).encode("utf-8", "surrogateescape")
+        if "conffiles" in self.files:
+            text = self.files["conffiles"].decode("utf-8", "surrogateescape")
+            lines = []
+            for line in text.splitlines():
+                words = line.split()
+                if words:
+                    words[-1] = self._path(words[-1], "conffiles")
+                    lines.append(" ".join(words) + "\n")
+            out["conffiles"] = "".join(lines).encode("utf-8", "surrogateescape")
         return out
 
 
@@ -165,6 +224,13 @@ class DebFile:
                     name = name[2:] if name.startswith("./") else name.lstrip("/")
                     if not entry.isreg or "/" in name or not name:
                         continue
+                    if not CONTROL_MEMBER.match(name):
+                        # info/PKG.NAME and tmp.ci/NAME are made from it
+                        raise InstallError(f"{self.what}: the control archive holds a file with an invalid name "
+                                           f"{shown(name)}")
+                    if entry.size > CONTROL_LIMIT:
+                        raise InstallError(f"{self.what}: control file {name} is {entry.size} bytes, more than "
+                                           f"{CONTROL_LIMIT} (a hostile package?)")
                     files[name] = b"".join(entry.get_blocks())
         except libarchive.ArchiveError as exc:
             raise InstallError(f"{self.what}: cannot read {m.name}: {exc.msg or exc}") from None
@@ -176,7 +242,15 @@ class DebFile:
             raise InstallError(f"{self.what}: malformed control file: {exc}") from None
         if not fields.get("Package"):
             raise InstallError(f"{self.what}: control file has no Package field")
-        return ControlInfo(fields, files)
+        if not PACKAGE_NAME.match(fields["Package"]):
+            raise InstallError(f"{self.what}: control file names an invalid package {shown(fields['Package'])}")
+        if "Architecture" in fields and not ARCH_NAME.match(fields["Architecture"]):
+            raise InstallError(f"{self.what}: control file names an invalid architecture "
+                               f"{shown(fields['Architecture'])}")
+        info = ControlInfo(fields, files, self.what)
+        # Every path the control files name, checked before any is used.
+        info.conffiles, info.md5sums, info.triggers  # noqa: B018
+        return info
 
     def data_stream(self):
         """The compressed data.tar member as a stream for libarchive."""

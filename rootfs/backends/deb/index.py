@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from debian.debian_support import Version as _Version
+
 from rootfs import decompress
+from rootfs.host.safepath import repository_path
 from rootfs.model.errors import VerifyError
 
 CHUNK = 1 << 22
@@ -72,7 +75,13 @@ class Package:
 
     @property
     def url(self) -> str:
-        return self.base_url + self.filename
+        if not self.base_url:
+            # A package file the user named (Index.override): its Filename
+            # is that file's own URL, not a path in a repository.
+            return self.filename
+        # Checked here, at resolve time: a hostile Filename is refused
+        # before anything is fetched.
+        return self.base_url + repository_path(self.filename, f"the index entry of {self.name} {self.version} names")
 
 
 def parse_stanza(raw: bytes, base_url: str = "", repository: str = "") -> Package:
@@ -100,6 +109,10 @@ def parse_stanza(raw: bytes, base_url: str = "", repository: str = "") -> Packag
         raise VerifyError(f"package {values['name']} has a bad Size field") from None
     essential = values.pop("essential", "").lower() == "yes"
     values.setdefault("architecture", "")
+    try:
+        _Version(values["version"])  # what sorting by version will need
+    except ValueError:
+        raise VerifyError(f"package {values['name'][:100]} has an invalid Version {values['version'][:100]!r}") from None
     return Package(size=size, essential=essential, base_url=base_url, repository=repository, **values)
 
 
@@ -206,10 +219,10 @@ class Index:
     # -- lookups ------------------------------------------------------------
 
     def names(self) -> list[str]:
-        return sorted(n.decode() for n in self._raw)
+        return sorted(n.decode("utf-8", "surrogateescape") for n in self._raw)
 
     def __contains__(self, name: str) -> bool:
-        return name.encode() in self._raw
+        return name.encode("utf-8", "surrogateescape") in self._raw
 
     def packages(self, name: str) -> list[Package]:
         """Every stanza for name installable on this architecture (its own or
@@ -222,7 +235,7 @@ class Index:
             seen: set[tuple[str, str]] = set()
             got = []
             base = self._own_base.get(name, self.base_url)
-            for raw in self._entries(name.encode()):
+            for raw in self._entries(name.encode("utf-8", "surrogateescape")):
                 p = parse_stanza(raw, base, self.repository)
                 if p.architecture not in (self.architecture, "all"):
                     continue
@@ -243,11 +256,11 @@ class Index:
             # A resolve asks about a handful of virtual names: a substring scan
             # of the ~10,000 Provides lines kept at load time (a millisecond)
             # beats building a table of every virtual name in the archive.
-            needle = name.encode()
+            needle = name.encode("utf-8", "surrogateescape")
             found: set[str] = set()
             for pname, line in self._provides_lines:
                 if needle in line and any(v == name for v, _ in parse_provides(line.decode("utf-8", "replace"))):
-                    found.add(pname.decode())
+                    found.add(pname.decode("utf-8", "surrogateescape"))
             names = self._providers[name] = sorted(found)
         return names
 
@@ -275,7 +288,7 @@ class Index:
                     continue
             elif needle not in entries:
                 continue
-            out.append(bname.decode())
+            out.append(bname.decode("utf-8", "surrogateescape"))
         return out
 
     def with_field(self, field_name: str, value: str) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import Iterable
@@ -100,6 +101,7 @@ class Unpacked:
     claims: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     dir_mtimes: list[tuple[str, int]] = field(default_factory=list)
     conffile_hashes: list[tuple[str, str]] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)  # listed path -> file type, as the archive says
 
     @property
     def name(self) -> str:
@@ -144,14 +146,15 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     settings = opts.settings if isinstance(opts.settings, DebSettings) else DebSettings()
     c = opts.customize
     check_points(c, opts.mode)
-    report = InstallReport(packages=len(lock.packages))
+    report = InstallReport(packages=len(lock.packages), payloads_checked=True)
     root = Path(root)
     stage2 = opts.mode.configures
     ctx = HookContext(mode=opts.mode.value, include=lock.requested, verbosity=opts.verbosity,
                       source_date_epoch=lock.source_date_epoch)
     # SIGTERM unwinds like Ctrl-C, so the caller's cleanup of a half-built
     # root runs (and stage 2's mounts are undone).
-    with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log) as ex, \
+    with sigterm_raises(), Extractor(root, mode=opts.mode, attrs=opts.attrs, warn=opts.log,
+                                     policy=opts.policy) as ex, \
             HookRunner(c.hooks, ctx, opts.log) as hooks:
         made = setup_root(lock, ex, settings, hooks)
         if hooks.at("setup"):
@@ -272,47 +275,131 @@ def _extract_one(pkg: LockedPackage, path: Path, ex: Extractor, skip=None) -> Un
         computed: dict[str, str] | None = {} if shipped is None else None
         claims: dict[str, tuple[int, int, int]] = {}
         dir_mtimes: list[tuple[str, int]] = []
+        kinds: dict[str, int] = {}
         paths = ex.extract(deb.data_stream(), md5sums=computed, claims=claims, what=what, format_name="tar",
-                           dir_mtimes=dir_mtimes, skip=skip.skips if skip else None)
-    return Unpacked(pkg, control, paths, shipped if shipped is not None else computed or {}, claims, dir_mtimes)
+                           dir_mtimes=dir_mtimes, skip=skip.skips if skip else None, kinds=kinds)
+    return Unpacked(pkg, control, paths, shipped if shipped is not None else computed or {}, claims, dir_mtimes,
+                    kinds=kinds)
 
 
 def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: InstallOptions,
                 skip=None, made: list[str] = ()) -> list[Unpacked]:
     """Extract every package, two at a time: xz decoding runs in libarchive
     without the GIL, so two cores both work.
-    Overlaps are settled afterwards as a one-by-one extraction in lock order
-    would have left them."""
+
+    The result is the tree a one-by-one extraction in lock order leaves,
+    whatever the timing: packages that ship the same non-directory path
+    are extracted again one by one in that order, so the last one's copy
+    wins; a path one package ships as a directory and another as something
+    else (or any failure while extracting in parallel, which may be an
+    artefact of the interleaving) makes the whole stage start again one by
+    one from the tree as it was before it."""
     # By name, as a lock file lists them: a freshly resolved lock and the
     # same lock read back must settle overlaps the same way.
     pkgs = sorted(lock.packages, key=lambda p: (p.name, p.architecture))
     total = len(pkgs)
     jobs = max(1, min(2, os.cpu_count() or 1))
+    before = _Before(ex, opts.attrs)
     results: list[Unpacked] = []
+    failed = False
     with ThreadPoolExecutor(jobs, thread_name_prefix="extract") as pool:
         futures = [pool.submit(_extract_one, p, Path(files[p.key]), ex, skip) for p in pkgs]
         try:
             for i, fut in enumerate(futures):
-                results.append(fut.result())
+                try:
+                    results.append(fut.result())
+                except Exception:
+                    if jobs == 1:
+                        raise
+                    failed = True
+                    for f in futures:
+                        f.cancel()
+                    break
                 _progress(opts, "extracting", i + 1, total)
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
-    settle_overlaps(results, ex, files, opts, skip, made)
+    overlaps = [] if failed else _overlaps(results)
+    if failed or any(mixed for _, mixed, _ in overlaps):
+        opts.log("packages ship the same paths as different kinds of file: extracting one by one")
+        before.restore(ex, opts.attrs)
+        results = []
+        for i, p in enumerate(pkgs):
+            results.append(_extract_one(p, Path(files[p.key]), ex, skip))
+            _progress(opts, "extracting", i + 1, total)
+        overlaps = []
+    settle_overlaps(results, ex, files, opts, overlaps, skip, made)
     return results
 
 
+def _overlaps(results: list[Unpacked]) -> list[tuple[str, bool, list[int]]]:
+    """(path, kinds differ, indices of the packages shipping it) for every
+    path that several packages ship, unless all ship a directory. Listed
+    names and the real paths they landed on both count: the first are what
+    the archives say, the second catch names that meet through a symlink."""
+    by_path: dict[str, list[tuple[int, int]]] = {}
+    for i, u in enumerate(results):
+        for listed, kind in u.kinds.items():
+            by_path.setdefault(listed, []).append((i, kind))
+        for key, meta in u.claims.items():
+            if "/" + key not in u.kinds:
+                by_path.setdefault("/" + key, []).append((i, stat.S_IFMT(meta[0])))
+    out = []
+    for path, owners in sorted(by_path.items()):
+        who = sorted({i for i, _ in owners})
+        kinds = {k for _, k in owners}
+        if len(who) < 2 or kinds == {stat.S_IFDIR}:
+            continue
+        out.append((path, len(kinds) > 1, who))
+    return out
+
+
+class _Before:
+    """What the root held before stage 1 (merged-usr links, what a setup
+    hook put there), so that a parallel attempt can be undone."""
+
+    def __init__(self, ex: Extractor, attrs: AttrRecord | None):
+        self.paths = _tree_paths(ex.root)
+        self.attrs = AttrRecord()
+        if attrs is not None:
+            self.attrs.replace_with(attrs)
+
+    def restore(self, ex: Extractor, attrs: AttrRecord | None) -> None:
+        """Remove everything stage 1 added. Never follows a link: the
+        walk is by lstat, removal by name in its directory."""
+        for rel in sorted(_tree_paths(ex.root) - self.paths, key=lambda r: (-r.count("/"), r)):
+            full = os.path.join(ex.root, rel)
+            try:
+                if stat.S_ISDIR(os.lstat(full).st_mode):
+                    shutil.rmtree(full)
+                else:
+                    os.unlink(full)
+            except FileNotFoundError:
+                pass
+        if attrs is not None:
+            attrs.replace_with(self.attrs)
+
+
+def _tree_paths(root: str) -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for n in dirnames + filenames:
+            out.add(n if rel == "." else f"{rel}/{n}")
+    return out
+
+
 def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Path], opts: InstallOptions,
-                    skip=None, made: list[str] = ()) -> None:
+                    overlaps: list[tuple[str, bool, list[int]]] = (), skip=None, made: list[str] = ()) -> None:
     """Directories shipped by several packages get the metadata of the first
-    (dpkg keeps an existing directory); a non-directory shipped by several
-    goes to the last one, which is extracted again to make sure it wins."""
+    (dpkg keeps an existing directory). Packages shipping the same
+    non-directory are extracted again, one by one in lock order, so that
+    the last one's copy wins as it would have one by one."""
     owners: dict[str, list[tuple[int, tuple[int, int, int]]]] = {}
     for i, u in enumerate(results):
         for key, meta in u.claims.items():
             owners.setdefault(key, []).append((i, meta))
-    again: set[int] = set()
     for key in made:
         # Made for the setup hooks: the first package shipping it gives it
         # its owner and mode, as tar -x over mmdebstrap's directory does.
@@ -320,17 +407,15 @@ def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Pat
         if claims and stat.S_ISDIR(claims[0][1][0]):
             ex.set_owner_mode(key, *claims[0][1])
     for key, claims in owners.items():
-        if len(claims) < 2:
-            continue
-        kinds = {stat.S_IFMT(m[0]) for _, m in claims}
-        if kinds == {stat.S_IFDIR}:
+        if len(claims) > 1 and {stat.S_IFMT(m[0]) for _, m in claims} == {stat.S_IFDIR}:
             first = claims[0][1]
             if any(m != first for _, m in claims):
                 ex.set_owner_mode(key, *first)
-        else:
-            names = ", ".join(results[i].name for i, _ in claims)
-            opts.log(f"/{key} is shipped by several packages ({names}); the last one wins")
-            again.add(claims[-1][0])
+    again: set[int] = set()
+    for path, _, who in overlaps:
+        names = ", ".join(results[i].name for i in who)
+        opts.log(f"{path} is shipped by several packages ({names}); the last one wins")
+        again.update(who)
     for i in sorted(again):
         u = results[i]
         with DebFile(files[u.pkg.key], u.pkg.filename) as deb:
@@ -346,7 +431,7 @@ def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Pat
 
 def _conffile_hashes(u: Unpacked, ex: Extractor) -> list[tuple[str, str]]:
     out = []
-    for path in u.control.conffiles:
+    for path in u.control.conffiles:  # normalised: never climbs out
         rel = path.lstrip("/")
         digest = u.md5sums.get(rel)
         if digest is None:
@@ -378,14 +463,12 @@ def _field(name: str, value: str) -> str:
 def _triggers(u: Unpacked) -> Iterable[tuple[str, str]]:
     """(trigger name, "pkg" or "pkg/noawait") for each interest the package
     declares, as dpkg records them in triggers/File and triggers/NAME."""
-    raw = u.control.files.get("triggers", b"").decode("utf-8", "surrogateescape")
     pkgname = u.info_name
-    for line in raw.splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) != 2 or not words[0].startswith("interest"):
+    for directive, name in u.control.triggers:
+        if not directive.startswith("interest"):
             continue
-        suffix = "/noawait" if words[0] == "interest-noawait" else ""
-        yield words[1], pkgname + suffix
+        suffix = "/noawait" if directive == "interest-noawait" else ""
+        yield name, pkgname + suffix
 
 
 def write_database(lock: Lock, unpacked: list[Unpacked], ex: Extractor, register: Iterable[Unpacked]) -> None:
@@ -401,10 +484,11 @@ def write_database(lock: Lock, unpacked: list[Unpacked], ex: Extractor, register
         if "md5sums" not in u.control.files:  # dpkg generates them too
             ex.write_file(f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
                           .encode("utf-8", "surrogateescape"))
+        canonical = u.control.canonical
         for name, data in sorted(u.control.files.items()):
             if name == "control" or "/" in name or name.startswith("."):
                 continue
-            ex.write_file(f"{info}.{name}", data, 0o755 if name in MAINT_SCRIPTS else 0o644)
+            ex.write_file(f"{info}.{name}", canonical.get(name, data), 0o755 if name in MAINT_SCRIPTS else 0o644)
         for trigger, who in _triggers(u):
             if trigger.startswith("/"):
                 file_triggers.append(f"{trigger} {who}\n")

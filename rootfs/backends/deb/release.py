@@ -94,8 +94,8 @@ def parse_release(text: str, what: str = "Release") -> Release:
 def parse_date(value: str, what: str) -> dt.datetime:
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        raise VerifyError(f"{what} has an unreadable date {value!r}") from None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        raise VerifyError(f"{what} has an unreadable date {value[:100]!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return when

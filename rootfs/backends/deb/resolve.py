@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -32,7 +31,8 @@ from rootfs.backends.deb.release import (
 from rootfs.backends.deb.resolver import resolve_set, variant_request
 from rootfs.backends.deb.settings import active_sources
 from rootfs.backends.deb.sources import MIRROR, SECURITY_MIRROR, Mirrors, Repository, repositories, uses
-from rootfs.model.errors import OutputError, RootfsError, UsageError, VerifyError
+from rootfs.host.run import run as host_run
+from rootfs.model.errors import CommandTimeout, OutputError, RootfsError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
 from rootfs.net.cache import Cache
@@ -45,9 +45,8 @@ def apt_checks_valid_until() -> bool:
     if not shutil.which("apt-config"):
         return True
     try:
-        out = subprocess.run(["apt-config", "dump", "Acquire::Check-Valid-Until"],
-                             capture_output=True, text=True, timeout=30, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out = host_run(["apt-config", "dump", "Acquire::Check-Valid-Until"], text=True, seconds=30).stdout
+    except (OSError, CommandTimeout):
         return True
     for line in out.splitlines():
         key, _, value = line.partition(" ")

@@ -85,7 +85,7 @@ def _untranslated(el: ET.Element, tag: str) -> str:
 def parse_comps(stream: IO[bytes], where: str) -> Comps:
     try:
         root = ET.parse(stream).getroot()
-    except ET.ParseError as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:  # also: an encoding expat cannot read
         raise VerifyError(f"{where} is not valid XML: {exc}") from None
     out = Comps()
     for g in root.iter("group"):

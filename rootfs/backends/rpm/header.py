@@ -151,7 +151,7 @@ def read_header(f: BinaryIO, what: str) -> Header:
                 tags[tag] = list(struct.unpack_from(f">{count}I", store, off))
             elif typ == 5:
                 tags[tag] = list(struct.unpack_from(f">{count}Q", store, off))
-    except (ValueError, struct.error):
+    except (ValueError, struct.error, IndexError):
         raise VerifyError(f"{what} has a corrupt header") from None
     return Header(tags, pre + index + store)
 
@@ -163,6 +163,8 @@ def retrofit_v3(h: Header) -> None:
     names = h.list(OLDFILENAMES)
     if not names or h.get(BASENAMES) is not None:
         return
+    if not all(isinstance(n, str) for n in names):
+        raise VerifyError("an rpm v3 header's file names are not strings")
     dirs: dict[str, int] = {}
     basenames, indexes = [], []
     for name in names:

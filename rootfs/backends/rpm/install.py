@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from rootfs.backends.rpm.scriptlets import (
 )
 from rootfs.backends.rpm.unpack import Unpacker
 from rootfs.backends.rpm.version import EQUAL, parse_evr, ranges_overlap
+from rootfs.host.run import run as host_run
 from rootfs.host.safepath import relative_to_root, resolve_in_root
 from rootfs.host.unpacker import Extractor
 from rootfs.model.attrs import AttrRecord
@@ -65,12 +65,12 @@ def check_signatures(paths: list[Path], keys: tuple[str, ...]) -> None:
         for i, key_text in enumerate(keys):
             key = Path(t) / f"key{i}.asc"
             key.write_text(key_text)
-            imp = subprocess.run([rpmkeys, "--dbpath", str(db), "--import", str(key)], capture_output=True, env=env)
+            imp = host_run([rpmkeys, "--dbpath", str(db), "--import", str(key)], env=env, what="rpmkeys --import")
             if imp.returncode != 0:
                 raise VerifyError(f"the package signing key cannot be imported: {imp.stderr.decode(errors='replace').strip()}")
         for p in paths:
-            proc = subprocess.run([rpmkeys, "--dbpath", str(db), "--define", f"_dbpath {db}", "--checksig", str(p)],
-                                  capture_output=True, env=env)
+            proc = host_run([rpmkeys, "--dbpath", str(db), "--define", f"_dbpath {db}", "--checksig", str(p)],
+                            env=env, what=f"rpmkeys --checksig {p.name}")
             out = (proc.stdout + proc.stderr).decode(errors="replace")
             # An unsigned package passes with "digests OK" alone: refused here.
             if proc.returncode != 0 or "signatures OK" not in out:
@@ -234,12 +234,12 @@ def register(root: Path, paths: list[Path], source_date_epoch: int = 0, wrap: li
         ex.make_dir(dbpath.lstrip("/"))
         real = "/" + relative_to_root(ex.root, resolve_in_root(ex.root, dbpath))
         with tempfile.TemporaryDirectory(prefix="rootfs-rpmdb.") as home:
-            proc = subprocess.run(
+            proc = host_run(
                 [*(wrap or []), rpm, "--root", ex.root, "--dbpath", real, "--define", "_db_backend sqlite",
                  "-i", "--justdb", "--nodeps", "--noscripts",
                  "--notriggers", "--nosignature", "--nodigest", "--ignorearch", "--ignoreos", "--ignoresize",
                  "--replacefiles", "--replacepkgs", *map(str, paths)],
-                capture_output=True, env=_register_env(home, source_date_epoch),
+                env=_register_env(home, source_date_epoch), what="rpm registering the packages",
             )
         if proc.returncode != 0:
             raise InstallError(f"rpm could not register the packages: {proc.stderr.decode(errors='replace').strip()}")
@@ -269,7 +269,8 @@ def _register_env(home: str, source_date_epoch: int) -> dict[str, str]:
 def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions) -> InstallReport:
     root = Path(root)
     as_root = opts.mode == "root"
-    report = InstallReport()
+    # Every payload goes through the Extractor and its policy.
+    report = InstallReport(payloads_checked=True)
     rpms: list[RpmFile] = []
     for p in lock.packages:
         path = files.get(p.key)
@@ -291,7 +292,7 @@ def install(lock: Lock, files: dict[str, Path], root: Path, opts: InstallOptions
     hooks = _hooks(lock, opts)
     with hooks, contextlib.ExitStack() as stack:
         ex = stack.enter_context(Extractor(root, mode=opts.mode, attrs=None if as_root else opts.attrs,
-                                           warn=opts.log))
+                                           warn=opts.log, policy=opts.policy))
         runner: Runner | None = None
         session = None
         if as_root:

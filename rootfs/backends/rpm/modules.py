@@ -211,6 +211,21 @@ def parse_modules(stream: IO[bytes], where: str) -> Modules:
     except yaml.YAMLError as exc:
         raise VerifyError(f"{where} is not valid YAML: {exc}") from None
     out = Modules()
+
+    def mapping(value, what: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise VerifyError(f"{where}: {what} is not a mapping")
+        return value
+
+    def seq(value, what: str) -> list | tuple:
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            raise VerifyError(f"{where}: {what} is not a list")
+        return value
+
     for doc in docs:
         data = doc.get("data") or {}
         if not isinstance(data, dict):
@@ -219,18 +234,26 @@ def parse_modules(stream: IO[bytes], where: str) -> Modules:
             module = str(data.get("module"))
             if data.get("stream") is not None:
                 out.defaults[module] = str(data["stream"])
-            for stream, names in (data.get("profiles") or {}).items():
-                out.default_profiles[(module, str(stream))] = tuple(str(n) for n in names or ())
+            for stream, names in mapping(data.get("profiles"), f"the defaults of {module:.80}: profiles").items():
+                out.default_profiles[(module, str(stream))] = tuple(str(n) for n in seq(names, "a profile"))
         elif doc.get("document") == "modulemd":
-            profiles = {str(k): tuple(str(r) for r in (v or {}).get("rpms") or ())
-                        for k, v in (data.get("profiles") or {}).items()}
+            name = f"module {str(data.get('name')):.80}"
+            profiles = {str(k): tuple(str(r) for r in seq(mapping(v, f"{name}: a profile").get("rpms"),
+                                                          f"{name}: a profile's rpms"))
+                        for k, v in mapping(data.get("profiles"), f"{name}: profiles").items()}
             requires = tuple(
-                {str(m): tuple(str(s) for s in (streams or ())) for m, streams in (dep.get("requires") or {}).items()}
-                for dep in data.get("dependencies") or () if isinstance(dep, dict))
+                {str(m): tuple(str(s) for s in seq(streams, f"{name}: required streams"))
+                 for m, streams in mapping(dep.get("requires"), f"{name}: requires").items()}
+                for dep in seq(data.get("dependencies"), f"{name}: dependencies") if isinstance(dep, dict))
+            try:
+                version = int(data.get("version") or 0)
+            except (TypeError, ValueError):
+                raise VerifyError(f"{where}: {name} has a version that is not a number") from None
             out.docs.append(ModuleDoc(
                 name=str(data.get("name")), stream=str(data.get("stream")),
-                version=int(data.get("version") or 0), context=str(data.get("context") or ""),
-                artifacts=tuple(str(r) for r in ((data.get("artifacts") or {}).get("rpms") or ())),
+                version=version, context=str(data.get("context") or ""),
+                artifacts=tuple(str(r) for r in seq(mapping(data.get("artifacts"), f"{name}: artifacts").get("rpms"),
+                                                    f"{name}: artifacts")),
                 profiles=profiles, requires=requires))
     out.docs.sort(key=_doc_order)
     return out

@@ -77,13 +77,22 @@ def file_entries(rpm: RpmFile) -> list[FileEntry]:
     links, flags, mtimes = arr(H.FILELINKTOS, ""), arr(H.FILEFLAGS, 0), arr(H.FILEMTIMES, 0)
     inodes, devices, rdevs, caps = arr(H.FILEINODES, 0), arr(H.FILEDEVICES, 0), arr(H.FILERDEVS, 0), arr(H.FILECAPS, "")
     digests = arr(H.FILEDIGESTS, "")
-    if len(dirindexes) != n or len(sizes) != n or any(not 0 <= d < len(dirnames) for d in dirindexes):
+    if len(dirindexes) != n or len(sizes) != n or any(not isinstance(d, int) or not 0 <= d < len(dirnames)
+                                                      for d in dirindexes):
         raise VerifyError(f"{rpm.path.name} has inconsistent file arrays in its header")
-    return [
-        FileEntry(i, dirnames[dirindexes[i]] + basenames[i], modes[i], sizes[i], users[i], groups[i],
-                  links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i], digests[i])
-        for i in range(n)
-    ]
+    try:
+        out = [
+            FileEntry(i, dirnames[dirindexes[i]] + basenames[i], modes[i], sizes[i], users[i], groups[i],
+                      links[i], flags[i], mtimes[i], inodes[i], devices[i], rdevs[i], caps[i], digests[i])
+            for i in range(n)
+        ]
+    except TypeError:  # a directory or base name that is not a string
+        raise VerifyError(f"{rpm.path.name} has file arrays of the wrong types in its header") from None
+    for e in out:  # the types the header's tags must have (a tag of another type is hostile)
+        if not all(isinstance(x, int) for x in (e.mode, e.size, e.flags, e.mtime, e.inode, e.device, e.rdev)) \
+                or not all(isinstance(x, str) for x in (e.path, e.user, e.group, e.linkto)):
+            raise VerifyError(f"{rpm.path.name} has file arrays of the wrong types in its header")
+    return out
 
 
 def file_digest_algo(rpm: RpmFile) -> str:

@@ -76,7 +76,7 @@ def fetch_repomd(downloader: Downloader, url: str, keyring: str | None) -> Repom
 def parse_repomd(base: str, raw: bytes) -> Repomd:
     try:
         root = ET.fromstring(raw)
-    except ET.ParseError as exc:
+    except (ET.ParseError, ValueError, LookupError) as exc:  # an encoding expat cannot read
         raise VerifyError(f"{base}/repodata/repomd.xml is not valid XML: {exc}") from None
     data: dict[str, DataFile] = {}
     for d in root.findall(REPO + "data"):

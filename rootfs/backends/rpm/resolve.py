@@ -30,6 +30,7 @@ from rootfs.backends.rpm.modules import Modules, parse_modules
 from rootfs.backends.rpm.repomd import Repomd, fetch_data, fetch_repomd
 from rootfs.backends.rpm.requests import Selector
 from rootfs.backends.rpm.solver import Sack, SolveOptions
+from rootfs.host.safepath import repository_path
 from rootfs.model.errors import ResolveError, UsageError, VerifyError
 from rootfs.model.lock import Lock, LockedPackage, LockSource
 from rootfs.model.recipe import Recipe
@@ -131,7 +132,7 @@ def locked(s: solv.XSolvable, loaded: Loaded) -> LockedPackage:
     deps = [str(d) for d in s.lookup_deparray(solv.SOLVABLE_REQUIRES, 0)]
     return LockedPackage(
         name=s.name, version=evr, architecture=s.arch,
-        url=f"{base.rstrip('/') if base else md.url}/{href.lstrip('/')}",
+        url=f"{base.rstrip('/') if base else md.url}/{repository_path(href, f'{md.url} lists {s} at')}",
         size=s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE), sha256=ck.hex(),
         source=s.lookup_sourcepkg() or "",
         depends=tuple(d for d in deps if d != "solvable:prereqmarker"),

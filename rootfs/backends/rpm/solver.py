@@ -52,7 +52,9 @@ that is every request, as with dnf.
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO
@@ -86,6 +88,16 @@ class SolveOptions:
     nodeps: bool = False  # exactly the requested packages, no dependencies
 
 
+_DECLARATION = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
+
+
+def _check_declaration(head: bytes, where: str) -> None:
+    m = _DECLARATION.match(head)
+    if m and m.group(1).decode("ascii", "replace").lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise VerifyError(f"{where} declares the encoding {m.group(1)[:40].decode('ascii', 'replace')!r}; "
+                          "rpm-md metadata is UTF-8")
+
+
 class Sack:
     """Every repository's packages in one libsolv pool, indexed for requests."""
 
@@ -115,9 +127,24 @@ class Sack:
         repo = self.pool.add_repo(str(len(self.repos)))
         fd = os.memfd_create("primary.xml")
         try:
+            # libsolv's XML reader crashes the process on some inputs in
+            # encodings other than the UTF-8 rpm-md is written in, and on
+            # NUL bytes: only UTF-8 without NUL, checked as it is copied,
+            # reaches it.
+            utf8 = codecs.getincrementaldecoder("utf-8")()
+            first = True
             try:
                 while chunk := stream.read(CHUNK):
+                    if first:
+                        _check_declaration(chunk, where)
+                        first = False
+                    utf8.decode(chunk)
+                    if b"\0" in chunk:  # XML has no NUL, and libsolv's reader dies on one
+                        raise VerifyError(f"{where} holds a NUL byte, which XML does not allow")
                     os.write(fd, chunk)
+                utf8.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise VerifyError(f"{where} is not UTF-8 text") from None
             except (OSError, EOFError, ValueError) as exc:
                 raise VerifyError(f"{where} cannot be read: {exc}") from None
             except Exception as exc:  # zstandard has error types of its own
