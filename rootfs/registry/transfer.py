@@ -342,9 +342,30 @@ def _remote_descriptor(d, r: Reference) -> Descriptor:
     return desc
 
 
-def _get_manifest(sess: Session, reference: str, digest: str | None) -> tuple[Descriptor, bytes]:
+def remote_manifest(ref: str | Reference, opts: RegistryOptions) -> tuple[Descriptor, dict] | None:
+    """REF's manifest or index, verified and parsed; None when the registry
+    says it does not exist (404). Anything else that keeps the answer away
+    (authentication, a registry that stays unreachable) is an error: a
+    caller that rebuilt on it would only fail again at the push."""
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    sess = Session(r, opts)
+    try:
+        sess.ping()
+        got = _get_manifest(sess, r.reference, r.digest, missing_ok=True)
+    finally:
+        sess.transport.close()
+    if got is None:
+        return None
+    desc, data = got
+    return desc, json.loads(data)
+
+
+def _get_manifest(sess: Session, reference: str, digest: str | None,
+                  missing_ok: bool = False) -> tuple[Descriptor, bytes] | None:
     resp = sess.call("GET", f"/v2/{sess.ref.name}/manifests/{reference}", headers={"Accept": ACCEPT})
     if resp.status == 404:
+        if missing_ok:
+            return None
         raise RegistryError(f"{sess.ref} does not exist on {sess.ref.host} ({resp.error_text()})")
     if resp.status != 200:
         raise RegistryError(f"{sess.ref.host} answered HTTP {resp.status} for {sess.ref}: {resp.error_text()}")
