@@ -187,3 +187,9 @@ def test_a_registry_that_cannot_be_asked_is_an_error_not_a_rebuild(env, tmp_path
     assert "authentication" in failed["stderr"]
     assert server.debs() == []
     assert not (failed["job"] / "out").exists()
+
+
+def test_a_push_to_a_digest_is_refused_before_anything_is_fetched(env):
+    failed = env["make"]("--push", f"{env['reg'].host}/base@sha256:{'0' * 64}", check=False)
+    assert failed["returncode"] == 2 and "--push takes a tag, not a digest" in failed["stderr"]
+    assert env["server"].paths == []

@@ -230,7 +230,8 @@ def make(
     for dest in push or ():
         from rootfs.registry import parse_reference
 
-        parse_reference(dest)
+        if parse_reference(dest).digest:
+            raise UsageError(f"--push takes a tag, not a digest: {dest}")
     registry = registry_options(creds, ca_cert, insecure, 4) if push else None
     check_output(output, formats, keep)
     req = MakeRequest(
