@@ -228,6 +228,7 @@ class Proxy:
     reset_uploads: int = 0  # reset this many blob-upload requests (PUT/PATCH with a body)
     reset_downloads: int = 0  # reset this many blob GETs half-way through the body
     unavailable: int = 0  # answer this many requests (any) with 503 instead of forwarding
+    no_mounts: bool = False  # pass cross-repository mounts on as plain upload starts
     log: list[Logged] = field(default_factory=list)
     host: str = ""
 
@@ -287,6 +288,8 @@ class Proxy:
             h.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
             h.wfile.flush()
             return True
+        if self.no_mounts and method == "POST" and "mount=" in target:
+            target = target.split("?", 1)[0]  # what a registry that will not mount does: a fresh upload
         upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         for k, v in headers:
             upstream.putheader(k, v)

@@ -65,6 +65,25 @@ def recipes() -> None:
         print(f"{name:<12} {r.backend:<4} {r.distribution + ' ' + r.suite:<24} {r.description}")
 
 
+@command
+def matrix(
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="RECIPE...", help="Recipe names or files (default: every recipe).")] = None,
+    arch: Annotated[Optional[list[str]], typer.Option("--arch", help="Architectures, comma separated or repeated (default: each recipe's own).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json (a list of jobs), github (strategy.matrix via fromJSON) or gitlab (parallel: matrix:).")] = "json",
+) -> None:
+    """Print the job matrix of a fleet: one job per recipe and architecture, for a CI engine's matrix."""
+    from rootfs.model import matrix as fleet
+
+    if fmt not in fleet.FORMATS:
+        raise UsageError(f"unknown matrix format {fmt!r} (known: {', '.join(fleet.FORMATS)})")
+    chosen = list(names or recipe_names())
+    arches = tuple(a for v in arch or () for a in split_list(v))
+    jobs = fleet.plan([(n, load_recipe(n)) for n in chosen], arches)
+    if not jobs:
+        raise UsageError("no recipes to make a matrix of")
+    sys.stdout.write(fleet.render(jobs, fmt))
+
+
 def _recipe_or_adhoc(args: list[str], repo, arch):
     """`RECIPE` or, with --repo, `PACKAGE...` for an ad-hoc rpm recipe."""
     from rootfs.backends.rpm.settings import adhoc_recipe
@@ -211,7 +230,8 @@ def make(
     for dest in push or ():
         from rootfs.registry import parse_reference
 
-        parse_reference(dest)
+        if parse_reference(dest).digest:
+            raise UsageError(f"--push takes a tag, not a digest: {dest}")
     registry = registry_options(creds, ca_cert, insecure, 4) if push else None
     check_output(output, formats, keep)
     req = MakeRequest(

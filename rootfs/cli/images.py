@@ -210,6 +210,25 @@ def push(
 
 
 @command
+def index(
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="HOST[:PORT]/NAME[:TAG]: where the index goes.")],
+    sources: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="HOST[:PORT]/NAME[:TAG|@DIGEST] on TARGET's registry: images or indexes.")],
+    creds: CredsOpt = None,
+    ca_cert: CaCertOpt = None,
+    cert_dir: CertDirOpt = None,
+    insecure: InsecureOpt = False,
+    retries: RetriesOpt = 4,
+) -> None:
+    """Join images already in a registry into one multi-platform index; prints its digest."""
+    from rootfs.registry.transfer import put_index
+
+    result = put_index(target, sources, registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir))
+    ui.info(f"put {result.ref}: {', '.join(result.platforms)}; {len(result.mounted)} blobs mounted, "
+            f"{len(result.copied)} copied, {len(result.present)} already there")
+    print(result.digest)
+
+
+@command
 def pull(
     ref: Annotated[str, typer.Argument(metavar="REF", help="HOST[:PORT]/NAME[:TAG|@DIGEST]")],
     dest: Annotated[str, typer.Argument(metavar="DIR[:TAG]", help="OCI layout to create or add the tag to.")],

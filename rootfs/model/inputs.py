@@ -20,6 +20,13 @@ from rootfs.model.report import packages_digest
 
 INPUTS_FORMAT = 1
 
+# The manifest (and index) annotations that let a registry answer the
+# up-to-date question an ephemeral CI runner cannot ask its empty output
+# directory: the lock the image was built from, and its image inputs.
+SBOM_ANNOTATION = "org.rootfs.sbom.digest"
+LOCK_ANNOTATION = "org.rootfs.lock.digest"
+INPUTS_ANNOTATION = "org.rootfs.inputs.digest"
+
 
 def _digest(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
@@ -41,6 +48,17 @@ class BuildInputs:
 
     def digest(self) -> str:
         return _digest({"format": INPUTS_FORMAT, **self.to_dict()})
+
+    def image_digest(self) -> str:
+        """The digest of the inputs that decide the image's bytes: all but
+        the other formats written beside it and the tag, which lives in the
+        layout's index.json, not in the manifest. So `-f oci` and
+        `-f oci -f tar` push the same image, and the value is the same
+        whichever registry it is pushed to."""
+        d = self.to_dict()
+        for key in ("formats", "tag"):
+            d.pop(key)
+        return _digest({"format": INPUTS_FORMAT, "image": True, **d})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -106,3 +124,8 @@ def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], fo
         source_date_epoch=source_date_epoch,
         sbom=sbom,
     )
+
+
+def provenance_annotations(lock_digest: str, inputs: BuildInputs) -> dict[str, str]:
+    """What an image carries to be recognised at a registry as this build's."""
+    return {LOCK_ANNOTATION: "sha256:" + lock_digest, INPUTS_ANNOTATION: "sha256:" + inputs.image_digest()}

@@ -24,7 +24,7 @@ from rootfs.host.policy import Policy
 from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
-from rootfs.model.inputs import BuildInputs, build_inputs
+from rootfs.model.inputs import SBOM_ANNOTATION, BuildInputs, build_inputs, provenance_annotations
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
@@ -128,6 +128,56 @@ def _up_to_date(prev: BuildReport | None, report: BuildReport, plan: OutputPlan)
            "and the artifacts exist"
 
 
+def _has_artifacts(prev: BuildReport | None, plan: OutputPlan) -> bool:
+    """Whether the output holds a build of its own (not only a report that
+    the registry had it): a stale local build is rebuilt, not skipped."""
+    return prev is not None and any(plan.artifact_path(artifact_name(f)).exists() for f in prev.formats)
+
+
+def _up_to_date_at(req: MakeRequest, lock: Lock, inputs: BuildInputs) -> tuple[dict[str, str] | None, str]:
+    """Every push destination's digest when each already holds this build's
+    image (its lock and inputs annotations match), else None and why not. A destination
+    that does not exist is a reason to build; a registry that cannot be
+    asked is an error (RegistryError, NetworkError), never a silent rebuild."""
+    from rootfs.registry import RegistryOptions
+    from rootfs.registry.transfer import remote_manifest
+
+    wanted = provenance_annotations(lock.digest(), inputs)
+    found = {}
+    for dest in req.push:
+        got = remote_manifest(dest, req.registry or RegistryOptions())
+        if got is None:
+            return None, f"{dest} does not exist yet"
+        desc, doc = got
+        annotations = doc.get("annotations")
+        if not isinstance(annotations, dict) or any(annotations.get(k) != v for k, v in wanted.items()):
+            return None, f"{dest} holds an image built from other inputs"
+        found[dest] = desc.digest
+    return found, ""
+
+
+def _registry_stands(req: MakeRequest, report: BuildReport, plan: OutputPlan, at: dict[str, str]) -> BuildReport:
+    """Up to date at the registry: nothing is fetched or built; the output
+    gets a report saying where the image is (with --keep, where there is no
+    build to put it beside, only --report and --json tell)."""
+    report.outcome = "up-to-date"
+    report.reason = "up to date at " + ", ".join(at)
+    report.pushed = dict(at)
+    report.artifacts = {f"pushed:{dest}": digest for dest, digest in at.items()}
+    for dest, digest in at.items():
+        ui.info(f"{req.recipe.name}: up to date at {dest} ({digest})")
+    if not req.keep:
+        path = plan.report_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from rootfs.host.atomic import _output_error
+
+            raise _output_error(path.parent, exc) from None
+        atomic_write_text(path, report.to_json())
+    return report
+
+
 def _rebuild_reason(prev: BuildReport | None, report: BuildReport, force: bool) -> str:
     if force:
         return "--force"
@@ -184,6 +234,11 @@ def make(req: MakeRequest) -> BuildReport:
         inputs = inputs_of(req, lock)
         report.inputs, report.inputs_digest = inputs.to_dict(), inputs.digest()
         why = "" if req.force else _up_to_date(prev, report, plan)
+        remote_reason = ""
+        if not why and req.push and not req.force and not _has_artifacts(prev, plan):
+            at, remote_reason = _up_to_date_at(req, lock, inputs)
+            if at is not None:
+                return _registry_stands(req, report, plan, at)
         if why:
             report.outcome, report.reason = "up-to-date", why
             report.artifacts = {k: v for k, v in prev.artifacts.items() if not k.startswith("pushed:")}
@@ -197,7 +252,7 @@ def make(req: MakeRequest) -> BuildReport:
             for dest in req.push:
                 report.artifacts[f"pushed:{dest}"] = report.pushed[dest]
             return report
-        report.reason = _rebuild_reason(prev, report, req.force)
+        report.reason = remote_reason or _rebuild_reason(prev, report, req.force)
         ui.info(f"{req.recipe.name}: building {len(lock.packages)} packages ({report.reason})")
         if prev is not None and report.changes.summary:
             ui.info(f"{req.recipe.name}: {report.changes.summary}")
@@ -255,7 +310,7 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     if attrs is not None and keep_dir:
         attrs.save(sidecar_path(root))
     atomic_write_text(staging / "lock.json", lock.to_json())
-    annotations = _sbom(req, lock, root, staging / "sbom.spdx.json", report)
+    annotations = _sbom(req, lock, root, staging / "sbom.spdx.json", report) | _provenance(req, lock)
     others = [f for f in req.formats if f != "dir"]
     if others:
         with report.stage("pack"), ui.phase("pack") as ph:
@@ -283,7 +338,12 @@ def _sbom(req: MakeRequest, lock: Lock, root: Path, dest: Path, report: BuildRep
         sde = source_date_epoch(lock.source_date_epoch or None)
         _, digest = write_sbom(root, lock, dest, SbomOptions(name=req.recipe.name, source_date_epoch=sde))
         ph.summary = f"SPDX 2.3, {len(lock.packages)} packages"
-    return {"org.rootfs.sbom.digest": "sha256:" + digest}
+    return {SBOM_ANNOTATION: "sha256:" + digest}
+
+
+def _provenance(req: MakeRequest, lock: Lock) -> dict[str, str]:
+    """The lock and inputs annotations `make --push` compares at a registry."""
+    return provenance_annotations(lock.digest(), inputs_of(req, lock))
 
 
 def created_by(recipe: Recipe, lock: Lock, command: str = "make") -> str:
@@ -356,7 +416,7 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
             check_image_user(root, req.recipe.image.user)
             # The same image a file build writes: its SBOM is named in it,
             # though the SBOM itself is not kept.
-            annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report)
+            annotations = _sbom(req, lock, root, work / "sbom.spdx.json", report) | _provenance(req, lock)
             with report.stage("pack"), ui.phase("pack") as ph:
                 arts = pack(root, list(req.formats), "-", _pack_options(req, lock, attrs, annotations,
                                                                           result.payloads_checked))

@@ -38,7 +38,7 @@ from rootfs.model.errors import (
     UsageError,
     VerifyError,
 )
-from rootfs.registry.client import RegistryOptions, Response, Session, Transient
+from rootfs.registry.client import RESPONSE_LIMIT, RegistryOptions, Response, Session, Transient
 from rootfs.registry.memory import BlobMemory
 from rootfs.registry.ref import Reference, parse_reference
 
@@ -342,9 +342,30 @@ def _remote_descriptor(d, r: Reference) -> Descriptor:
     return desc
 
 
-def _get_manifest(sess: Session, reference: str, digest: str | None) -> tuple[Descriptor, bytes]:
+def remote_manifest(ref: str | Reference, opts: RegistryOptions) -> tuple[Descriptor, dict] | None:
+    """REF's manifest or index, verified and parsed; None when the registry
+    says it does not exist (404). Anything else that keeps the answer away
+    (authentication, a registry that stays unreachable) is an error: a
+    caller that rebuilt on it would only fail again at the push."""
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    sess = Session(r, opts)
+    try:
+        sess.ping()
+        got = _get_manifest(sess, r.reference, r.digest, missing_ok=True)
+    finally:
+        sess.transport.close()
+    if got is None:
+        return None
+    desc, data = got
+    return desc, json.loads(data)
+
+
+def _get_manifest(sess: Session, reference: str, digest: str | None,
+                  missing_ok: bool = False) -> tuple[Descriptor, bytes] | None:
     resp = sess.call("GET", f"/v2/{sess.ref.name}/manifests/{reference}", headers={"Accept": ACCEPT})
     if resp.status == 404:
+        if missing_ok:
+            return None
         raise RegistryError(f"{sess.ref} does not exist on {sess.ref.host} ({resp.error_text()})")
     if resp.status != 200:
         raise RegistryError(f"{sess.ref.host} answered HTTP {resp.status} for {sess.ref}: {resp.error_text()}")
@@ -472,3 +493,197 @@ def _write_index(target: Path, root: Descriptor, tag: str) -> None:
     if not layout.is_file():
         atomic_write_bytes(layout, b'{"imageLayoutVersion":"1.0.0"}')
     atomic_write_bytes(index_path, json.dumps(index, indent=2).encode() + b"\n")
+
+
+# -- joining images into an index ----------------------------------------------------
+
+
+@dataclass
+class IndexResult:
+    ref: Reference
+    digest: str  # of the index TARGET now names
+    platforms: list[str] = field(default_factory=list)  # os/architecture[/variant], in the index's order
+    mounted: list[str] = field(default_factory=list)  # blobs mounted from a source repository
+    copied: list[str] = field(default_factory=list)  # blobs the registry would not mount: downloaded, uploaded
+    present: list[str] = field(default_factory=list)  # already in TARGET's repository
+
+
+@dataclass
+class _Member:
+    """One image of the index to be: its manifest as the registry holds it,
+    and the platform its config declares."""
+
+    source: Reference
+    desc: Descriptor
+    data: bytes
+    platform: dict
+    blobs: list[Descriptor]
+
+
+class _Blobs:
+    """Blobs downloaded to a directory, read by _upload as from a layout."""
+
+    kind = "oci-layout"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def open_blob(self, digest: str):
+        return open(_blob_path(self.path, digest), "rb")
+
+
+def platform_text(p: dict) -> str:
+    return "/".join(x for x in (p.get("os", ""), p.get("architecture", ""), p.get("variant", "")) if x)
+
+
+def _platform_key(p: dict) -> tuple[str, str, str]:
+    # arm64 images say v8 or nothing; both mean the same machine
+    variant = p.get("variant") or ""
+    if p.get("architecture") == "arm64" and variant == "v8":
+        variant = ""
+    return p.get("os") or "", p.get("architecture") or "", variant
+
+
+def put_index(target: str | Reference, sources: list[str | Reference], opts: RegistryOptions) -> IndexResult:
+    """Join images already in TARGET's registry (each source a manifest or an
+    index, by tag or digest, from any repository there) into one OCI image
+    index tagged TARGET, as `docker buildx imagetools create` does. Each
+    image's platform is read from its config and must agree with what a
+    source index says of it; two images of one platform are refused. Blobs
+    of other repositories are mounted into TARGET's, or copied where the
+    registry will not mount them; the tag is put last."""
+    t = parse_reference(target) if isinstance(target, str) else target
+    if t.digest:
+        raise UsageError(f"the index is put under a tag, not a digest: {t}")
+    refs = [parse_reference(s) if isinstance(s, str) else s for s in sources]
+    if not refs:
+        raise UsageError("name at least one source image")
+    for r in refs:
+        if r.host != t.host:
+            raise UsageError(f"source {r} is not on the registry of {t} ({t.host}); copy it there first")
+    with tempfile.TemporaryDirectory(prefix="rootfs-index.") as tmp:
+        work = Path(tmp)
+        members: list[_Member] = []
+        for r in refs:
+            members += _members(r, opts, work)
+        seen: dict[tuple, Reference] = {}
+        for m in members:
+            key = _platform_key(m.platform)
+            if key in seen:
+                raise UsageError(f"{seen[key]} and {m.source} are both {platform_text(m.platform)}: "
+                                 "an index holds one image per platform")
+            seen[key] = m.source
+        return _put_members(t, members, opts, work)
+
+
+def _members(r: Reference, opts: RegistryOptions, work: Path) -> list[_Member]:
+    sess = Session(r, opts)
+    try:
+        sess.ping()
+        desc, data = _get_manifest(sess, r.reference, r.digest)
+        if desc.media_type in MANIFEST_TYPES:
+            return [_member(sess, desc, data, None, work)]
+        out = []
+        for child in _entries(json.loads(data), "manifests", r):
+            cd = _remote_descriptor(child, r)
+            if cd.media_type in INDEX_TYPES:
+                raise RegistryError(f"{r} is a nested image index, which rootfs does not join")
+            if (cd.platform or {}).get("os") == "unknown":
+                ui.detail(f"leaving out {cd.digest} of {r}: an attestation, not an image")
+                continue
+            _, cdata = _get_manifest(sess, cd.digest, cd.digest)
+            out.append(_member(sess, cd, cdata, cd.platform or {}, work))
+        return out
+    finally:
+        sess.transport.close()
+
+
+def _member(sess: Session, desc: Descriptor, data: bytes, said: dict | None, work: Path) -> _Member:
+    r = sess.ref
+    m = json.loads(data)
+    if not isinstance(m, dict) or not isinstance(m.get("config"), dict):
+        raise RegistryError(f"the manifest {desc.digest} of {r} has no config")
+    config = _remote_descriptor(m["config"], r)
+    layers = [_remote_descriptor(d, r) for d in _entries(m, "layers", r)]
+    if config.size > RESPONSE_LIMIT:
+        raise RegistryError(f"the config of {desc.digest} in {r} is {config.size} bytes; a config is never that big")
+    _fetch_blob(sess, config, work, None)
+    try:
+        doc = json.loads(_blob_path(work, config.digest).read_bytes())
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) and doc.get(k) for k in ("os", "architecture")):
+        raise RegistryError(f"the config of {desc.digest} in {r} names no os and architecture")
+    platform = {"architecture": doc["architecture"], "os": doc["os"]}
+    for key in ("os.version", "variant"):
+        if isinstance(doc.get(key), str) and doc[key]:
+            platform[key] = doc[key]
+    if isinstance(doc.get("os.features"), list) and doc["os.features"]:
+        platform["os.features"] = doc["os.features"]
+    if said is not None and _platform_key(said) != _platform_key(platform):
+        raise VerifyError(f"{r} lists {desc.digest} as {platform_text(said)}, but its config says "
+                          f"{platform_text(platform)}")
+    return _Member(r, Descriptor(desc.media_type, desc.digest, desc.size), data, platform, [config, *layers])
+
+
+def _put_members(t: Reference, members: list[_Member], opts: RegistryOptions, work: Path) -> IndexResult:
+    sess = Session(t, opts)
+    result = IndexResult(t, "")
+    try:
+        sess.ping(push=True)
+        done: set[str] = set()
+        for m in members:
+            for blob in m.blobs:
+                if blob.digest not in done:
+                    done.add(blob.digest)
+                    _place_blob(sess, m.source, blob, opts, work, result)
+            _put_manifest(sess, m.desc, m.data, m.desc.digest)
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                 "manifests": [{**m.desc.to_json(), "platform": m.platform} for m in members]}
+        data = json.dumps(index, indent=2).encode() + b"\n"
+        desc = Descriptor(OCI_INDEX, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+        _put_manifest(sess, desc, data, t.tag or "latest")
+        result.digest = desc.digest
+        result.platforms = [platform_text(m.platform) for m in members]
+    finally:
+        sess.transport.close()
+    return result
+
+
+def _place_blob(sess: Session, source: Reference, blob: Descriptor, opts: RegistryOptions, work: Path,
+                result: IndexResult) -> None:
+    head = sess.call("HEAD", f"/v2/{sess.ref.name}/blobs/{blob.digest}", push=True)
+    if head.status == 200:
+        result.present.append(blob.digest)
+        return
+    if head.status != 404:
+        raise RegistryError(f"{sess.ref.host} answered HTTP {head.status} to a blob check: {head.error_text()}")
+    if source.name == sess.ref.name:
+        raise RegistryError(f"{source} names blob {blob.digest}, which its repository does not hold")
+    q = urllib.parse.urlencode({"mount": blob.digest, "from": source.name})
+    r = sess.call("POST", f"/v2/{sess.ref.name}/blobs/uploads/?{q}", push=True, mount_from=(source.name,),
+                  headers={"Content-Length": "0"})
+    if r.status == 201:
+        result.mounted.append(blob.digest)
+        return
+    if r.status != 202 or not r.header("Location"):
+        raise RegistryError(f"{sess.ref.host} refused to mount or upload {blob.digest} (HTTP {r.status}): "
+                            f"{r.error_text()}")
+    # Not mountable: the registry opened an ordinary upload instead.
+    location = r.header("Location")
+    src = Session(source, opts)
+    try:
+        _fetch_blob(src, blob, work, None)
+    finally:
+        src.transport.close()
+    blobs = _Blobs(work)
+    for attempt in range(opts.retries + 1):
+        try:
+            _upload(sess, blobs, blob, location or _start_upload(sess), threading.Lock(), opts)  # type: ignore[arg-type]
+            result.copied.append(blob.digest)
+            return
+        except Transient as exc:
+            location = None
+            if attempt == opts.retries:
+                raise NetworkError(f"upload of blob {blob.digest} to {sess.ref.host} kept failing: {exc}") from None
+            time.sleep(opts.backoff * (2**attempt) * (0.5 + random.random()))
