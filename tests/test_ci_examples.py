@@ -132,3 +132,25 @@ def test_gitlab_ci_example(shim, tmp_path):
     for line in ci["index"]["script"]:
         sh(line, {**env, "REGISTRY": "registry.invalid/base", "REGISTRY_CREDS": "u:p"}, work)
     check_fleet(made, calls(log), "registry.invalid/base")
+
+
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
+
+
+def actionlint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ACTIONLINT), "-no-color", str(path)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not ACTIONLINT.exists(), reason="actionlint has no wheel for this machine on PyPI")
+def test_github_actions_example_passes_actionlint(tmp_path):
+    path = EXAMPLES / "github-actions.yml"
+    p = actionlint(path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # The same file with a job waiting for a job that does not exist must
+    # fail: the check above is one that can.
+    text = path.read_text()
+    assert "needs: plan" in text
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("needs: plan", "needs: no_such_job", 1))
+    p = actionlint(broken)
+    assert p.returncode != 0 and "no_such_" in p.stdout, p.stdout
