@@ -593,11 +593,14 @@ def _choose_platform(index: dict, platform: str | None, where: str) -> Descripto
     arch, _, variant = rest.partition("/")
     for c in children:
         p = c.platform or {}
-        if p.get("os") == os_ and p.get("architecture") == arch and (not variant or p.get("variant") == variant):
+        # arm64 images are v8 whether or not their platform says so
+        have_variant = p.get("variant") or ("v8" if p.get("architecture") == "arm64" else "")
+        if p.get("os") == os_ and p.get("architecture") == arch and (not variant or have_variant == variant):
             return c
     if platform is None:
         return children[0]  # nothing for this host: the index's first, which inspect shows by its platform
-    have = ", ".join(f"{(c.platform or {}).get('os')}/{(c.platform or {}).get('architecture')}" for c in children)
+    have = ", ".join("/".join(str(x) for x in ((c.platform or {}).get("os"), (c.platform or {}).get("architecture"),
+                                               (c.platform or {}).get("variant")) if x) for c in children)
     raise UsageError(f"{where} has no image for {want} (it has: {have})")
 
 
