@@ -241,3 +241,104 @@ def test_inspect_history_sbom_per_platform(four):
         assert any(p["name"] == "base-files" and arch in json.dumps(p) for p in sbom["packages"])
     p = rootfs("inspect", out, "--platform", "linux/s390x", check=False)
     assert p.returncode == 2 and "no image for linux/s390x" in p.stderr
+
+
+# -- push and pull of the index --------------------------------------------------
+
+def skopeo(work: Path, *args: str) -> subprocess.CompletedProcess:
+    """skopeo with its own /var/lib (its blob-info cache), as containers.md shows."""
+    varlib = work / "skopeo-varlib"
+    varlib.mkdir(exist_ok=True)
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /var/lib && exec "$@"',
+           str(varlib), "skopeo", "--tmpdir", str(varlib), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    import shutil
+
+    if not (shutil.which("docker-registry") and shutil.which("skopeo")):
+        pytest.skip("missing tool(s): docker-registry, skopeo")
+    from registry_server import start_registry
+
+    reg = start_registry(tmp_path_factory.mktemp("registry"), "plain")
+    yield reg
+    reg.stop()
+
+
+def needs_root_for_skopeo():
+    import os
+
+    return pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+@needs_root_for_skopeo()
+def test_push_writes_the_index_and_pull_picks_a_platform(four, registry, tmp_path):
+    out, _ = four
+    entry, index = index_of(out)
+    pushed = rootfs("push", out, f"{registry.host}/multi:1", "--insecure",
+                    env={"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+    assert pushed.stdout.strip() == entry["digest"]
+    raw = json.loads(skopeo(tmp_path, "inspect", "--tls-verify=false", "--raw",
+                            f"docker://{registry.host}/multi:1").stdout)
+    assert raw == index and len(raw["manifests"]) == 4
+    cfg = json.loads(skopeo(tmp_path, "inspect", "--tls-verify=false", "--override-arch", "arm", "--override-variant",
+                            "v7", "--config", f"docker://{registry.host}/multi:1").stdout)
+    assert cfg["architecture"] == "arm" and cfg["variant"] == "v7"
+    # one platform
+    p = rootfs("pull", f"{registry.host}/multi:1", tmp_path / "arm64:x", "--insecure", "--platform", "linux/arm64")
+    assert p.stdout.strip() == index["manifests"][1]["digest"]
+    [one] = json.loads((tmp_path / "arm64" / "index.json").read_text())["manifests"]
+    assert one["mediaType"] == MANIFEST and one["platform"] == PLATFORMS["arm64"]
+    assert layer_files(tmp_path / "arm64", json.loads(blob(tmp_path / "arm64", one["digest"])))["etc/arch"] == b"arm64\n"
+    # the whole index
+    p = rootfs("pull", f"{registry.host}/multi:1", tmp_path / "all:x", "--insecure")
+    assert p.stdout.strip() == entry["digest"]
+    assert json.loads(rootfs("inspect", tmp_path / "all", "--platform", "linux/386", "--format", "json").stdout)[
+        "architecture"] == "386"
+    p = rootfs("pull", f"{registry.host}/multi:1", tmp_path / "none", "--insecure", "--platform", "linux/s390x",
+               check=False)
+    assert p.returncode == 2 and "no image for linux/s390x" in p.stderr and not (tmp_path / "none").exists()
+
+
+@needs_root_for_skopeo()
+def test_push_index_refuses_an_index_of_manifests_the_repository_lacks(four, registry, tmp_path):
+    from rootfs.model.errors import RegistryError
+    from rootfs.registry import RegistryOptions, push_index
+
+    out, _ = four
+    _, index = index_of(out)
+    opts = RegistryOptions(insecure=True, cache_dir=tmp_path)
+    rootfs("push", out, f"{registry.host}/joined:src", "--insecure",
+           env={"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+    # An index of two platforms already there, pushed on its own (as an
+    # index joined from images built elsewhere is).
+    two = {**index, "manifests": index["manifests"][1:3]}
+    data = json.dumps(two).encode()
+    digest = push_index(f"{registry.host}/joined:two", data, opts)
+    assert digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    raw = json.loads(skopeo(tmp_path, "inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/joined:two").stdout)
+    assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["arm64", "arm"]
+    # Into a repository without them: refused, nothing stored under the tag.
+    with pytest.raises(RegistryError, match="not in .*/other; push that image there first"):
+        push_index(f"{registry.host}/other:two", data, opts)
+    p = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/other:two"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+
+
+@needs_root_for_skopeo()
+def test_make_push_pushes_the_index(multi_env, registry, tmp_path):
+    # --push adds the oci layout: a directory of both
+    p = rootfs(*multi_env["base"], "--arch", "amd64,i386", "-f", "oci-archive", "-o", tmp_path / "img",
+               "--push", f"{registry.host}/made:1", "--insecure", "--json",
+               env={"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+    report = json.loads(p.stdout)
+    raw = skopeo(tmp_path, "inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/made:1").stdout
+    assert report["pushed"][f"{registry.host}/made:1"] == "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    assert [m["platform"]["architecture"] for m in json.loads(raw)["manifests"]] == ["amd64", "386"]
+    with tarfile.open(tmp_path / "img" / "image.oci.tar") as tar:
+        assert tar.extractfile("index.json").read() == (tmp_path / "img" / "oci" / "index.json").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == [
+        "build.json", "image.oci.tar", "lock.json", "oci", "sbom.amd64.spdx.json", "sbom.i386.spdx.json"]

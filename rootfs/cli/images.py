@@ -245,11 +245,13 @@ def pull(
     cert_dir: CertDirOpt = None,
     insecure: InsecureOpt = False,
     retries: RetriesOpt = 4,
+    platform: Annotated[Optional[str], typer.Option("--platform", help="Of an image index, pull only this platform's image (linux/arm64, linux/arm/v7, linux/386...); default: the whole index.")] = None,
 ) -> None:
     """Pull an image into an OCI layout, every blob checked against its digest."""
     from rootfs.registry import pull as pull_ref
 
-    path, tag, digest = pull_ref(ref, dest, registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir))
+    path, tag, digest = pull_ref(ref, dest, registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir),
+                                 _checked_platform(platform))
     ui.info(f"pulled {ref} into {path}:{tag}")
     print(digest)
 

@@ -489,7 +489,7 @@ def _open_layout(path: Path, store: _Store, kind: str, tag: str | None, platform
     root = Descriptor(media, root.digest, root.size, root.annotations, root.platform)
     desc, manifest_bytes = root, root_bytes
     if media in INDEX_TYPES:
-        desc = _choose_platform(_parse_json(root_bytes, img_where), platform, img_where)
+        desc = choose_platform(_parse_json(root_bytes, img_where), platform, img_where)
         manifest_bytes = _blob(store, desc.digest, path, desc.size)
     if len(manifest_bytes) != desc.size:
         raise VerifyError(f"{img_where}: manifest {desc.digest} is {len(manifest_bytes)} bytes, the index says {desc.size}")
@@ -581,7 +581,7 @@ def _tag_list(entries: list[Descriptor]) -> str:
     return ", ".join(tags) if tags else "none"
 
 
-def _choose_platform(index: dict, platform: str | None, where: str) -> Descriptor:
+def choose_platform(index: dict, platform: str | None, where: str) -> Descriptor:
     children = [Descriptor.from_json(d, where) for d in _list(index, "manifests", where)]
     children = [c for c in children if c.media_type not in INDEX_TYPES]
     if not children:
