@@ -59,7 +59,7 @@ def multi_env(tmp_path_factory, gpg_key):
     server = serve_directory(repo.path)
     recipe = write_recipe(tmp, repo, variant="minbase", architecture="amd64")
     base = ["make", recipe, "--mirror", server.url + "/", "--mode", "extract", "--cache-dir", tmp / "cache"]
-    yield {"tmp": tmp, "recipe": recipe, "mirror": server.url + "/", "base": base}
+    yield {"tmp": tmp, "recipe": recipe, "mirror": server.url + "/", "base": base, "repo": repo}
     server.httpd.shutdown()
     server.httpd.server_close()
 
@@ -193,6 +193,41 @@ def test_each_platform_is_the_one_architecture_build_byte_for_byte(multi_env, fo
     rootfs(*multi_env["base"], "--arch", "armhf", "-f", "oci", "-o", tmp_path / "armhf-alone")
     [alone] = json.loads((tmp_path / "armhf-alone" / "index.json").read_text())["manifests"]
     assert alone["digest"] == single["digest"]
+
+
+def test_rootless_equals_root_per_platform(multi_env, four):
+    """nobody's build of the four platforms is root's, byte for byte."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from unpriv import make_unpriv
+
+    out, _ = four
+    u = make_unpriv(Path("/tmp"))
+    home = u.sandbox()
+    try:
+        shutil.copy(multi_env["repo"].keyring, home / "keyring.gpg")
+        os.chmod(home / "keyring.gpg", 0o644)
+        recipe = write_recipe(home, multi_env["repo"], variant="minbase", architecture="amd64",
+                              keyring=home / "keyring.gpg")
+        os.chmod(recipe, 0o644)
+        # root's lock (the keyring's path is in it, and so in the image's history)
+        shutil.copy(out.parent / "four.lock.json", home / "four.lock.json")
+        os.chmod(home / "four.lock.json", 0o644)
+        p = u.rootfs(home, "make", recipe, "--locked", home / "four.lock.json", "--mode", "extract",
+                     "-f", "oci", "-o", home / "four")
+        assert p.returncode == 0, p.stderr
+        assert json.loads((home / "four" / "index.json").read_text()) == json.loads((out / "index.json").read_text())
+        _, index = index_of(home / "four")
+        assert len(index["manifests"]) == 4
+        for name in (out / "blobs" / "sha256").iterdir():
+            assert (home / "four" / "blobs" / "sha256" / name.name).read_bytes() == name.read_bytes()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        if u.scratch:
+            shutil.rmtree(u.scratch, ignore_errors=True)
 
 
 def test_second_run_is_up_to_date(multi_env, four):
