@@ -267,7 +267,8 @@ def test_inspect_history_sbom_per_platform(four):
     for platform, arch, goarch in (("linux/arm64", "arm64", "arm64"), ("linux/arm/v7", "armhf", "arm"),
                                    ("linux/386", "i386", "386")):
         info = json.loads(rootfs("inspect", out, "--platform", platform, "--format", "json").stdout)
-        assert info["architecture"].startswith(goarch)
+        assert info["architecture"] == goarch
+        assert info["platforms"] == ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/386"]
         names = {p["name"]: p["architecture"] for p in info["packages"]["packages"]}
         assert names["base-files"] == arch
         hist = json.loads(rootfs("history", out, "--platform", platform, "--format", "json").stdout)
