@@ -148,6 +148,7 @@ def test_one_lock_holds_every_architecture(multi_env, tmp_path):
 def test_one_make_writes_one_index_with_a_manifest_per_platform(four):
     out, report = four
     assert report["outcome"] == "built"
+    assert set(report["durations"]) >= {"install", "pack"} | {f"install:{a}" for a in ARCHES}
     entry, index = index_of(out)
     assert entry["annotations"] == {"org.opencontainers.image.ref.name": "localhost/rootfs:latest"} or \
         list(entry["annotations"]) == ["org.opencontainers.image.ref.name"]

@@ -327,7 +327,8 @@ def _build_platforms_into(req: MakeRequest, locks: LockSet, files: dict[str, Pat
         root.mkdir()
         attrs = None if req.mode == "root" else AttrRecord()
         ui.info(f"{req.recipe.name}: {arch}")
-        with report.stage("install"):
+        # Each architecture's share too: a foreign one's configure stage runs under emulation.
+        with report.stage("install"), report.stage(f"install:{arch}"):
             result = pipeline.install(lock, files, root, _install_options(req, attrs))
         if attrs is not None and attrs.get(".") is None:
             attrs.set(".", Attr(stat.S_IFDIR | 0o755))
@@ -335,7 +336,7 @@ def _build_platforms_into(req: MakeRequest, locks: LockSet, files: dict[str, Pat
         for step in result.skipped:
             ui.warn(f"skipped ({arch}): {step}")
         annotations = _sbom(req, lock, root, staging / f"sbom.{arch}.spdx.json", report)
-        with report.stage("pack"), ui.phase("pack") as ph:
+        with report.stage("pack"), report.stage(f"pack:{arch}"), ui.phase("pack") as ph:
             image = pack_layer(root, staging / f".layer.{arch}",
                                _pack_options(req, lock, attrs, annotations, result.payloads_checked))
             ph.summary = f"{arch} layer {ui.size_text(image.layer.size)}"
