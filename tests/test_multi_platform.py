@@ -258,6 +258,20 @@ def test_formats_of_one_platform_are_refused_before_any_work(multi_env, tmp_path
     assert "Traceback" not in p.stderr and not (tmp_path / "cache").exists() and not (tmp_path / "x").exists()
 
 
+def test_several_architectures_are_not_streamed_nor_built_from_a_lock_of_one(multi_env, four, tmp_path):
+    p = rootfs(*multi_env["base"], "--arch", "amd64,arm64", "-f", "oci-archive", "-o", "-", check=False)
+    assert p.returncode == 2 and "-o - streams one platform" in p.stderr and not p.stdout
+    out, _ = four
+    rootfs(*multi_env["base"], "--locked", out.parent / "four.lock.json", "--arch", "i386", "-f", "oci",
+           "-o", tmp_path / "i386")
+    p = rootfs(*multi_env["base"], "--locked", tmp_path / "i386.lock.json", "--arch", "i386,arm64", "-f", "oci",
+               "-o", tmp_path / "two", check=False)
+    assert p.returncode == 2 and "holds one architecture (i386)" in p.stderr
+    p = rootfs(*multi_env["base"], "--locked", out.parent / "four.lock.json", "--arch", "riscv64", "-f", "oci",
+               "-o", tmp_path / "none", check=False)
+    assert p.returncode == 2 and "has no lock for riscv64" in p.stderr
+
+
 def test_no_format_with_several_architectures_is_an_oci_layout(multi_env, tmp_path):
     rootfs(*multi_env["base"], "--arch", "arm64,i386", "-o", tmp_path / "img")
     assert len(index_of(tmp_path / "img")[1]["manifests"]) == 2

@@ -96,6 +96,9 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[
     locks = read_lockset(req.locked)
     if len(locks.locks) > 1:
         locks = locks.select(req.architectures, str(req.locked))
+    elif len(req.architectures) > 1:
+        raise UsageError(f"lock file {req.locked} holds one architecture ({locks.locks[0].architecture}); "
+                         f"lock the {len(req.architectures)} named with `rootfs lock --arch {','.join(req.architectures)}`")
     if locks.locks[0].backend != req.recipe.backend:
         raise UsageError(f"lock file {req.locked} is for the {locks.locks[0].backend} backend, "
                          f"the recipe uses {req.recipe.backend}")
