@@ -14,7 +14,9 @@ from rootfs.cli.app import command
 from rootfs.cli.options import (
     AllowOpt,
     AptOptOpt,
-    ArchOpt,
+    ArchesOpt,
+    PlatformOpt,
+    architectures_of,
     ArtifactFormatOpt,
     ComponentsOpt,
     ContainerProfileOpt,
@@ -108,7 +110,8 @@ def resolve(
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
     components: ComponentsOpt = None,
-    arch: ArchOpt = None,
+    arch: ArchesOpt = None,
+    platform: PlatformOpt = None,
     keyring: KeyringOpt = None,
     repo: RepoOpt = None,
     gpgkey: GpgKeyOpt = None,
@@ -123,23 +126,28 @@ def resolve(
     """Resolve without installing: one `name version arch` line per package, sorted by name."""
     from rootfs.pipeline import stages as pipeline
 
-    base, extra = _recipe_or_adhoc(args, repo, arch)
+    from rootfs.model.arch import architectures
+
+    arches = architectures(arch, platform, "rpm" if repo else "deb") if (arch or platform) else ()
+    base, extra = _recipe_or_adhoc(args, repo, arches[0] if arches else None)
+    if platform and base.backend != ("rpm" if repo else "deb"):
+        arches = architectures_of(base, arch, platform)
     if extra:
         raise UsageError(f"unexpected arguments after the recipe: {' '.join(extra)} (use --include)")
     r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
-                       components=components, arch=arch, keyring=keyring or gpgkey, weak_deps=weak_deps,
-                       nodeps=nodeps, modules=module, source=source, security_mirror=security_mirror,
-                       no_updates=no_updates)
+                       components=components, arch=arches[0] if arches else None, keyring=keyring or gpgkey,
+                       weak_deps=weak_deps, nodeps=nodeps, modules=module, source=source,
+                       security_mirror=security_mirror, no_updates=no_updates)
     if repo_gpgcheck:
         if r.backend != "rpm":
             raise UsageError(f"--repo-gpgcheck does not apply to {r.backend} recipes")
         r = r.with_settings(repo_gpgcheck=True)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
                           cache_dir=default_cache_dir())
-    result = pipeline.resolve(r, opts, Downloader())
+    result = pipeline.resolve_all(r, arches, opts, Downloader())
     if lock:
         result.write(lock)
-        ui.info(f"wrote {lock}: {len(result.packages)} packages")
+        ui.info(f"wrote {lock}: {sum(len(lk.packages) for lk in result.locks)} packages")
     else:
         sys.stdout.write("".join(line + "\n" for line in result.package_lines()))
 
@@ -161,7 +169,8 @@ def make(
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
     components: ComponentsOpt = None,
-    arch: ArchOpt = None,
+    arch: ArchesOpt = None,
+    platform: PlatformOpt = None,
     keyring: KeyringOpt = None,
     nodeps: NoDepsOpt = False,
     module: ModuleOpt = None,
@@ -196,8 +205,8 @@ def make(
     """Resolve, fetch, install and pack a recipe; publish the result atomically."""
     from rootfs.host.mounts import enter_private_mount_namespace
     from rootfs.pack import check_formats
-    from rootfs.pack.outputs import check_output, choose_formats
-    from rootfs.pipeline.make import MakeRequest
+    from rootfs.pack.outputs import check_output, choose_formats, suffix_format
+    from rootfs.pipeline.make import MakeRequest, check_index_formats
     from rootfs.pipeline.make import make as run_make
 
     # Before any thread starts: mounts of the configure stage then vanish
@@ -206,11 +215,13 @@ def make(
     policy = check_allow(allow)
     from rootfs.pipeline.stages import apply_selection
 
+    base = load_recipe(recipe)
+    arches = architectures_of(base, arch, platform) if (arch or platform) else ()
     sel = selection(mirror=mirror, variant=variant, include=include, exclude=exclude, components=components,
-                    arch=arch, keyring=keyring, nodeps=nodeps, modules=module, source=source,
+                    arch=arches[0] if arches else None, keyring=keyring, nodeps=nodeps, modules=module, source=source,
                     security_mirror=security_mirror, no_updates=no_updates, image_mirror=image_mirror,
                     image_security_mirror=image_security_mirror)
-    r = apply_selection(load_recipe(recipe), sel)
+    r = apply_selection(base, sel)
     hooks = hooks_in_order(sys.argv, {"--setup-hook": setup_hook, "--extract-hook": extract_hook,
                                       "--essential-hook": essential_hook, "--customize-hook": customize_hook,
                                       "--hook-dir": hook_dir}, os.getcwd())
@@ -219,9 +230,19 @@ def make(
 
     check_sources(r.customize)
     output = output or str(Path("out") / r.name)
-    formats = check_formats(choose_formats(output, [x for v in fmt or () for x in split_list(v)]))
+    asked = [x for v in fmt or () for x in split_list(v)]
+    platforms = len(arches)
+    if locked is not None and len(arches) <= 1:
+        from rootfs.model.lock import read_lockset
+
+        platforms = len(read_lockset(locked).select(arches, str(locked)).locks)
+    if platforms > 1 and not asked and output != "-" and suffix_format(output) is None:
+        asked = ["oci"]  # several platforms make one image index
+    formats = check_formats(choose_formats(output, asked))
     if push and "oci" not in formats:
         formats.append("oci")
+    if platforms > 1:
+        check_index_formats(formats, output)
     if output == "-" and (keep or push):
         raise UsageError("-o - cannot be combined with --keep or --push")
     if json_out and output == "-":
@@ -238,6 +259,7 @@ def make(
         recipe=r,
         output=output,
         formats=tuple(formats),
+        architectures=arches,
         resolve_opts=ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
                                     cache_dir=cache_dir or default_cache_dir()),
         cache_dir=cache_dir or default_cache_dir(),
@@ -308,22 +330,29 @@ def lock(
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
     components: ComponentsOpt = None,
-    arch: ArchOpt = None,
+    arch: ArchesOpt = None,
+    platform: PlatformOpt = None,
     keyring: KeyringOpt = None,
     nodeps: NoDepsOpt = False,
     module: ModuleOpt = None,
     no_check_gpg: NoGpgOpt = False,
     ignore_valid_until: IgnoreValidOpt = False,
 ) -> None:
-    """Resolve a recipe and write the exact package set to a lock file."""
+    """Resolve a recipe and write the exact package set to a lock file
+    (with several architectures, one file holding a lock for each)."""
     from rootfs.pipeline import stages as pipeline
 
-    r = selection_from(load_recipe(recipe), mirror=mirror, variant=variant, include=include, exclude=exclude,
-                       components=components, arch=arch, keyring=keyring, nodeps=nodeps, modules=module,
+    base = load_recipe(recipe)
+    arches = architectures_of(base, arch, platform) if (arch or platform) else ()
+    r = selection_from(base, mirror=mirror, variant=variant, include=include, exclude=exclude,
+                       components=components, arch=arches[0] if arches else None, keyring=keyring, nodeps=nodeps,
+                       modules=module,
                        source=source, security_mirror=security_mirror, no_updates=no_updates,
                        image_mirror=image_mirror, image_security_mirror=image_security_mirror)
     opts = ResolveOptions(check_gpg=not no_check_gpg, check_valid_until=not ignore_valid_until,
                           cache_dir=default_cache_dir())
-    result = pipeline.resolve(r, opts, Downloader())
+    result = pipeline.resolve_all(r, arches, opts, Downloader())
     result.write(output)
-    ui.info(f"wrote {output}: {len(result.packages)} packages, lock digest {result.digest()[:12]}")
+    count = sum(len(lk.packages) for lk in result.locks)
+    where = f" for {', '.join(result.architectures)}" if len(result.locks) > 1 else ""
+    ui.info(f"wrote {output}: {count} packages{where}, lock digest {result.digest()[:12]}")

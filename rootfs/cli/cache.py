@@ -53,14 +53,14 @@ def prune(
 
     With --max-age and --keep-lock together, an entry goes when it is old
     and no given lock names it."""
-    from rootfs.model.lock import read_lock
+    from rootfs.model.lock import read_lockset
     from rootfs.net.cache import prune as prune_cache
 
     if all_ and (max_age is not None or keep_lock):
         raise UsageError("--all removes everything: it does not combine with --max-age or --keep-lock")
     keep = None
     if keep_lock:
-        keep = {p.sha256 for f in keep_lock for p in read_lock(f).packages}
+        keep = {p.sha256 for f in keep_lock for lk in read_lockset(f).locks for p in lk.packages}
     cache = Cache(cache_dir or default_cache_dir())
     r = prune_cache(cache, max_age_days=max_age, keep=keep, everything=all_, wait=wait)
     print(f"{cache.root}: removed {r.removed} entries and {r.parts} unfinished downloads, "

@@ -14,6 +14,7 @@ from rootfs.cli.app import command
 from rootfs.cli.options import (
     AllowOpt,
     ArchOpt,
+    ImagePlatformOpt,
     CaCertOpt,
     CertDirOpt,
     CredsOpt,
@@ -163,23 +164,49 @@ def graph(
         ui.info(f"wrote {output}")
 
 
+def _checked_platform(platform: str | None) -> str | None:
+    """--platform as an image index spells it (linux/arm64/v8 -> linux/arm64/v8, linux/arm -> linux/arm/v7)."""
+    if platform is None:
+        return None
+    from rootfs.model.arch import from_platform, platform_of
+
+    return platform_of(from_platform(platform))
+
+
+def _platform_lock(path: Path, platform: str | None):
+    """The lock of one architecture: the file's only one, or the one of
+    --platform in a lock of several architectures."""
+    from rootfs.model.arch import from_platform, host_arch, lookup
+    from rootfs.model.lock import read_lockset
+
+    locks = read_lockset(path)
+    if len(locks.locks) == 1:
+        return locks.locks[0]
+    want = from_platform(platform) if platform else host_arch()
+    for lk in locks.locks:
+        if lookup(lk.architecture) == want:
+            return lk
+    raise UsageError(f"{path} has no lock for {want.deb} (it has: {', '.join(locks.architectures)}); "
+                     "name one with --platform")
+
+
 @command
 def sbom(
     target: Annotated[str, typer.Argument(metavar="ROOT | IMAGE", help="A root directory or an image (DIR[:TAG], oci-archive, docker-archive).")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the SPDX JSON here (default: stdout).")] = None,
     lock: Annotated[Optional[Path], typer.Option("--lock", help="The lock the target was built from (adds package checksums and URLs).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="The document's name (default: the lock's recipe, the tag or the directory).")] = None,
+    platform: ImagePlatformOpt = None,
 ) -> None:
     """Write an SPDX 2.3 JSON SBOM of the packages installed in a root or an image."""
     from rootfs.inventory.sbom import SbomOptions, sbom_bytes, write_sbom
     from rootfs.model.errors import OutputError
-    from rootfs.model.lock import read_lock
 
     path = Path(target)
     if not path.exists() and not (":" in target and Path(target.rpartition(":")[0]).exists()):
         raise OutputError(f"{target} does not exist (expected a root directory or an image)")
-    lk = read_lock(lock) if lock else None
-    opts = SbomOptions(name=name or "")
+    lk = _platform_lock(lock, platform) if lock else None
+    opts = SbomOptions(name=name or "", platform=_checked_platform(platform))
     if output is None or str(output) == "-":
         data, _ = sbom_bytes(target, lk, opts)
         sys.stdout.buffer.write(data)
@@ -237,11 +264,13 @@ def pull(
     cert_dir: CertDirOpt = None,
     insecure: InsecureOpt = False,
     retries: RetriesOpt = 4,
+    platform: Annotated[Optional[str], typer.Option("--platform", help="Of an image index, pull only this platform's image (linux/arm64, linux/arm/v7, linux/386...); default: the whole index.")] = None,
 ) -> None:
     """Pull an image into an OCI layout, every blob checked against its digest."""
     from rootfs.registry import pull as pull_ref
 
-    path, tag, digest = pull_ref(ref, dest, registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir))
+    path, tag, digest = pull_ref(ref, dest, registry_options(creds, ca_cert, insecure, retries, cert_dir=cert_dir),
+                                 _checked_platform(platform))
     ui.info(f"pulled {ref} into {path}:{tag}")
     print(digest)
 
@@ -251,6 +280,7 @@ def history(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="OCI layout DIR[:TAG], oci-archive or docker-archive.")],
     format: FormatOpt = "table",  # noqa: A002
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not shorten IDs and commands.")] = False,
+    platform: ImagePlatformOpt = None,
 ) -> None:
     """The image's history like `docker history`, newest first."""
     import json
@@ -259,7 +289,7 @@ def history(
     from rootfs.image.reader import open_image
 
     check_table_format(format)
-    with open_image(image) as img:
+    with open_image(image, platform=_checked_platform(platform)) as img:
         rows = imageinfo.history(img)
     if format == "json":
         print(json.dumps(imageinfo.history_json(rows), indent=2))
@@ -272,6 +302,7 @@ def inspect(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="OCI layout DIR[:TAG], oci-archive or docker-archive.")],
     format: FormatOpt = "table",  # noqa: A002
     packages: Annotated[bool, typer.Option("--packages/--no-packages", help="Read the package list from the layers.")] = True,
+    platform: ImagePlatformOpt = None,
 ) -> None:
     """Config, annotations, layers and installed packages of an image."""
     import json
@@ -280,7 +311,7 @@ def inspect(
     from rootfs.image.reader import open_image
 
     check_table_format(format)
-    with open_image(image) as img:
+    with open_image(image, platform=_checked_platform(platform)) as img:
         info = imageinfo.inspect(img, with_packages=packages)
     if format == "json":
         print(json.dumps(info, indent=2))

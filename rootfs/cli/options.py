@@ -24,6 +24,9 @@ IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", help="Extr
 ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Packages to leave out (comma separated, repeatable).")]
 ComponentsOpt = Annotated[Optional[str], typer.Option("--components", help="Archive components, comma separated.")]
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="Target architecture (default: the host's).")]
+ArchesOpt = Annotated[Optional[list[str]], typer.Option("--arch", help="Target architecture(s): comma separated or repeated, several make one multi-platform image (default: the host's).")]
+ImagePlatformOpt = Annotated[Optional[str], typer.Option("--platform", help="The platform to read of a multi-platform image: linux/arm64, linux/arm/v7, linux/386... (default: the host's, else the first).")]
+PlatformOpt = Annotated[Optional[list[str]], typer.Option("--platform", help="Target platform in the OCI spelling, linux/ARCH[/VARIANT] (linux/arm64/v8, linux/arm/v7, linux/386; repeatable).")]
 KeyringOpt = Annotated[Optional[Path], typer.Option("--keyring", help="Keyring (file, .asc or directory) to verify the recipe's sources with.")]
 NoGpgOpt = Annotated[bool, typer.Option("--no-check-gpg", help="DANGEROUS: accept unsigned or badly signed metadata.")]
 IgnoreValidOpt = Annotated[bool, typer.Option("--ignore-valid-until", help="Accept an expired Release (snapshot mirrors).")]
@@ -33,6 +36,13 @@ RepoGpgcheckOpt = Annotated[bool, typer.Option("--repo-gpgcheck", help="rpm: che
 WeakDepsOpt = Annotated[Optional[bool], typer.Option("--weak-deps/--no-weak-deps", help="rpm: install Recommends/Supplements.")]
 NoDepsOpt = Annotated[bool, typer.Option("--nodeps", help="rpm: exactly the named packages, none of their dependencies.")]
 ModuleOpt = Annotated[Optional[list[str]], typer.Option("--module", help="rpm: enable a module stream NAME:STREAM (repeatable).")]
+
+
+def architectures_of(recipe, arch, platform) -> tuple[str, ...]:
+    """--arch and --platform as the recipe's backend spells them ((): the recipe's own)."""
+    from rootfs.model.arch import architectures
+
+    return architectures(arch, platform, recipe.backend)
 
 
 def selection_from(recipe, **options):

@@ -161,6 +161,7 @@ def inspect(img: Image, *, with_packages: bool = True) -> dict:
         "digest": img.descriptor.digest,
         "media_type": img.descriptor.media_type,
         "index_digest": img.root.digest if img.root.media_type in INDEX_TYPES else None,
+        "platforms": _platforms(img),
         "config_digest": img.config_descriptor.digest,
         "created": cfg.get("created"),
         "author": cfg.get("author"),
@@ -191,6 +192,23 @@ def inspect(img: Image, *, with_packages: bool = True) -> dict:
     return info
 
 
+def _platforms(img) -> list[str]:
+    """The platforms of the index the image came from (os/arch[/variant]),
+    in its order; [] for an image without an index."""
+    if img.root.media_type not in INDEX_TYPES:
+        return []
+    try:
+        entries = json.loads(img.root_bytes).get("manifests") or []
+    except (ValueError, AttributeError):
+        return []
+    out = []
+    for e in entries:
+        p = e.get("platform") if isinstance(e, dict) else None
+        if isinstance(p, dict):
+            out.append("/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k)))
+    return out
+
+
 def inspect_text(info: dict) -> list[str]:
     c = info["config"]
     out = [
@@ -199,6 +217,8 @@ def inspect_text(info: dict) -> list[str]:
     ]
     if info["index_digest"]:
         out.append(f"Index:         {info['index_digest']}")
+    if len(info.get("platforms") or []) > 1:
+        out.append(f"Platforms:     {', '.join(info['platforms'])} (--platform picks one)")
     out += [
         f"Config:        {info['config_digest']}",
         f"Created:       {info['created'] or 'N/A'}",

@@ -489,7 +489,7 @@ def _open_layout(path: Path, store: _Store, kind: str, tag: str | None, platform
     root = Descriptor(media, root.digest, root.size, root.annotations, root.platform)
     desc, manifest_bytes = root, root_bytes
     if media in INDEX_TYPES:
-        desc = _choose_platform(_parse_json(root_bytes, img_where), platform, img_where)
+        desc = choose_platform(_parse_json(root_bytes, img_where), platform, img_where)
         manifest_bytes = _blob(store, desc.digest, path, desc.size)
     if len(manifest_bytes) != desc.size:
         raise VerifyError(f"{img_where}: manifest {desc.digest} is {len(manifest_bytes)} bytes, the index says {desc.size}")
@@ -581,7 +581,7 @@ def _tag_list(entries: list[Descriptor]) -> str:
     return ", ".join(tags) if tags else "none"
 
 
-def _choose_platform(index: dict, platform: str | None, where: str) -> Descriptor:
+def choose_platform(index: dict, platform: str | None, where: str) -> Descriptor:
     children = [Descriptor.from_json(d, where) for d in _list(index, "manifests", where)]
     children = [c for c in children if c.media_type not in INDEX_TYPES]
     if not children:
@@ -593,11 +593,14 @@ def _choose_platform(index: dict, platform: str | None, where: str) -> Descripto
     arch, _, variant = rest.partition("/")
     for c in children:
         p = c.platform or {}
-        if p.get("os") == os_ and p.get("architecture") == arch and (not variant or p.get("variant") == variant):
+        # arm64 images are v8 whether or not their platform says so
+        have_variant = p.get("variant") or ("v8" if p.get("architecture") == "arm64" else "")
+        if p.get("os") == os_ and p.get("architecture") == arch and (not variant or have_variant == variant):
             return c
     if platform is None:
         return children[0]  # nothing for this host: the index's first, which inspect shows by its platform
-    have = ", ".join(f"{(c.platform or {}).get('os')}/{(c.platform or {}).get('architecture')}" for c in children)
+    have = ", ".join("/".join(str(x) for x in ((c.platform or {}).get("os"), (c.platform or {}).get("architecture"),
+                                               (c.platform or {}).get("variant")) if x) for c in children)
     raise UsageError(f"{where} has no image for {want} (it has: {have})")
 
 

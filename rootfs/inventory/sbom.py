@@ -35,6 +35,7 @@ class SbomOptions:
     name: str = ""  # the document's and subject's name (default: from the input)
     source_date_epoch: int | None = None  # default: $SOURCE_DATE_EPOCH, the lock's, 0
     namespace_base: str = NAMESPACE_BASE
+    platform: str | None = None  # the image of a multi-platform index to describe (default: the host's)
     tool: str = "rootfs"
 
 
@@ -288,7 +289,8 @@ def _is_image(spec: str | Path) -> bool:
     return True  # archives and DIR:TAG
 
 
-def read_input(root_or_image: str | Path | None, lock: Lock | None) -> tuple[PackageDB, str, str, str]:
+def read_input(root_or_image: str | Path | None, lock: Lock | None,
+               platform: str | None = None) -> tuple[PackageDB, str, str, str]:
     """(packages, subject kind, subject digest, default name)."""
     from rootfs.inventory import pkgdb
 
@@ -299,7 +301,7 @@ def read_input(root_or_image: str | Path | None, lock: Lock | None) -> tuple[Pac
     if _is_image(root_or_image):
         from rootfs.image.reader import open_image
 
-        with open_image(root_or_image) as img:
+        with open_image(root_or_image, platform=platform) as img:
             db = pkgdb.read_image(img)
             name = img.tag or Path(img.path).name
             return db, "image", img.descriptor.digest, name
@@ -314,7 +316,7 @@ def read_input(root_or_image: str | Path | None, lock: Lock | None) -> tuple[Pac
 def sbom_bytes(root_or_image: str | Path | None, lock: Lock | None, opts: SbomOptions = SbomOptions()) -> tuple[bytes, str]:
     """The SPDX JSON document and its sha256 (hex): what the packer puts in
     an annotation (`org.rootfs.sbom.digest`) of the image it describes."""
-    db, kind, digest, default_name = read_input(root_or_image, lock)
+    db, kind, digest, default_name = read_input(root_or_image, lock, opts.platform)
     if not opts.name:
         opts = dataclasses.replace(opts, name=lock.recipe if lock and lock.recipe else default_name)
     data = _dump(sbom_document(db, lock, opts, subject=kind, subject_digest=digest))

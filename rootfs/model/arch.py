@@ -106,3 +106,49 @@ def detect(root: os.PathLike | str) -> str:
         if exact or matches:
             return (exact or matches)[0].deb
     return host_arch().deb
+
+
+def platform_of(a: Arch) -> str:
+    """The OCI platform string, linux/GOARCH[/VARIANT] (linux/arm64/v8, linux/arm/v7, linux/386)."""
+    return "/".join(["linux", a.goarch] + ([a.variant] if a.variant else []))
+
+
+def from_platform(spec: str) -> Arch:
+    """The architecture an OCI platform names: linux/arm64[/v8], linux/arm/v7,
+    linux/386, linux/amd64. linux/arm without a variant is v7 (armhf), as
+    docker and podman read it."""
+    parts = spec.split("/")
+    if len(parts) not in (2, 3) or parts[0] != "linux" or not parts[1]:
+        raise UsageError(f"--platform {spec!r} is not linux/ARCH[/VARIANT] (such as linux/arm64/v8 or linux/arm/v7)")
+    goarch, variant = parts[1], parts[2] if len(parts) == 3 else ""
+    matches = [a for a in ARCHES if a.goarch == goarch and (not variant or a.variant == variant)]
+    if not matches:
+        known = ", ".join(platform_of(a) for a in ARCHES)
+        raise UsageError(f"unknown platform {spec!r} (known: {known})")
+    return matches[0]
+
+
+def architectures(arch_values, platform_values, backend: str) -> tuple[str, ...]:
+    """The architectures `--arch` (comma separated and/or repeated) and
+    `--platform` (the OCI spelling) name, in the order given, each once.
+    One --arch name is kept as written, so one architecture builds exactly
+    as it always has; with several, each must be known here, and
+    --platform names become the backend's own spelling."""
+    named = [x.strip() for v in arch_values or () for x in v.split(",") if x.strip()]
+    platforms = list(platform_values or ())
+    if len(named) == 1 and not platforms:
+        return (named[0],)
+    out: list[str] = []
+    seen: set[Arch] = set()
+    pairs = [(lookup(n), n) for n in named]
+    for spec in platforms:
+        a = from_platform(spec)
+        name = a.rpm if backend == "rpm" else a.deb
+        if not name:
+            raise UsageError(f"--platform {spec}: no rpm distribution ships {a.deb}")
+        pairs.append((a, name))
+    for a, name in pairs:
+        if a not in seen:
+            seen.add(a)
+            out.append(name)
+    return tuple(out)

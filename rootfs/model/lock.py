@@ -18,6 +18,11 @@ LOCK_FORMAT = 2
 # Format 1 had one source and no record of where each package came from;
 # it is still read (every field it has kept its meaning).
 READABLE_FORMATS = (1, 2)
+# A lock of several architectures (LockSet): {"format": 3, "architectures":
+# [...], "locks": [one format-2 lock, without its "format", per
+# architecture]}. A lock of one architecture is written as format 2, as
+# before, so its bytes and digest do not change.
+MULTI_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -129,16 +134,27 @@ def _tuple_fields(d: dict, names: tuple[str, ...]) -> dict:
     return {k: (tuple(v) if k in names and isinstance(v, list) else v) for k, v in d.items()}
 
 
-def lock_from_json(text: str, where: str = "lock") -> Lock:
+def _json(text: str, where: str):
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where} is not valid JSON: {exc}") from None
+
+
+def lock_from_json(text: str, where: str = "lock") -> Lock:
+    return _lock_from_data(_json(text, where), where)
+
+
+def _lock_from_data(data, where: str) -> Lock:
+    if isinstance(data, dict) and data.get("format") == MULTI_FORMAT:
+        arches = data.get("architectures")
+        raise UsageError(f"{where} holds the locks of several architectures ({', '.join(map(str, arches or []))}); "
+                         "this command reads a lock of one")
     if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         found = data.get("format") if isinstance(data, dict) else None
-        if isinstance(found, int) and found > LOCK_FORMAT:
+        if isinstance(found, int) and found > MULTI_FORMAT:
             raise UsageError(f"{where} is not a rootfs lock file this rootfs reads: its format {found} is newer "
-                             f"than {LOCK_FORMAT}; upgrade rootfs")
+                             f"than {MULTI_FORMAT}; upgrade rootfs")
         raise UsageError(f"{where} is not a rootfs lock file (format {LOCK_FORMAT})")
     try:
         packages = tuple(
@@ -161,9 +177,93 @@ def lock_from_json(text: str, where: str = "lock") -> Lock:
     return lock
 
 
-def read_lock(path: Path) -> Lock:
+def _read_text(path: Path) -> str:
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except OSError as exc:
         raise UsageError(f"cannot read lock file {path}: {exc.strerror}") from None
-    return lock_from_json(text, str(path))
+
+
+def read_lock(path: Path) -> Lock:
+    return lock_from_json(_read_text(path), str(path))
+
+
+@dataclass(frozen=True)
+class LockSet:
+    """The locks of one recipe for several architectures, in the order
+    they were asked for: one file, one digest, `--locked` builds them all
+    (or the architectures named). One lock is written exactly as a Lock."""
+
+    locks: tuple[Lock, ...]
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        return tuple(lk.architecture for lk in self.locks)
+
+    def to_json(self) -> str:
+        if len(self.locks) == 1:
+            return self.locks[0].to_json()
+        bodies = []
+        for lk in self.locks:
+            body = json.loads(lk.to_json())
+            body.pop("format")
+            bodies.append(body)
+        data = {"format": MULTI_FORMAT, "architectures": list(self.architectures), "locks": bodies}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def write(self, path: Path) -> None:
+        from rootfs.host.atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
+
+    def package_lines(self) -> list[str]:
+        return [line for lk in self.locks for line in lk.package_lines()]
+
+    def merged(self) -> Lock:
+        """One lock, for what looks at the whole set (the report, the
+        up-to-date check, fetching): the only lock, or every lock's packages
+        once (an architecture "all" package is one file for all of them)
+        under the architectures joined with commas."""
+        if len(self.locks) == 1:
+            return self.locks[0]
+        import dataclasses
+
+        packages = tuple(dict.fromkeys(p for lk in self.locks for p in lk.packages))
+        return dataclasses.replace(self.locks[0], architecture=",".join(self.architectures), packages=packages)
+
+    def select(self, names: tuple[str, ...], where: str) -> LockSet:
+        """The locks of the architectures named (any spelling), in that order."""
+        if not names:
+            return self
+        from rootfs.model.arch import lookup
+
+        by_arch = {lookup(lk.architecture): lk for lk in self.locks}
+        out = []
+        for n in names:
+            lk = by_arch.get(lookup(n))
+            if lk is None:
+                raise UsageError(f"{where} has no lock for {n} (it has: {', '.join(self.architectures)})")
+            out.append(lk)
+        return LockSet(tuple(out))
+
+
+def lockset_from_json(text: str, where: str = "lock") -> LockSet:
+    data = _json(text, where)
+    if not (isinstance(data, dict) and data.get("format") == MULTI_FORMAT):
+        return LockSet((_lock_from_data(data, where),))
+    bodies = data.get("locks")
+    if not isinstance(bodies, list) or not bodies or not all(isinstance(b, dict) for b in bodies):
+        raise UsageError(f"{where} is not a valid rootfs lock file: its locks are not a list of locks")
+    locks = tuple(_lock_from_data({**b, "format": LOCK_FORMAT}, f"{where} ({b.get('architecture')})") for b in bodies)
+    if len({lk.architecture for lk in locks}) != len(locks) or len({lk.backend for lk in locks}) != 1:
+        raise UsageError(f"{where} is not a valid rootfs lock file: two of its locks share an architecture, "
+                         "or they differ in backend")
+    return LockSet(locks)
+
+
+def read_lockset(path: Path) -> LockSet:
+    """A lock file of one architecture or several."""
+    return lockset_from_json(_read_text(path), str(path))

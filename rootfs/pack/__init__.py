@@ -152,6 +152,59 @@ def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: 
     return [_renamed(a, tmp, output) for a in arts]
 
 
+def pack_layer(root: os.PathLike | str, layer_path: Path, opts: PackOptions) -> oci.LayoutImage:
+    """One platform of a multi-platform image: root's layer written to
+    layer_path, with its config; write_index puts several in one index.
+    The same bytes `pack` writes into a one-platform layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise OutputError(f"root {root} does not exist or is not a directory")
+    if opts.layer_compression not in oci.MEDIA_LAYER:
+        raise UsageError(f"unknown layer compression {opts.layer_compression!r} (known: gzip, zstd)")
+    tag = oci.parse_tag(opts.tag or opts.image.tag or oci.DEFAULT_TAG)
+    attrs = opts.attrs if opts.attrs is not None else load_for_root(root)
+    arch = opts.architecture or archmod.detect(root)
+    archmod.oci_platform(arch)
+    job = _Job(root, [], tag, source_date_epoch(opts.source_date_epoch), attrs, arch, opts)
+    job.run({"layer": Path(layer_path)}, Path(layer_path).parent)
+    assert job.image is not None
+    return job.image
+
+
+INDEX_FORMATS = ("oci", "oci-archive")
+
+
+def write_index(images: list[oci.LayoutImage], targets: dict[str, Path], tag: str,
+                annotations: dict[str, str] | None = None) -> list[Artifact]:
+    """The oci and/or oci-archive artifacts (format -> path, in a staging
+    directory) of one image index holding every platform's image, with the
+    index's own annotations. Each layer file is moved into the layout."""
+    from rootfs.pack import archives
+
+    bad = [f for f in targets if f not in INDEX_FORMATS]
+    if bad:
+        raise UsageError(f"an image of several platforms is written as oci or oci-archive, not {bad[0]}")
+    tag = oci.parse_tag(tag or oci.DEFAULT_TAG)
+    created = max(img.created for img in images)
+    scratch = Path(tempfile.mkdtemp(prefix=".rootfs-index.", dir=next(iter(targets.values())).parent))
+    try:
+        layout = targets.get("oci") or scratch / "oci"
+        layout.mkdir()
+        digest = oci.write_layout(layout, images=images, tag=tag, annotations=annotations)
+        os.chmod(layout, 0o755)
+        arts = []
+        for f in targets:
+            if f == "oci":
+                arts.append(Artifact("oci", layout, digest, 0))
+            else:
+                adigest, size = archives.oci_archive(layout, targets[f], created)
+                os.chmod(targets[f], 0o644)
+                arts.append(Artifact(f, targets[f], adigest, size))
+        return arts
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _renamed(a: Artifact, tmp: Path, final: Path) -> Artifact:
     if a.path is None:
         return a
@@ -173,6 +226,7 @@ class _Job:
         self.attrs, self.arch, self.opts = attrs, arch, opts
         self.newest = 0
         self.dir_record: AttrRecord | None = None
+        self.image: oci.LayoutImage | None = None
 
     def run(self, targets: dict[str, Path | None], scratch_parent: Path) -> list[Artifact]:
         work = Path(tempfile.mkdtemp(prefix=".rootfs-pack.", dir=scratch_parent))
@@ -199,7 +253,7 @@ class _Job:
             files["tar"] = diff
             raw_path = t
             sinks.append(compress.Threaded(diff))
-        elif fmts & {"oci", "oci-archive", "docker-archive"}:
+        elif fmts & {"oci", "oci-archive", "docker-archive", "layer"}:
             diff = compress.HashSink()
             sinks.append(compress.Threaded(diff))
         if "docker-archive" in fmts and raw_path is None:
@@ -213,8 +267,9 @@ class _Job:
             files[f] = hs
             sinks.append(compress.Threaded(compress.compressor(kind, hs)))
         layer_sink = None
-        if fmts & {"oci", "oci-archive"}:
-            layer_sink = compress.HashSink(compress.FileSink(work / "layer.blob"))
+        layer_path = targets.get("layer") or work / "layer.blob"
+        if fmts & {"oci", "oci-archive", "layer"}:
+            layer_sink = compress.HashSink(compress.FileSink(layer_path))
             sinks.append(compress.Threaded(compress.compressor(opts.layer_compression, layer_sink)))
         if "squashfs" in targets:
             p = fsimage.squashfs_sink(targets["squashfs"], self.sde)
@@ -259,15 +314,15 @@ class _Job:
                 arts.append(Artifact(f, targets[f], files[f].digest, files[f].size))
         if layer_sink is not None:
             platform = archmod.oci_platform(self.arch)
-            layer = oci.Layer(work / "layer.blob", layer_sink.digest, layer_sink.size, diff.digest,
+            layer = oci.Layer(layer_path, layer_sink.digest, layer_sink.size, diff.digest,
                               oci.MEDIA_LAYER[opts.layer_compression])
             config = oci.image_config(arch=self.arch, created=created, diff_id=diff.digest,
                                       image=opts.image, created_by=opts.created_by)
-            annotations = dict(opts.image.annotations)
+            self.image = oci.LayoutImage(layer, config, dict(opts.image.annotations), platform, created)
+        if layer_sink is not None and fmts & {"oci", "oci-archive"}:
             layout = targets.get("oci") or work / "oci"
             layout.mkdir(exist_ok=True)
-            mdigest = oci.write_layout(layout, layer=layer, config=config, tag=self.tag,
-                                       annotations=annotations, platform=platform)
+            mdigest = oci.write_layout(layout, images=[self.image], tag=self.tag)
             if "oci" in targets:
                 arts.append(Artifact("oci", layout, mdigest, 0))
             if "oci-archive" in targets:

@@ -130,34 +130,64 @@ def _write_blob(blobs: Path, data: bytes) -> tuple[str, int]:
     return "sha256:" + hexd, len(data)
 
 
-def write_layout(dest: Path, *, layer: Layer, config: bytes, tag: str, annotations: dict[str, str],
-                 platform: tuple[str, str]) -> str:
-    """Fill the (empty, temporary) directory dest with an image layout; the
-    layer file is moved into it. Returns the manifest digest."""
-    blobs = dest / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    os.rename(layer.path, blobs / layer.digest.split(":", 1)[1])
-    os.chmod(blobs / layer.digest.split(":", 1)[1], 0o644)
-    _write_blob(blobs, config)
-    man = manifest(config, layer, annotations)
-    mdigest, msize = _write_blob(blobs, man)
+@dataclass(frozen=True)
+class LayoutImage:
+    """One platform's image before it is written: its layer (a file that
+    write_layout moves into the layout), config and manifest annotations."""
+
+    layer: Layer
+    config: bytes
+    annotations: dict[str, str]
+    platform: tuple[str, str]  # (GOARCH, variant)
+    created: int = 0  # the config's `created`, for the archive's mtimes
+
+
+def platform_json(platform: tuple[str, str]) -> dict:
     goarch, variant = platform
     plat = {"architecture": goarch, "os": "linux"}
     if variant:
         plat["variant"] = variant
+    return plat
+
+
+def write_layout(dest: Path, *, images: list[LayoutImage], tag: str, annotations: dict[str, str] | None = None) -> str:
+    """Fill the (empty, temporary) directory dest with an image layout; each
+    layer file is moved into it. One image: index.json names its manifest,
+    with the tag. Several (one per platform): their manifests are listed,
+    with their platforms, in an image index blob, and index.json names that
+    index with the tag, as buildx and `podman manifest push --all` write a
+    multi-platform layout; annotations are that index's own (one image
+    carries its own in its manifest). Returns the digest of what the tag
+    names."""
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for img in images:
+        name = img.layer.digest.split(":", 1)[1]
+        os.rename(img.layer.path, blobs / name)
+        os.chmod(blobs / name, 0o644)
+        _write_blob(blobs, img.config)
+        mdigest, msize = _write_blob(blobs, manifest(img.config, img.layer, img.annotations))
+        entries.append({"mediaType": MEDIA_MANIFEST, "digest": mdigest, "size": msize,
+                        "platform": platform_json(img.platform)})
+    if len(entries) == 1:
+        top = entries[0]
+    else:
+        platforms = [json.dumps(e["platform"], sort_keys=True) for e in entries]
+        if len(set(platforms)) != len(platforms):
+            raise UsageError("an image index holds one image per platform; two of these have the same platform")
+        doc: dict = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}
+        if annotations:
+            doc["annotations"] = dict(sorted(annotations.items()))
+        idigest, isize = _write_blob(blobs, canonical(doc))
+        top = {"mediaType": MEDIA_INDEX, "digest": idigest, "size": isize}
     index = {
         "schemaVersion": 2,
         "mediaType": MEDIA_INDEX,
-        "manifests": [{
-            "mediaType": MEDIA_MANIFEST,
-            "digest": mdigest,
-            "size": msize,
-            "platform": plat,
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }],
+        "manifests": [{**top, "annotations": {"org.opencontainers.image.ref.name": tag}}],
     }
     (dest / "index.json").write_bytes(canonical(index))
     (dest / "oci-layout").write_bytes(canonical({"imageLayoutVersion": "1.0.0"}))
     for d in (dest, dest / "blobs", blobs):
         os.chmod(d, 0o755)
-    return mdigest
+    return top["digest"]

@@ -9,6 +9,7 @@ report says what happened and why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
@@ -25,7 +26,7 @@ from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
 from rootfs.model.inputs import SBOM_ANNOTATION, BuildInputs, build_inputs, provenance_annotations
-from rootfs.model.lock import Lock, read_lock
+from rootfs.model.lock import Lock, LockSet, read_lockset
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
     BuildReport,
@@ -52,6 +53,9 @@ class MakeRequest:
     recipe: Recipe
     output: str  # a path, or "-" for a tar stream on standard output
     formats: tuple[str, ...] = ("dir",)
+    # --arch/--platform as given (empty: the recipe's, or the lock's). The
+    # recipe carries the first; several make one multi-platform image.
+    architectures: tuple[str, ...] = ()
     resolve_opts: ResolveOptions = field(default_factory=ResolveOptions)
     cache_dir: Path = Path(".")
     jobs: int = 4
@@ -82,19 +86,49 @@ def artifact_name(fmt: str) -> str:
     return ARTIFACT_NAMES[fmt]
 
 
-def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[Lock, dict[str, str]]:
-    """The lock to build and the package URLs that differ from its own."""
+def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[str, str]]:
+    """The locks to build (one per architecture) and the package URLs
+    that differ from their own."""
     from rootfs.pipeline import stages as pipeline
 
     if req.locked is None:
-        return pipeline.resolve(req.recipe, req.resolve_opts, downloader), {}
-    lock = read_lock(req.locked)
-    if lock.backend != req.recipe.backend:
-        raise UsageError(f"lock file {req.locked} is for the {lock.backend} backend, the recipe uses {req.recipe.backend}")
-    return pipeline.use_lock(lock, req.recipe, req.resolve_opts, req.relocate)
+        return pipeline.resolve_all(req.recipe, req.architectures if len(req.architectures) > 1 else (),
+                                    req.resolve_opts, downloader), {}
+    locks = read_lockset(req.locked)
+    if len(locks.locks) > 1:
+        locks = locks.select(req.architectures, str(req.locked))
+    elif len(req.architectures) > 1:
+        raise UsageError(f"lock file {req.locked} holds one architecture ({locks.locks[0].architecture}); "
+                         f"lock the {len(req.architectures)} named with `rootfs lock --arch {','.join(req.architectures)}`")
+    if locks.locks[0].backend != req.recipe.backend:
+        raise UsageError(f"lock file {req.locked} is for the {locks.locks[0].backend} backend, "
+                         f"the recipe uses {req.recipe.backend}")
+    out, urls = [], {}
+    for lock in locks.locks:
+        recipe = req.recipe if len(locks.locks) == 1 else req.recipe.replace(architecture=lock.architecture)
+        used, moved = pipeline.use_lock(lock, recipe, req.resolve_opts, req.relocate)
+        out.append(used)
+        urls.update(moved)
+    return LockSet(tuple(out)), urls
 
 
 IMAGE_FORMATS = ("oci", "oci-archive", "docker-archive")
+
+
+def check_index_formats(formats, output: str) -> None:
+    """Several platforms make one image index: refused, before any work,
+    where the output cannot hold one."""
+    from rootfs.pack import INDEX_FORMATS
+
+    if output == "-":
+        raise UsageError("-o - streams one platform; write an image of several platforms to a file or directory")
+    if "docker-archive" in formats:
+        raise UsageError("a docker-archive holds one platform; for several architectures use --format oci or "
+                         "oci-archive (an image index), or build each architecture on its own")
+    other = [f for f in formats if f not in INDEX_FORMATS]
+    if other:
+        raise UsageError(f"several architectures make one image index (--format oci or oci-archive); {other[0]} "
+                         "holds one platform: build each architecture on its own for it")
 
 
 def inputs_of(req: MakeRequest, lock: Lock) -> BuildInputs:
@@ -104,8 +138,10 @@ def inputs_of(req: MakeRequest, lock: Lock) -> BuildInputs:
     from rootfs.pipeline.hooks import customize_inputs
 
     images = any(f in IMAGE_FORMATS for f in req.formats)
+    # Several architectures: the merged lock names them all ("amd64,arm64").
+    recipe = req.recipe.replace(architecture=lock.architecture) if "," in lock.architecture else req.recipe
     return build_inputs(
-        req.recipe, lock,
+        recipe, lock,
         files=customize_inputs(req.recipe.customize),
         formats=req.formats,
         tag=(req.tag or req.recipe.image.tag) if images else "",
@@ -225,8 +261,11 @@ def make(req: MakeRequest) -> BuildReport:
         clean_stale_staging(out if req.keep else out.parent, out.name)
         prev = read_report(plan.report_path())
         with report.stage("resolve"):
-            lock, urls = _load_lock(req, downloader)
-        report.lock_digest = lock.digest()
+            locks, urls = _load_lock(req, downloader)
+        if len(locks.locks) > 1:
+            check_index_formats(req.formats, req.output)
+        lock = locks.merged()
+        report.lock_digest = locks.digest()
         report.packages_digest = packages_digest(lock)
         report.packages = package_versions(lock)
         report.changes = diff_packages(prev.packages if prev else {}, report.packages, lock)
@@ -261,7 +300,7 @@ def make(req: MakeRequest) -> BuildReport:
         with cache_lock(req.cache_dir, shared=True, timeout=None):
             with report.stage("fetch"):
                 files = pipeline.fetch(lock, cache, downloader, req.jobs, urls)
-            build_and_publish(req, lock, files, report, plan)
+            build_and_publish(req, locks, files, report, plan)
         if req.push:
             with report.stage("push"):
                 _push(req, plan, report, list(req.push))
@@ -270,10 +309,13 @@ def make(req: MakeRequest) -> BuildReport:
     return report
 
 
-def build_and_publish(req: MakeRequest, lock: Lock, files: dict[str, Path], report: BuildReport,
+def build_and_publish(req: MakeRequest, lock: Lock | LockSet, files: dict[str, Path], report: BuildReport,
                       plan: OutputPlan) -> None:
     """Install, SBOM and pack in a staging directory beside the output, then
-    publish it atomically: the part of `make` that `rootfs build` runs too."""
+    publish it atomically: the part of `make` that `rootfs build` runs too.
+    A LockSet of several architectures makes one image index."""
+    if isinstance(lock, LockSet) and len(lock.locks) == 1:
+        lock = lock.locks[0]
     bid = build_id(report.packages_digest)
 
     def final_path(fmt: str) -> Path:
@@ -282,7 +324,10 @@ def build_and_publish(req: MakeRequest, lock: Lock, files: dict[str, Path], repo
 
     staging = staging_dir(plan)
     try:
-        _build_into(req, lock, files, staging, report, final_path)
+        if isinstance(lock, LockSet):
+            _build_platforms_into(req, lock, files, staging, report, final_path)
+        else:
+            _build_into(req, lock, files, staging, report, final_path)
         with ui.phase("publish") as ph:
             publish(plan, staging, bid)
             ph.summary = str(plan.out)
@@ -323,6 +368,49 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     else:
         _safe_rmtree(root)
     # Written last: its presence marks a complete build (publish moves it last).
+    report.outcome = "built"
+    atomic_write_text(staging / "build.json", report.to_json())
+
+
+def _build_platforms_into(req: MakeRequest, locks: LockSet, files: dict[str, Path], staging: Path,
+                          report: BuildReport, final_path) -> None:
+    """Each architecture installed, given its SBOM and packed into its layer
+    in turn (one root on disk at a time), then one index of them all."""
+    from rootfs.pack import pack_layer, write_index
+    from rootfs.pipeline import stages as pipeline
+
+    images = []
+    for lock in locks.locks:
+        arch = lock.architecture
+        root = staging / f".root.{arch}"
+        root.mkdir()
+        attrs = None if req.mode == "root" else AttrRecord()
+        ui.info(f"{req.recipe.name}: {arch}")
+        # Each architecture's share too: a foreign one's configure stage runs under emulation.
+        with report.stage("install"), report.stage(f"install:{arch}"):
+            result = pipeline.install(lock, files, root, _install_options(req, attrs))
+        if attrs is not None and attrs.get(".") is None:
+            attrs.set(".", Attr(stat.S_IFDIR | 0o755))
+        check_image_user(root, req.recipe.image.user)
+        for step in result.skipped:
+            ui.warn(f"skipped ({arch}): {step}")
+        # Each platform's manifest is the one a build of that architecture
+        # alone makes, provenance included.
+        alone = dataclasses.replace(req, recipe=req.recipe.replace(architecture=arch))
+        annotations = _sbom(req, lock, root, staging / f"sbom.{arch}.spdx.json", report) | _provenance(alone, lock)
+        with report.stage("pack"), report.stage(f"pack:{arch}"), ui.phase("pack") as ph:
+            image = pack_layer(root, staging / f".layer.{arch}",
+                               _pack_options(req, lock, attrs, annotations, result.payloads_checked))
+            ph.summary = f"{arch} layer {ui.size_text(image.layer.size)}"
+        images.append(image)
+        _safe_rmtree(root)
+    atomic_write_text(staging / "lock.json", locks.to_json())
+    names = {f: staging / artifact_name(f) for f in req.formats}
+    with report.stage("pack"):
+        # The index carries what `make --push` compares at the registry.
+        arts = write_index(images, names, req.tag or req.recipe.image.tag, _provenance(req, locks.merged()))
+    for a in arts:
+        report.artifacts[str(final_path(a.format))] = a.digest
     report.outcome = "built"
     atomic_write_text(staging / "build.json", report.to_json())
 
@@ -401,7 +489,10 @@ def _make_stream(req: MakeRequest, report: BuildReport, downloader: Downloader) 
     from rootfs.pipeline import stages as pipeline
 
     with report.stage("resolve"):
-        lock, urls = _load_lock(req, downloader)
+        locks, urls = _load_lock(req, downloader)
+    if len(locks.locks) > 1:
+        check_index_formats(req.formats, req.output)
+    lock = locks.locks[0]
     report.packages = package_versions(lock)
     with cache_lock(req.cache_dir, shared=True, timeout=None):
         with report.stage("fetch"):

@@ -107,7 +107,9 @@ def publish(plan: OutputPlan, staging: Path, build_id: str) -> Path:
             # A root-mode tree must not inherit the owners of an earlier rootless one.
             with contextlib.suppress(FileNotFoundError):
                 old_attrs.unlink()
-        for meta in META_FILES:
+        # One SBOM per platform of a multi-platform image: OUT.ARCH.spdx.json.
+        platform_sboms = sorted(p.name for p in staging.glob("sbom.*.spdx.json"))
+        for meta in platform_sboms + list(META_FILES):
             if (staging / meta).exists():
                 os.rename(staging / meta, plan.meta_path(meta))
         _fsync_dir(plan.out.parent)

@@ -23,7 +23,7 @@ from rootfs.backends import (
     backend_module,
 )
 from rootfs.model.errors import OutputError, PrivilegeError
-from rootfs.model.lock import Lock
+from rootfs.model.lock import Lock, LockSet
 from rootfs.model.recipe import Recipe
 from rootfs.net.fetch import Cache, Downloader, fetch_packages
 
@@ -134,6 +134,13 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         where = " ".join(x for x in (lock.suite, lock.architecture) if x)
         ph.summary = f"{len(lock.packages)} packages" + (f" ({where})" if where else "")
     return lock
+
+
+def resolve_all(recipe: Recipe, arches: tuple[str, ...], opts: ResolveOptions, downloader: Downloader) -> LockSet:
+    """One lock per architecture named (none named: the recipe's own)."""
+    if len(arches) <= 1:
+        return LockSet((resolve(recipe.replace(architecture=arches[0]) if arches else recipe, opts, downloader),))
+    return LockSet(tuple(resolve(recipe.replace(architecture=a), opts, downloader) for a in arches))
 
 
 def use_lock(lock: Lock, recipe: Recipe, opts: ResolveOptions, sources_given: bool) -> tuple[Lock, dict[str, str]]:

@@ -49,12 +49,12 @@ from rootfs.image.reader import open_image
 from rootfs.registry.auth import Credentials, parse_creds
 from rootfs.registry.client import RegistryOptions
 from rootfs.registry.ref import Reference, parse_reference
-from rootfs.registry.transfer import PushResult, pull_image, push_image
+from rootfs.registry.transfer import PushResult, pull_image, push_image, push_index
 
 PushOptions = RegistryOptions
 
 __all__ = ["Credentials", "PushOptions", "PushResult", "Reference", "RegistryOptions",
-           "parse_creds", "parse_reference", "pull", "push", "push_spec"]
+           "parse_creds", "parse_reference", "pull", "push", "push_index", "push_spec"]
 
 
 def push(layout_dir: str | Path, tag: str | None, ref: str, opts: RegistryOptions) -> PushResult:
@@ -71,6 +71,7 @@ def push_spec(image: str, ref: str, opts: RegistryOptions) -> PushResult:
         return push_image(img, r, opts)
 
 
-def pull(ref: str, dest: str, opts: RegistryOptions) -> tuple[Path, str, str]:
-    """Pull REF into the OCI layout `DIR[:TAG]`; -> (dir, tag, digest)."""
-    return pull_image(ref, dest, opts)
+def pull(ref: str, dest: str, opts: RegistryOptions, platform: str | None = None) -> tuple[Path, str, str]:
+    """Pull REF into the OCI layout `DIR[:TAG]`; -> (dir, tag, digest).
+    `platform` picks one image of an index (the whole index without it)."""
+    return pull_image(ref, dest, opts, platform)

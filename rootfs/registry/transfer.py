@@ -111,12 +111,59 @@ def push_image(image: Image, ref: str | Reference, opts: RegistryOptions) -> Pus
                 ThreadPoolExecutor(max_workers=jobs) as pool:
             _wait_all([pool.submit(one, d, o) for d in plain])
         for desc in manifests:
-            tag = (r.tag or "latest") if desc.digest == image.root.digest else desc.digest
-            _put_manifest(sess, desc, image.read_any(desc), tag)
+            if desc.digest != image.root.digest:
+                _put_manifest(sess, desc, image.read_any(desc), desc.digest)
+            elif desc.media_type in INDEX_TYPES:
+                push_index(r, image.read_any(desc), opts, media_type=desc.media_type, session=sess)
+            else:
+                _put_manifest(sess, desc, image.read_any(desc), r.tag or "latest")
         memory.remember([d.digest for d in plain], r.name)
     finally:
         sess.transport.close()
     return result
+
+
+def push_index(ref: str | Reference, index: bytes, opts: RegistryOptions, *, media_type: str = OCI_INDEX,
+               session: Session | None = None) -> str:
+    """PUT the image index `index` (its bytes, as they are to be stored)
+    as REF: under REF's tag, or by its digest when REF names none. Every
+    manifest it lists must already be in REF's repository (each is checked
+    with a HEAD by digest, and a missing one is refused in one sentence
+    before the index is stored), so push the platforms' manifests and their
+    blobs first: push_image does that for a layout or an archive; a caller
+    joining images already pushed (by digest, from other machines) only
+    builds the index and calls this. Returns the index's digest (sha256 of
+    the bytes, which the registry is held to). `session`: one the caller
+    has open to REF's repository; else one is opened and closed here."""
+    r = parse_reference(ref) if isinstance(ref, str) else ref
+    digest = "sha256:" + hashlib.sha256(index).hexdigest()
+    if r.digest and r.digest != digest:
+        raise UsageError(f"{r} names {r.digest}, but the index to push is {digest}")
+    try:
+        parsed = json.loads(index)
+    except (ValueError, RecursionError):
+        raise UsageError("the image index to push is not JSON") from None
+    children = _entries(parsed, "manifests", r) if isinstance(parsed, dict) else None
+    if children is None or media_type not in INDEX_TYPES:
+        raise UsageError(f"what was given to push as the index of {r} is not an image index")
+    sess = session or Session(r, opts)
+    try:
+        if session is None:
+            sess.ping(push=True)
+        for child in children:
+            cd = _remote_descriptor(child, r)
+            head = sess.call("HEAD", f"/v2/{r.name}/manifests/{cd.digest}", push=True,
+                             headers={"Accept": ACCEPT})
+            if head.status == 404:
+                raise RegistryError(f"the index lists {cd.digest}, which is not in {r.host}/{r.name}; "
+                                    "push that image there first")
+            if head.status != 200:
+                raise RegistryError(f"{r.host} answered HTTP {head.status} to a manifest check: {head.error_text()}")
+        _put_manifest(sess, Descriptor(media_type, digest, len(index)), index, r.tag or (r.digest or digest))
+    finally:
+        if session is None:
+            sess.transport.close()
+    return digest
 
 
 def _wait_all(futures: list) -> None:
@@ -274,8 +321,11 @@ def split_dest(spec: str, default_tag: str) -> tuple[Path, str]:
     return Path(path), tag or default_tag
 
 
-def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[Path, str, str]:
-    """Fetch REF into the OCI layout DEST (`DIR[:TAG]`); -> (dir, tag, digest)."""
+def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions,
+               platform: str | None = None) -> tuple[Path, str, str]:
+    """Fetch REF into the OCI layout DEST (`DIR[:TAG]`); -> (dir, tag, digest).
+    An image index comes whole, unless `platform` (linux/arm64...) picks
+    one of its manifests, which is then what the tag names."""
     r = parse_reference(ref) if isinstance(ref, str) else ref
     path, tag = split_dest(dest, r.tag or "latest")
     if path.exists() and not (path / "index.json").is_file():
@@ -286,6 +336,15 @@ def pull_image(ref: str | Reference, dest: str, opts: RegistryOptions) -> tuple[
     memory = BlobMemory(opts.cache_dir, r.host)
     try:
         root_desc, root_bytes = _get_manifest(sess, r.reference, r.digest)
+        if platform is not None and root_desc.media_type in INDEX_TYPES:
+            from rootfs.image.reader import choose_platform
+
+            chosen = choose_platform(json.loads(root_bytes), platform, str(r))
+            if chosen.media_type in INDEX_TYPES:
+                raise RegistryError(f"{r} is a nested image index, which rootfs does not pull")
+            check_digest(chosen.digest, str(r))
+            desc, root_bytes = _get_manifest(sess, chosen.digest, chosen.digest)
+            root_desc = Descriptor(desc.media_type, desc.digest, desc.size, {}, chosen.platform)
         todo: list[tuple[Descriptor, bytes | None]] = [(root_desc, root_bytes)]
         if root_desc.media_type in INDEX_TYPES:
             index = json.loads(root_bytes)
@@ -641,9 +700,8 @@ def _put_members(t: Reference, members: list[_Member], opts: RegistryOptions, wo
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
                  "manifests": [{**m.desc.to_json(), "platform": m.platform} for m in members]}
         data = json.dumps(index, indent=2).encode() + b"\n"
-        desc = Descriptor(OCI_INDEX, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
-        _put_manifest(sess, desc, data, t.tag or "latest")
-        result.digest = desc.digest
+        # A target without a tag is :latest, as docker reads it.
+        result.digest = push_index(t if t.tag else dataclasses.replace(t, tag="latest"), data, opts, session=sess)
         result.platforms = [platform_text(m.platform) for m in members]
     finally:
         sess.transport.close()
