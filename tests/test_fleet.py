@@ -48,10 +48,19 @@ def second_recipe(tmp: Path) -> Path:
     return path
 
 
+STAGGER = 4.0  # seconds between job starts
+
+
 def run_jobs(jobs: list[dict], base: Path, proxy: str, round_: str) -> list[dict]:
-    """Every job at once, each a process with its own cache and output."""
+    """Every job at once, each a process with its own cache and output.
+    The starts are a few seconds apart, as jobs on separate runners are:
+    seen here on a loaded machine, apt-cacher-ng fetched a file twice from
+    the mirror when two jobs asked for it in the same instant, before its
+    first download was under way."""
     procs = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
+        if i:
+            time.sleep(STAGGER)
         d = base / round_ / f"{job['name']}-{job['arch']}"
         d.mkdir(parents=True)
         env = {**os.environ, "COLUMNS": "1000", "XDG_CACHE_HOME": str(d / "xdg"), "http_proxy": proxy,

@@ -111,6 +111,14 @@ def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], fo
     selection = asdict(recipe)
     for key in ("path", "description", "image", "customize"):
         selection.pop(key, None)
+    # Where the packages came from counts as the lock records it: a mirror
+    # named on the command line and the same mirror found in the host's apt
+    # configuration are one input, and make the same image.
+    settings = selection.get("settings")
+    if isinstance(settings, dict) and lock.sources:
+        for key in ("mirror", "security_mirror"):
+            settings.pop(key, None)
+    selection["locked_sources"] = [[s.url, s.suite, list(s.components)] for s in lock.sources]
     return BuildInputs(
         tool_version=__version__,
         recipe=_digest(selection),
