@@ -83,14 +83,19 @@ def artifact_name(fmt: str) -> str:
 
 
 def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[Lock, dict[str, str]]:
-    """The lock to build and the package URLs that differ from its own."""
+    """The lock to build and the package URLs that differ from its own.
+    Before anything is downloaded, a kernel that could not run the build's
+    scripts is refused."""
+    from rootfs.host.binfmt import check_runnable
     from rootfs.pipeline import stages as pipeline
 
     if req.locked is None:
+        check_runnable(req.recipe.architecture, Mode(req.mode).configures)
         return pipeline.resolve(req.recipe, req.resolve_opts, downloader), {}
     lock = read_lock(req.locked)
     if lock.backend != req.recipe.backend:
         raise UsageError(f"lock file {req.locked} is for the {lock.backend} backend, the recipe uses {req.recipe.backend}")
+    check_runnable(lock.architecture, Mode(req.mode).configures)
     return pipeline.use_lock(lock, req.recipe, req.resolve_opts, req.relocate)
 
 
