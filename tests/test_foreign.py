@@ -106,6 +106,16 @@ def test_usable_handler_is_accepted(tmp_path):
     assert "no binfmt_misc handler runs armhf" in binfmt.problem("armhf", root, AMD64)
 
 
+def test_rootless_builds_only_the_hosts_own_architecture(tmp_path):
+    root = fake_binfmt(tmp_path, kernel_entry(conf("qemu-aarch64")))
+    binfmt.check_runnable("arm64", True, root, host=AMD64)
+    for arch in ("arm64", "i386"):
+        with pytest.raises(EmulationError, match="rootless build runs the host's fakeroot"):
+            binfmt.check_runnable(arch, True, root, rootless=True, host=AMD64)
+    binfmt.check_runnable("amd64", True, root, rootless=True, host=AMD64)
+    binfmt.check_runnable("arm64", False, root, rootless=True, host=AMD64)
+
+
 def test_native_architectures_need_no_handler(tmp_path):
     missing = tmp_path / "none"
     assert binfmt.problem("amd64", missing, AMD64) == ""
@@ -141,10 +151,7 @@ def test_each_missing_piece_names_its_fix(tmp_path, case):
         assert w in why, (w, why)
     assert "--mode extract" in why and "\n" not in why
     with pytest.raises(EmulationError) as exc:
-        if archmod.host_arch().deb == "amd64":
-            binfmt.check_runnable("arm64", True, root)
-        else:
-            raise EmulationError(why)
+        binfmt.check_runnable("arm64", True, root, host=AMD64)
     assert isinstance(exc.value, PrivilegeError) and exc.value.exit_code == 7
 
 
@@ -201,7 +208,10 @@ def test_no_emulator_is_exit_7_before_any_download(tmp_path, gpg_key, counting_s
             p = rootfs("make", recipe, "--mirror", url + "/", "--mode", mode, "--cache-dir", cache, "-f", "tar",
                        "-o", tmp_path / f"{mode}.tar")
             assert p.returncode == 7, (mode, p.returncode, p.stderr)
-            assert f"cannot run {arch} programs" in p.stderr and "qemu-user-static" in p.stderr, p.stderr
+            if mode == "root":
+                assert f"cannot run {arch} programs" in p.stderr and "qemu-user-static" in p.stderr, p.stderr
+            else:
+                assert "fakeroot" in p.stderr and "build as root" in p.stderr, p.stderr
             assert requests == [], requests
             assert not (tmp_path / f"{mode}.tar").exists()
             assert not cache.exists() or not any(p for p in cache.rglob("*") if p.is_file())

@@ -141,16 +141,25 @@ def problem(architecture: str, root: Path = BINFMT_MISC, host: archmod.Arch | No
     return f"{what}: no binfmt_misc handler runs {a.deb} ELF programs; {_fix()}{extract}"
 
 
-def check_runnable(architecture: str, configures: bool, root: Path = BINFMT_MISC) -> None:
+def check_runnable(architecture: str, configures: bool, root: Path = BINFMT_MISC, *, rootless: bool = False,
+                   host: archmod.Arch | None = None) -> None:
     """Refuse (exit 7) a build whose scripts this kernel could not run."""
     if not configures or architecture in ("", "noarch", "all"):
         return
     from rootfs.model.errors import UsageError
 
     try:
-        archmod.lookup(architecture)
+        a = archmod.lookup(architecture)
     except UsageError:
         return  # not in the table: nothing to match handlers with (the packer names it)
-    why = problem(architecture, root)
+    host = host or archmod.host_arch()
+    if rootless and a.deb != host.deb:
+        # The configure stage preloads the host's libfakeroot into the
+        # image's programs, which a loader of another architecture refuses.
+        raise EmulationError(
+            f"a rootless build runs the host's fakeroot library inside the image, and {a.deb} programs cannot "
+            f"load this {host.deb} host's; build as root (the maintainer scripts then run through binfmt_misc), "
+            f"or pass --mode extract to unpack without running them")
+    why = problem(architecture, root, host)
     if why:
         raise EmulationError(why)

@@ -83,7 +83,7 @@ def build(appliance: Path, formats: list[str], output: Path, mode: Mode,
     check_output(output, formats)
     from rootfs.host.binfmt import check_runnable
 
-    check_runnable(lock.architecture, Mode(mode).configures)
+    check_runnable(lock.architecture, Mode(mode).configures, rootless=Mode(mode) is Mode.ROOTLESS)
     recipe = adhoc_recipe(lock.recipe or appliance.name, lock.architecture, (), ())
     req = MakeRequest(recipe=recipe, output=str(output), formats=tuple(formats), mode=mode, command="build",
                       policy=policy)

@@ -90,12 +90,12 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[Lock, dict[str
     from rootfs.pipeline import stages as pipeline
 
     if req.locked is None:
-        check_runnable(req.recipe.architecture, Mode(req.mode).configures)
+        check_runnable(req.recipe.architecture, Mode(req.mode).configures, rootless=Mode(req.mode) is Mode.ROOTLESS)
         return pipeline.resolve(req.recipe, req.resolve_opts, downloader), {}
     lock = read_lock(req.locked)
     if lock.backend != req.recipe.backend:
         raise UsageError(f"lock file {req.locked} is for the {lock.backend} backend, the recipe uses {req.recipe.backend}")
-    check_runnable(lock.architecture, Mode(req.mode).configures)
+    check_runnable(lock.architecture, Mode(req.mode).configures, rootless=Mode(req.mode) is Mode.ROOTLESS)
     return pipeline.use_lock(lock, req.recipe, req.resolve_opts, req.relocate)
 
 
