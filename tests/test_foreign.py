@@ -291,3 +291,20 @@ def test_bookworm_arm64_builds_and_runs_under_qemu(tmp_path):
             ctr.close()
     inspect = json.loads((out / "lock.json").read_text())
     assert inspect["architecture"] == arch
+
+
+def test_rpm_appliance_build_checks_before_installing(tmp_path):
+    """`rootfs build` installs offline from an appliance: a foreign one is
+    refused before anything is written, and --mode extract goes ahead."""
+    from rootfs.model.lock import Lock
+
+    arch = archmod.lookup(_foreign()).rpm
+    appl = tmp_path / "appl"
+    (appl / "packages").mkdir(parents=True)
+    Lock(backend="rpm", recipe="appl", distribution="fixture", suite="", architecture=arch).write(appl / "lock.json")
+    with no_emulation(_foreign()):
+        p = rootfs("build", appl, "--mode", "root", "-o", tmp_path / "out.tar")
+        assert p.returncode == 7 and "qemu-user-static" in p.stderr, p.stderr
+        assert not (tmp_path / "out.tar").exists()
+        p = rootfs("build", appl, "--mode", "extract", "-o", tmp_path / "out.tar")
+    assert p.returncode == 0 and (tmp_path / "out.tar").exists(), p.stderr
