@@ -110,7 +110,7 @@ def problem(architecture: str, root: Path = BINFMT_MISC, host: archmod.Arch | No
     host = host or archmod.host_arch()
     if runs_natively(a, host):
         return ""
-    what = (f"this {host.deb} host cannot run {a.deb} programs, and the maintainer scripts run inside the "
+    what = (f"this {host.deb} host cannot run {a.deb} programs, and the package scripts run inside the "
             f"image")
     extract = "; or pass --mode extract to unpack without running them"
     if not (root / "register").exists():
@@ -126,8 +126,13 @@ def problem(architecture: str, root: Path = BINFMT_MISC, host: archmod.Arch | No
     usable = [h for h in found if h.enabled and "F" in h.flags]
     # PIE programs and the dynamic loader are ET_DYN, static ones ET_EXEC:
     # both must start.
-    if usable and all(any(h.matches(elf_header(a, t)) for h in usable) for t in (ET_DYN, ET_EXEC)):
+    missing = [t for t in (ET_DYN, ET_EXEC) if not any(h.matches(elf_header(a, t)) for h in usable)]
+    if usable and not missing:
         return ""
+    if usable:
+        kind = "position-independent (ET_DYN)" if missing == [ET_DYN] else "static (ET_EXEC)"
+        return (f"{what}: the binfmt_misc handler {usable[0].name} does not match {kind} {a.deb} programs; "
+                f"register qemu-user-static's ({_fix()}){extract}")
     enabled = [h for h in found if h.enabled]
     if enabled:
         h = enabled[0]
