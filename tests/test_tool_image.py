@@ -63,13 +63,13 @@ def test_rootfs_runs_as_a_container_image(tmp_path):
     work.mkdir()
     try:
         ctr.podman("load", "-i", str(out))
-        version = ctr.run(TAG, "--version").strip()
+        version = ctr.run(TAG, "rootfs", "--version").strip()
         assert version.startswith("rootfs "), version
         # A CI job: root mode needs what root has (mounts, chroot, device
         # nodes), and the mirror is reached over the host's network.
         job = ctr.podman("run", "--rm", "--privileged", "--network=host", "--cgroup-parent", "/" + ctr.cgroup,
                          "-v", f"{work}:/work", TAG,
-                         "make", "bookworm", "--variant", "minbase", "--no-updates", "--mirror", mirror,
+                         "rootfs", "make", "bookworm", "--variant", "minbase", "--no-updates", "--mirror", mirror,
                          "-f", "tar", "-o", "/work/bookworm.tar", "--cache-dir", "/work/cache", check=False)
         assert job.returncode == 0, job.stderr[-3000:]
     finally:
