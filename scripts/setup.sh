@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 # Tools rootfs calls at run time, and the ones the tests use to check its
 # output for real (dpkg inside targets, rpm/createrepo_c/dnf as the rpm oracle,
 # skopeo/umoci/podman/docker-registry to import and push images; pigz is the
-# floor the benchmarks hold the gzip layer against; apt-cacher-ng is the shared
-# package proxy of the fleet test).
+# floor the benchmarks hold the gzip layer against; qemu-user-static runs
+# foreign-architecture maintainer scripts in the tests and arch-test is what
+# mmdebstrap needs for them in bench/foreign.py; apt-cacher-ng shares
+# downloads between builds).
 DEBS="python3 python3-venv gpgv gnupg debian-archive-keyring dpkg-dev debootstrap
 mmdebstrap libarchive13 zstd xz-utils bzip2 e2fsprogs squashfs-tools squashfs-tools-ng
 fakeroot uidmap util-linux libcap2-bin rpm createrepo-c dnf graphviz skopeo umoci
 podman runc docker-registry oci-image-tool apache2-utils openssl curl ca-certificates
-debuerreotype wget pigz
-apt-cacher-ng"
+debuerreotype wget pigz qemu-user-static apt-cacher-ng arch-test"
 
 missing=""
 for p in $DEBS; do

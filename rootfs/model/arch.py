@@ -27,14 +27,18 @@ class Arch:
     elf_machine: int = 0  # e_machine of its binaries
     elf_64: bool = True  # ELF class
     elf_little: bool = True  # ELF byte order
+    # Hosts (Debian names) whose kernels run it without an emulator: their
+    # 32-bit compat mode (IA32 emulation; AArch32 at EL0, which most arm64
+    # cores have).
+    native_on: tuple[str, ...] = ()
 
 
 ARCHES: tuple[Arch, ...] = (
     Arch("amd64", "x86_64", "x86_64", "amd64", "", 62),
     Arch("arm64", "aarch64", "aarch64", "arm64", "v8", 183),
-    Arch("armhf", "armv7hl", "armv7l", "arm", "v7", 40, elf_64=False),
-    Arch("armel", "", "armv5tel", "arm", "v5", 40, elf_64=False),
-    Arch("i386", "i686", "i686", "386", "", 3, elf_64=False),
+    Arch("armhf", "armv7hl", "armv7l", "arm", "v7", 40, elf_64=False, native_on=("arm64",)),
+    Arch("armel", "", "armv5tel", "arm", "v5", 40, elf_64=False, native_on=("arm64",)),
+    Arch("i386", "i686", "i686", "386", "", 3, elf_64=False, native_on=("amd64",)),
     Arch("ppc64el", "ppc64le", "ppc64le", "ppc64le", "", 21),
     Arch("ppc64", "ppc64", "ppc64", "ppc64", "", 21, elf_little=False),
     Arch("s390x", "s390x", "s390x", "s390x", "", 22, elf_little=False),

@@ -53,6 +53,11 @@ class PrivilegeError(RootfsError):
     exit_code = 7
 
 
+class EmulationError(PrivilegeError):
+    """The build's architecture is foreign to this host and no emulator is
+    registered with binfmt_misc to run its maintainer scripts or scriptlets."""
+
+
 class OutputError(RootfsError):
     """The output cannot be written: missing root, unwritable path, full disk,
     unknown format."""
@@ -87,7 +92,7 @@ EXIT_CODES: dict[int, str] = {
     4: "verification: bad or missing signature, checksum or size mismatch, expired Release",
     5: "network: mirror or registry unreachable, download kept failing",
     6: "install: dpkg, a maintainer script, scriptlet, hook or customize command failed, hostile payload",
-    7: "privilege: the host lacks root, user namespaces or a needed tool",
+    7: "privilege: the host lacks root, user namespaces, a needed tool, or an emulator (binfmt_misc) for a foreign architecture",
     8: "output: missing input root, unwritable or contradictory output, disk full, unknown format, output closed",
     9: "busy: another run holds the lock on this output or cache",
     10: "registry: authentication or protocol error from a registry",

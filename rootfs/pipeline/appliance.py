@@ -81,6 +81,9 @@ def build(appliance: Path, formats: list[str], output: Path, mode: Mode,
         raise OutputError("the output must not be the appliance itself")
     lock, files = rpm_appliance.load_appliance(appliance)
     check_output(output, formats)
+    from rootfs.host.binfmt import check_runnable
+
+    check_runnable(lock.architecture, Mode(mode).configures, rootless=Mode(mode) is Mode.ROOTLESS)
     recipe = adhoc_recipe(lock.recipe or appliance.name, lock.architecture, (), ())
     req = MakeRequest(recipe=recipe, output=str(output), formats=tuple(formats), mode=mode, command="build",
                       policy=policy)

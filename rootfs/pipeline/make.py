@@ -88,10 +88,12 @@ def artifact_name(fmt: str) -> str:
 
 def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[str, str]]:
     """The locks to build (one per architecture) and the package URLs
-    that differ from their own."""
+    that differ from their own. Before anything is downloaded, a kernel that
+    could not run the build's scripts is refused."""
     from rootfs.pipeline import stages as pipeline
 
     if req.locked is None:
+        _check_runnable(req, req.architectures if len(req.architectures) > 1 else (req.recipe.architecture,))
         return pipeline.resolve_all(req.recipe, req.architectures if len(req.architectures) > 1 else (),
                                     req.resolve_opts, downloader), {}
     locks = read_lockset(req.locked)
@@ -103,6 +105,7 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[
     if locks.locks[0].backend != req.recipe.backend:
         raise UsageError(f"lock file {req.locked} is for the {locks.locks[0].backend} backend, "
                          f"the recipe uses {req.recipe.backend}")
+    _check_runnable(req, tuple(lock.architecture for lock in locks.locks))
     out, urls = [], {}
     for lock in locks.locks:
         recipe = req.recipe if len(locks.locks) == 1 else req.recipe.replace(architecture=lock.architecture)
@@ -110,6 +113,14 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[
         out.append(used)
         urls.update(moved)
     return LockSet(tuple(out)), urls
+
+
+def _check_runnable(req: MakeRequest, architectures: tuple[str, ...]) -> None:
+    from rootfs.host.binfmt import check_runnable
+
+    mode = Mode(req.mode)
+    for arch in architectures:
+        check_runnable(arch, mode.configures, rootless=mode is Mode.ROOTLESS)
 
 
 IMAGE_FORMATS = ("oci", "oci-archive", "docker-archive")
