@@ -9,6 +9,7 @@ report says what happened and why.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import stat
@@ -24,7 +25,7 @@ from rootfs.host.policy import Policy
 from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
-from rootfs.model.inputs import BuildInputs, build_inputs
+from rootfs.model.inputs import BuildInputs, build_inputs, selection_digest
 from rootfs.model.lock import Lock, read_lock
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
@@ -82,12 +83,14 @@ def artifact_name(fmt: str) -> str:
     return ARTIFACT_NAMES[fmt]
 
 
-def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[Lock, dict[str, str]]:
+def _load_lock(req: MakeRequest, downloader: Downloader,
+               previous: Lock | None = None) -> tuple[Lock, dict[str, str]]:
     """The lock to build and the package URLs that differ from its own."""
     from rootfs.pipeline import stages as pipeline
 
     if req.locked is None:
-        return pipeline.resolve(req.recipe, req.resolve_opts, downloader), {}
+        opts = req.resolve_opts if previous is None else dataclasses.replace(req.resolve_opts, previous=previous)
+        return pipeline.resolve(req.recipe, opts, downloader), {}
     lock = read_lock(req.locked)
     if lock.backend != req.recipe.backend:
         raise UsageError(f"lock file {req.locked} is for the {lock.backend} backend, the recipe uses {req.recipe.backend}")
@@ -113,6 +116,21 @@ def inputs_of(req: MakeRequest, lock: Lock) -> BuildInputs:
         source_date_epoch=source_date_epoch(lock.source_date_epoch or None) or 0,
         sbom=req.sbom,
     )
+
+
+def _previous_lock(req: MakeRequest, prev: BuildReport | None, plan: OutputPlan) -> Lock | None:
+    """The published build's lock, when this run selects what it selected
+    (the same recipe selection, the same rootfs): resolving may keep it
+    when the sources' metadata has not changed since."""
+    if req.force or req.locked is not None or prev is None or prev.outcome not in ("built", "up-to-date"):
+        return None
+    if prev.inputs.get("tool_version") != __version__ or prev.inputs.get("recipe") != selection_digest(req.recipe):
+        return None
+    try:
+        lock = read_lock(plan.meta_path("lock.json"))
+    except RootfsError:
+        return None
+    return lock if lock.digest() == prev.lock_digest and lock.backend == req.recipe.backend else None
 
 
 def _up_to_date(prev: BuildReport | None, report: BuildReport, plan: OutputPlan) -> str:
@@ -175,7 +193,7 @@ def make(req: MakeRequest) -> BuildReport:
         clean_stale_staging(out if req.keep else out.parent, out.name)
         prev = read_report(plan.report_path())
         with report.stage("resolve"):
-            lock, urls = _load_lock(req, downloader)
+            lock, urls = _load_lock(req, downloader, _previous_lock(req, prev, plan))
         report.lock_digest = lock.digest()
         report.packages_digest = packages_digest(lock)
         report.packages = package_versions(lock)
