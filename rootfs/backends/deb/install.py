@@ -702,9 +702,33 @@ class _Stage2:
         names = [n for n in names if n not in self.configured]  # some went in with a pre-dependency
         if not names:
             return
-        self.dpkg("--configure", *(["--force-depends"] if force_depends else []), *names)
+        # Triggers wait for the last run, as apt leaves them (DPkg::NoTriggers):
+        # ldconfig's runs once, not after every dpkg run.
+        self.dpkg("--configure", "--no-triggers", *(["--force-depends"] if force_depends else []), *names)
         self.configured.update(names)
         self.tick(len(names))
+
+    def _early(self, first: list[str]) -> list[str]:
+        """What the packages after the first run pre-depend on, configured
+        in the first run rather than in a dpkg run of their own each time:
+        only closures none of whose members has a preinst (libraries, as
+        e2fsprogs's), so that no preinst runs before what it pre-depends on
+        is configured."""
+        by_name = self.graph.by_name
+        have = set(first)
+        early: list[str] = []
+        for n in sorted(by_name):
+            if n in have:
+                continue
+            need = [d for d in self.graph.deps(by_name[n], ("Pre-Depends",)) if d not in have and d != n]
+            if not need:
+                continue
+            closure = [c for c in self.graph.closure(need) if c not in have]
+            if n in closure or any("preinst" in by_name[c].control.files for c in closure):
+                continue
+            early += sorted(closure)
+            have.update(closure)
+        return early
 
     def run(self) -> None:
         by_name = self.graph.by_name
@@ -720,9 +744,12 @@ class _Stage2:
         # it), then one dpkg run configures them in dependency order.
         essential = self.graph.closure(
             u.name for u in self.unpacked if u.control.fields.get("Essential", "").lower() == "yes")
+        if self.hooks is None or not self.hooks.at("essential"):
+            # (essential hooks see the essential set configured and nothing more, as mmdebstrap's)
+            essential += self._early(essential)
         for n in self.graph.predepends_order(essential):
             self.preinst(by_name[n], configure_predeps=False)
-        self.dpkg("--configure", "--force-depends", *essential)
+        self.dpkg("--configure", "--no-triggers", "--force-depends", *essential)
         self.configured.update(essential)
         self.tick(len(essential))
         if self.hooks is not None:
@@ -747,9 +774,9 @@ def stage_two(lock: Lock, unpacked: list[Unpacked], ex: Extractor, opts: Install
     started = time.monotonic()
     if opts.mode == "rootless":
         # Ownership changes the scripts make are recorded into opts.attrs.
-        session = UserChroot(ex.root, log=opts.log, attrs=opts.attrs)
+        session = UserChroot(ex.root, log=opts.log, attrs=opts.attrs, no_syncs=True)
     else:
-        session = Chroot(ex.root, log=opts.log)
+        session = Chroot(ex.root, log=opts.log, no_syncs=True)
     with session as ch:
         if hooks is not None:
             hooks.run("extract", ex.root, ch)
