@@ -424,9 +424,7 @@ def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Pat
     # Two extractions in parallel race on the mtime of a directory they both
     # write into; give every directory what a one-by-one extraction in lock
     # order leaves (each package's directories stamped at its end).
-    for u in results:
-        for key, mtime in reversed(u.dir_mtimes):
-            ex.set_dir_mtime(key, mtime)
+    ex.set_dir_mtimes((key, mtime) for u in results for key, mtime in reversed(u.dir_mtimes))
 
 
 def _conffile_hashes(u: Unpacked, ex: Extractor) -> list[tuple[str, str]]:
