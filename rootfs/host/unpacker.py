@@ -403,21 +403,45 @@ class Extractor:
         """Create or replace the regular file `path` (root-relative), owned
         by root; never through a link planted there."""
         with self._at(path) as (dfd, leaf, key):
-            try:
-                self._clear(dfd, leaf, key)
-            except _Refused as exc:
-                raise HostileArchive(f"cannot write /{path}: {exc}") from None
-            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if self.privileged:
-                    os.fchown(fd, 0, 0)
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
-            self._record(key, Attr(stat.S_IFREG | mode))
+            self._write_in(dfd, leaf, key, path, data, mode)
+
+    def write_files(self, directory: str, files: Iterable[tuple[str, bytes, int]]) -> None:
+        """write_file for several (name, data, mode) in one directory (root-
+        relative), which is opened once."""
+        try:
+            comps = member_components(directory)
+            dfd, real = self.open_dir(comps)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write into /{directory}: {exc}") from None
+        try:
+            for name, data, mode in files:
+                path = f"{directory}/{name}"
+                try:
+                    ok = member_components(name) == [name]
+                except _Refused:
+                    ok = False
+                if not ok:
+                    raise HostileArchive(f"cannot write {shown(path)}: not a name in /{directory}")
+                self._write_in(dfd, name, "/".join(real + [name]), path, data, mode)
+        finally:
+            os.close(dfd)
+
+    def _write_in(self, dfd: int, leaf: str, key: str, path: str, data: bytes, mode: int) -> None:
+        try:
+            self._clear(dfd, leaf, key)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write /{path}: {exc}") from None
+        fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.privileged:
+                os.fchown(fd, 0, 0)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        self._record(key, Attr(stat.S_IFREG | mode))
 
     def append_file(self, path: str, data: bytes) -> None:
         with self._at(path) as (dfd, leaf, key):

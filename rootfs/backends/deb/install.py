@@ -308,9 +308,10 @@ def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: Install
             for i, fut in enumerate(futures):
                 try:
                     results.append(fut.result())
-                except Exception:
+                except Exception as exc:
                     if jobs == 1:
                         raise
+                    opts.log(f"extracting two at a time failed ({exc})")
                     failed = True
                     for f in futures:
                         f.cancel()
@@ -476,22 +477,26 @@ def write_database(lock: Lock, unpacked: list[Unpacked], ex: Extractor, register
     ex.write_file(f"{ADMIN}/info/format", b"1\n")
     file_triggers: list[str] = []
     named: dict[str, list[str]] = {}
+    info_files: list[tuple[str, bytes, int]] = []  # written in one go: info/ is opened once
     for u in unpacked:
-        info = f"{ADMIN}/info/{u.info_name}"
-        ex.write_file(f"{info}.list", "".join(p + "\n" for p in u.paths).encode("utf-8", "surrogateescape"))
+        info = u.info_name
+        info_files.append((f"{info}.list", "".join(p + "\n" for p in u.paths).encode("utf-8", "surrogateescape"),
+                           0o644))
         if "md5sums" not in u.control.files:  # dpkg generates them too
-            ex.write_file(f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
-                          .encode("utf-8", "surrogateescape"))
+            info_files.append((f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
+                               .encode("utf-8", "surrogateescape"), 0o644))
         canonical = u.control.canonical
         for name, data in sorted(u.control.files.items()):
             if name == "control" or "/" in name or name.startswith("."):
                 continue
-            ex.write_file(f"{info}.{name}", canonical.get(name, data), 0o755 if name in MAINT_SCRIPTS else 0o644)
+            info_files.append((f"{info}.{name}", canonical.get(name, data),
+                               0o755 if name in MAINT_SCRIPTS else 0o644))
         for trigger, who in _triggers(u):
             if trigger.startswith("/"):
                 file_triggers.append(f"{trigger} {who}\n")
             else:
                 named.setdefault(trigger, []).append(who + "\n")
+    ex.write_files(f"{ADMIN}/info", info_files)
     ex.write_file(f"{ADMIN}/triggers/File", "".join(file_triggers).encode())
     ex.write_file(f"{ADMIN}/triggers/Unincorp", b"")
     for trigger, who in sorted(named.items()):
