@@ -1,5 +1,6 @@
 """Where a `rootfs make` spends its time: py-spy samples by stage, and the
-system calls of one build traced with `strace -f`.
+system calls of one build traced with `strace -f`, and those the kernel
+ran counted with perf (syncs filtered inside the root are not among them).
 
 Used by bench/bootstrap.py --profile. The stages are told apart by what
 rootfs itself says: in the samples, by the functions on the stack
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -400,6 +402,31 @@ def _in_root(path: str) -> str:
     return m.group(1) if m else path
 
 
+_KERNEL_EVENTS = ("fsync", "fdatasync", "sync", "syncfs", "sync_file_range", "execve")
+
+
+def kernel_counts(argv: list[str]) -> dict[str, int] | None:
+    """System calls of one build that the kernel ran, counted by perf's
+    tracepoints (None without perf). They fire after seccomp, so the syncs
+    the build's filter turns into no-ops inside the root are not among them
+    (strace, which stops before seccomp, lists those too)."""
+    if shutil.which("perf") is None:
+        return None
+    events = [f"syscalls:sys_enter_{e}" for e in _KERNEL_EVENTS] + ["raw_syscalls:sys_enter"]
+    with tempfile.NamedTemporaryFile(prefix="bench-perf.", suffix=".csv") as f:
+        r = subprocess.run(["perf", "stat", "-x", ",", "-o", f.name, "-e", ",".join(events), "--", *argv],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        text = Path(f.name).read_text()
+    if r.returncode != 0:
+        return None
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and not line.startswith("#") and parts[0].isdigit():
+            out[parts[2].rpartition(":")[2].replace("sys_enter_", "") or parts[2]] = int(parts[0])
+    return out
+
+
 def report(case, tree: Path, argv: list[str]) -> None:
     d = case.dir("profile")
     d.mkdir(parents=True, exist_ok=True)
@@ -414,6 +441,16 @@ def report(case, tree: Path, argv: list[str]) -> None:
     tr = strace(argv, d / "strace.log")
     _remove(out)
     print_strace(tr, tree, case.dir("rootfs-cache"))
+    _remove(out)
+    counts = kernel_counts(argv)
+    _remove(out)
+    if counts is None:
+        print("  perf is not installed (or cannot count tracepoints): no count of what reached the kernel")
+    else:
+        syncs = sum(v for k, v in counts.items() if k in FSYNCS or k == "sync_file_range")
+        print(f"  system calls the kernel ran (perf, whole build): {counts.get('sys_enter', 0)}, of them "
+              f"{syncs} fsync-like (" + ", ".join(f"{k} {counts[k]}" for k in _KERNEL_EVENTS if k in counts)
+              + "); strace's fsync counts include the no-ops inside the root")
 
 
 def _remove(out: Path) -> None:

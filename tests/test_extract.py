@@ -253,3 +253,51 @@ def test_debfile_refuses_non_debs(tmp_path):
     p.write_bytes(b"!<arch>\n" + b"debian-binary   0           0     0     100644  4         `\n2.0\n")
     with pytest.raises(InstallError, match="no control.tar member"):
         DebFile(p)
+
+
+@needs_root()
+def test_owners_and_modes_whatever_the_directory_and_the_umask_would_give(tmp_path):
+    # A file created in a setgid directory takes the directory's group and
+    # the umask strips mode bits: the archive's owner and mode still win.
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(tar_bytes([
+        ti("./var/", tarfile.DIRTYPE, mode=0o755),
+        ti("./var/mail/", tarfile.DIRTYPE, mode=0o2775, gid=8),
+        ti("./var/mail/root", mode=0o644, data=b"root's\n"),
+        ti("./var/mail/shared", mode=0o666, data=b"anyone\n"),
+        ti("./var/mail/group", mode=0o664, gid=8, data=b"mail\n"),
+    ]))
+    old = os.umask(0o022)
+    try:
+        extract(archive, root, mode="root")
+    finally:
+        os.umask(old)
+    got = {n: os.lstat(root / "var/mail" / n) for n in ("root", "shared", "group")}
+    assert (got["root"].st_uid, got["root"].st_gid, stat.S_IMODE(got["root"].st_mode)) == (0, 0, 0o644)
+    assert (got["shared"].st_gid, stat.S_IMODE(got["shared"].st_mode)) == (0, 0o666)
+    assert (got["group"].st_gid, stat.S_IMODE(got["group"].st_mode)) == (8, 0o664)
+
+
+def test_a_directory_replaced_by_a_symlink_is_followed_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(tar_bytes([
+        ti("./x/", tarfile.DIRTYPE, mode=0o755),
+        ti("./x/y/", tarfile.DIRTYPE, mode=0o755),
+        ti("./x/y/a", data=b"in the directory\n"),
+        ti("./x/y/a", tarfile.SYMTYPE, mode=0o777, link="../elsewhere"),  # a file replaced: y stays
+        ti("./x/y/b", data=b"still in y\n"),
+        ti("./z/", tarfile.DIRTYPE, mode=0o755),
+        ti("./x/w/", tarfile.DIRTYPE, mode=0o755),
+        ti("./x/w", tarfile.SYMTYPE, mode=0o777, link="/z"),  # the empty directory w replaced
+        ti("./x/w/f", data=b"through the link\n"),
+    ]))
+    extract(archive, root, mode="extract")
+    assert (root / "x/y/b").read_bytes() == b"still in y\n"
+    assert os.readlink(root / "x/y/a") == "../elsewhere"
+    assert os.readlink(root / "x/w") == "/z"
+    assert (root / "z/f").read_bytes() == b"through the link\n"
+    assert sorted(os.listdir(root)) == ["x", "z"]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -60,6 +61,32 @@ def test_second_run_is_up_to_date_and_force_rebuilds(repo_env):
     assert forced["outcome"] == "built" and forced["reason"] == "--force"
     # Same lock, same SOURCE_DATE_EPOCH: the same bytes.
     assert forced["artifacts"] == report["artifacts"]
+
+
+def test_an_unchanged_release_keeps_the_lock_and_is_still_checked(repo_env):
+    out = repo_env["tmp"] / "img.tar"
+    first = json.loads(rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--json", check=True).stdout)
+    # The indices and the cache are gone: only the signed metadata can be
+    # read, and it is the metadata the published lock records.
+    dists = repo_env["repo"].path / "dists" / "stable"
+    for index in dists.glob("main/binary-*/Packages*"):
+        index.unlink()
+    shutil.rmtree(repo_env["tmp"] / "cache")
+    again = rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--json", "-v", check=True)
+    report = json.loads(again.stdout)
+    assert report["outcome"] == "up-to-date", again.stderr
+    assert report["lock_digest"] == first["lock_digest"]
+    assert "its choice stands" in again.stderr
+    # The metadata itself is still fetched and verified on every run.
+    inrelease = dists / "InRelease"
+    text = inrelease.read_bytes()
+    inrelease.write_bytes(text.replace(b"Suite: stable", b"Suite: stabl3", 1))
+    bad = rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--json")
+    assert bad.returncode == 4 and "bad signature" in bad.stderr, bad.stderr
+    # --force resolves again, from the indices (which are gone).
+    inrelease.write_bytes(text)
+    forced = rootfs(*repo_env["base"], "-f", "tar", "-o", out, "--force")
+    assert forced.returncode != 0 and "Packages" in forced.stderr, forced.stderr
 
 
 def test_changed_package_set_rebuilds_and_reports_the_change(repo_env):

@@ -63,6 +63,11 @@ class ResolveOptions:
     # Where verified indices may be kept between runs (the package cache);
     # None: fetch them every time.
     cache_dir: Path | None = None
+    # The lock this recipe resolved to last time (the published build's):
+    # a backend may return it as it is when every source's signed metadata
+    # is, byte for byte, what that lock records (still fetched and checked
+    # now), since the same metadata gives the same choice.
+    previous: Lock | None = None
 
 
 @dataclass

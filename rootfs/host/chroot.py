@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rootfs.host import nosync
 from rootfs.host.mounts import mounts_under
 from rootfs.host.run import PIPE, STDOUT
 from rootfs.host.run import run as host_run
@@ -119,11 +120,21 @@ class Chroot:
     resolv_conf: bool = True
     fake_services: bool = True
     log: Callable[[str], None] = lambda msg: None
+    # A root being built (thrown away unless the build finishes): the syncs
+    # of what runs inside return at once (rootfs.host.nosync).
+    no_syncs: bool = False
     _undo: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
     _stack: contextlib.ExitStack | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = os.path.realpath(os.fspath(self.root))
+        if self.no_syncs:
+            nosync.enable()
+
+    def _preexec(self) -> None:
+        """In the child before exec: what every command inside starts with."""
+        if self.no_syncs:
+            nosync.no_syncs()
 
     # -- setting up -------------------------------------------------------
 
@@ -284,6 +295,7 @@ class Chroot:
         root = self.root
 
         def enter() -> None:
+            self._preexec()
             os.chroot(root)
             os.chdir("/")
 

@@ -120,6 +120,19 @@ def _entry_xattrs(entry_p) -> tuple[tuple[str, bytes], ...]:
     return tuple(sorted(out))
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask would, for
+    every thread at once); 0o777 when unknown, so that modes are always set."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
+
+
 def _decode(raw: bytes | None) -> str:
     return (raw or b"").decode("utf-8", "surrogateescape")
 
@@ -147,29 +160,71 @@ class _Pending:
 
 
 class _Parents:
-    """The open directory of the previous member's parent, reused while the
-    members stay in one directory (tar lists them so). Dropped whenever this
-    archive may have changed the tree's shape (anything but a plain new
-    file). A directory another thread removes meanwhile can only turn this
-    into writes into an orphaned directory, never into a write outside."""
+    """The open directories from the root down to the previous member's
+    parent, reused while the members stay below them (tar lists a directory
+    and then what it holds): a member in a sibling or a child directory
+    opens only what differs. Only real directories are kept (each opened
+    O_NOFOLLOW from the one above); a parent reached through a symlink is
+    resolved whole and kept alone. Dropped whenever this archive may have
+    changed the tree's shape (a symlink, a node, anything that replaced what
+    was there). A directory another thread removes meanwhile can only turn
+    this into writes into an orphaned directory, never into a write outside."""
 
-    def __init__(self, ex: "Extractor"):
+    def __init__(self, ex: "Extractor", create: bool = True):
         self.ex = ex
+        self.create = create
+        self.stack: list[tuple[str, int]] = []  # (component, fd) from the root down
         self.key: tuple[str, ...] | None = None
         self.fd = -1
         self.real: list[str] = []
+        self.resolved = -1  # an fd reached through a symlink, not in the stack
+        self._gid: int | None = None  # the group of the directory get() returned last
+
+    def gid(self) -> int:
+        """The group of the directory get() returned last (a file created in
+        it may take that group: setgid directories, BSD group semantics)."""
+        if self._gid is None:
+            self._gid = os.fstat(self.fd).st_gid
+        return self._gid
 
     def get(self, comps: list[str]) -> tuple[int, list[str]]:
         key = tuple(comps)
-        if key != self.key:
-            self.drop()
-            self.fd, self.real = self.ex.open_dir(comps)
-            self.key = key
-        return self.fd, self.real
+        if key == self.key:
+            return self.fd, self.real
+        self._gid = None
+        self._close_resolved()
+        stack = self.stack
+        n = 0
+        while n < len(stack) and n < len(key) and stack[n][0] == key[n]:
+            n += 1
+        for _, fd in stack[n:]:
+            os.close(fd)
+        del stack[n:]
+        self.key = None
+        fd = stack[-1][1] if stack else self.ex.root_fd
+        for i in range(n, len(key)):
+            nfd = self.ex._open_plain(fd, comps, i, self.create)
+            if nfd < 0:
+                # a symlink on the way: resolved as a whole, as open_dir does
+                self.resolved, self.real = self.ex.open_dir(comps, create=self.create)
+                self.fd, self.key = self.resolved, key
+                return self.fd, self.real
+            stack.append((key[i], nfd))
+            fd = nfd
+        self.fd, self.real, self.key = fd, list(comps), key
+        return fd, self.real
+
+    def _close_resolved(self) -> None:
+        if self.resolved >= 0:
+            os.close(self.resolved)
+            self.resolved = -1
 
     def drop(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
+        self._gid = None
+        self._close_resolved()
+        for _, fd in self.stack:
+            os.close(fd)
+        self.stack.clear()
         self.fd, self.key = -1, None
 
 
@@ -186,6 +241,8 @@ class Extractor:
         self._attrs_lock = threading.Lock()  # AttrRecord is shared by the extracting threads
         self.warn = warn or (lambda msg: None)
         self.root_fd = os.open(self.root, _DIR_FLAGS)
+        self._euid, self._egid = os.geteuid(), os.getegid()
+        self._umask = _umask()
         # extract_entries: real root-relative directory -> its final (mode,
         # uid, gid, mtime, xattrs), applied by finish_entries
         self._entry_dirs: dict[str, tuple[int, int, int, int, tuple]] = {}
@@ -210,11 +267,55 @@ class Extractor:
             raise _Refused("it resolves outside the root")  # cannot happen with resolve_in_root
         return host[len(self.root) + 1:].split("/")
 
+    def _open_plain(self, fd: int, comps: list[str], i: int, create: bool) -> int:
+        """comps[i] opened in fd (the directory of comps[:i]) when it is a
+        real directory, created (0755) when missing and create is true; -1
+        when it is a symlink (the caller resolves the path instead)."""
+        comp = comps[i]
+        try:
+            return os.open(comp, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            try:
+                os.mkdir(comp, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            else:
+                self._record("/".join(comps[: i + 1]), Attr(stat.S_IFDIR | 0o755))
+            try:
+                return os.open(comp, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    return -1  # something else appeared meanwhile: look again
+                raise
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return -1
+            raise
+
     def open_dir(self, comps: list[str], *, create: bool = True) -> tuple[int, list[str]]:
         """Open the directory `comps` (root-relative, symlinks under the root
         followed as if it were `/`) without the kernel following any link.
         Returns (fd, the real root-relative components). Missing directories
         are created with mode 0755 when create is true."""
+        # Most paths hold no symlink: opening each component O_NOFOLLOW from
+        # the one above proves that (a symlink fails with ELOOP) and costs
+        # no readlink per component. Only then is the path resolved.
+        fd = os.dup(self.root_fd)
+        try:
+            for i in range(len(comps)):
+                nfd = self._open_plain(fd, comps, i, create)
+                if nfd < 0:
+                    break
+                os.close(fd)
+                fd = nfd
+            else:
+                return fd, list(comps)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
         try:
             host = resolve_in_root(self.root, "/".join(comps))
         except PathEscape as exc:
@@ -260,12 +361,13 @@ class Extractor:
 
     # -- replacing what is there ------------------------------------------
 
-    def _clear(self, dfd: int, name: str, path: str) -> None:
-        """Make room for a non-directory member called name in dfd."""
+    def _clear(self, dfd: int, name: str, path: str) -> bool:
+        """Make room for a non-directory member called name in dfd; True
+        when something was removed."""
         try:
             st = os.lstat(name, dir_fd=dfd)
         except FileNotFoundError:
-            return
+            return False
         if stat.S_ISDIR(st.st_mode):
             try:
                 os.rmdir(name, dir_fd=dfd)
@@ -276,6 +378,7 @@ class Extractor:
         else:
             os.unlink(name, dir_fd=dfd)
         self._forget(path)
+        return True
 
     # -- single paths, for the installers' own files -----------------------
 
@@ -300,21 +403,45 @@ class Extractor:
         """Create or replace the regular file `path` (root-relative), owned
         by root; never through a link planted there."""
         with self._at(path) as (dfd, leaf, key):
-            try:
-                self._clear(dfd, leaf, key)
-            except _Refused as exc:
-                raise HostileArchive(f"cannot write /{path}: {exc}") from None
-            fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if self.privileged:
-                    os.fchown(fd, 0, 0)
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
-            self._record(key, Attr(stat.S_IFREG | mode))
+            self._write_in(dfd, leaf, key, path, data, mode)
+
+    def write_files(self, directory: str, files: Iterable[tuple[str, bytes, int]]) -> None:
+        """write_file for several (name, data, mode) in one directory (root-
+        relative), which is opened once."""
+        try:
+            comps = member_components(directory)
+            dfd, real = self.open_dir(comps)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write into /{directory}: {exc}") from None
+        try:
+            for name, data, mode in files:
+                path = f"{directory}/{name}"
+                try:
+                    ok = member_components(name) == [name]
+                except _Refused:
+                    ok = False
+                if not ok:
+                    raise HostileArchive(f"cannot write {shown(path)}: not a name in /{directory}")
+                self._write_in(dfd, name, "/".join(real + [name]), path, data, mode)
+        finally:
+            os.close(dfd)
+
+    def _write_in(self, dfd: int, leaf: str, key: str, path: str, data: bytes, mode: int) -> None:
+        try:
+            self._clear(dfd, leaf, key)
+        except _Refused as exc:
+            raise HostileArchive(f"cannot write /{path}: {exc}") from None
+        fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.privileged:
+                os.fchown(fd, 0, 0)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        self._record(key, Attr(stat.S_IFREG | mode))
 
     def append_file(self, path: str, data: bytes) -> None:
         with self._at(path) as (dfd, leaf, key):
@@ -396,6 +523,21 @@ class Extractor:
         finally:
             os.close(fd)
 
+    def set_dir_mtimes(self, items: Iterable[tuple[str, int]]) -> None:
+        """set_dir_mtime for many directories, in order; the directories on
+        the way are opened once for neighbours, not again for each."""
+        walker = _Parents(self, create=False)
+        try:
+            for key, mtime in items:
+                try:
+                    fd, _ = walker.get(key.split("/") if key else [])
+                except (_Refused, FileNotFoundError, NotADirectoryError):
+                    walker.drop()
+                    continue
+                os.utime(fd, ns=(mtime, mtime))
+        finally:
+            walker.drop()
+
     def set_owner_mode(self, key: str, st_mode: int, uid: int, gid: int) -> None:
         """Give the existing path `key` (real, root-relative) this owner and
         mode: how overlaps between parallel extractions are settled."""
@@ -458,15 +600,8 @@ class Extractor:
                                 else stat.S_IFMT(entry.mode)
             if dir_mtimes is not None:
                 dir_mtimes.extend(pending.members)
-            for key, mtime in reversed(pending.dirs):
-                try:
-                    fd, _ = self.open_dir(key.split("/") if key else [], create=False)
-                except (_Refused, FileNotFoundError):
-                    continue  # replaced by a later member
-                try:
-                    os.utime(fd, ns=(mtime, mtime))
-                finally:
-                    os.close(fd)
+            parents.drop()
+            self.set_dir_mtimes(reversed(pending.dirs))  # those replaced by a later member are gone
         except libarchive.ArchiveError as exc:
             raise InstallError(f"{what}: cannot read the archive: {exc.msg or exc}") from None
         except OSError as exc:
@@ -507,6 +642,7 @@ class Extractor:
             return listed
 
         dfd, parent = parents.get(comps[:-1])
+        changed = False  # something that was there was removed
         try:
             leaf = comps[-1]
             key = "/".join(parent + [leaf])
@@ -518,15 +654,20 @@ class Extractor:
             if ftype != stat.S_IFREG:
                 regular.discard("/".join(comps))
             if ftype == stat.S_IFDIR:
-                if not self._directory(dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending):
+                owner, changed = self._directory(dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending)
+                if not owner:
                     return listed  # merged through a symlink: not this path's owner
             elif ftype == stat.S_IFREG:
-                if self._regular(entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums):
+                # A file we create is already ours: no chown when ours is
+                # what it should be and the directory cannot hand it another group.
+                owned = not self.privileged or (uid == self._euid and gid == self._egid
+                                                and parents.gid() == self._egid)
+                if self._regular(entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums, owned):
                     parents.drop()
                 regular.add("/".join(comps))
             elif ftype == stat.S_IFLNK:
                 target = _decode(ffi.entry_symlink(ep))
-                self._clear(dfd, leaf, key)
+                changed = self._clear(dfd, leaf, key)
                 os.symlink(target, leaf, dir_fd=dfd)
                 if self.privileged:
                     os.chown(leaf, uid, gid, dir_fd=dfd, follow_symlinks=False)
@@ -538,31 +679,37 @@ class Extractor:
                 self.warn(f"skipping {name}: sockets are not extracted")
                 return None
         finally:
-            if ftype != stat.S_IFREG:
-                parents.drop()  # the tree may have changed shape
+            # A new name where there was none changes no directory already
+            # open; anything that replaced what was there may have.
+            if changed or ftype not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+                parents.drop()
         if claims is not None:
             claims[key] = (ftype | perm, uid, gid)
         return listed
 
-    def _apply(self, fd: int, uid: int, gid: int, perm: int, xattrs: tuple[tuple[str, bytes], ...]) -> None:
+    def _apply(self, fd: int, uid: int, gid: int, perm: int, xattrs: tuple[tuple[str, bytes], ...],
+               owned: bool = False) -> None:
         """Owner, then mode (chown clears setuid/setgid), then xattrs (chown
-        also drops security.capability). fd is an open descriptor."""
-        if self.privileged:
+        also drops security.capability). fd is an open descriptor; owned:
+        it already has the owner uid:gid."""
+        if self.privileged and not owned:
             os.fchown(fd, uid, gid)
         os.fchmod(fd, perm)
         if self.privileged:
             for k, v in xattrs:
                 os.setxattr(fd, k, v)
 
-    def _directory(self, dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending: _Pending) -> bool:
-        """False when an existing symlink to a directory was kept."""
+    def _directory(self, dfd, leaf, key, uid, gid, perm, mtime, xattrs, pending: _Pending) -> tuple[bool, bool]:
+        """(False when an existing symlink to a directory was kept, True when
+        something that was there was removed)."""
         pending.members.append((key, mtime))
+        replaced = False
         try:
             st = os.lstat(leaf, dir_fd=dfd)
         except FileNotFoundError:
             st = None
         if st is not None and stat.S_ISDIR(st.st_mode):
-            return True  # dpkg keeps an existing directory as it is
+            return True, False  # dpkg keeps an existing directory as it is
         if st is not None and stat.S_ISLNK(st.st_mode):
             # Keep a link that leads to a directory inside the root (bin ->
             # usr/bin); replace a dangling one or one that leads to a file.
@@ -570,16 +717,18 @@ class Extractor:
                 fd, _ = self.open_dir(key.split("/"), create=False)
             except (_Refused, FileNotFoundError):
                 os.unlink(leaf, dir_fd=dfd)
+                replaced = True
             else:
                 os.close(fd)
-                return False
+                return False, False
         elif st is not None:
             os.unlink(leaf, dir_fd=dfd)
             self._forget(key)
+            replaced = True
         try:
             os.mkdir(leaf, 0o700, dir_fd=dfd)
         except FileExistsError:
-            return True  # created meanwhile by a parallel extraction: keep it
+            return True, replaced  # created meanwhile by a parallel extraction: keep it
         fd = os.open(leaf, _DIR_FLAGS, dir_fd=dfd)
         try:
             self._apply(fd, uid, gid, perm, xattrs)
@@ -587,15 +736,20 @@ class Extractor:
             os.close(fd)
         self._record(key, Attr(stat.S_IFDIR | perm, uid, gid, 0, xattrs))
         pending.dirs.append((key, mtime))
-        return True
+        return True, replaced
 
-    def _regular(self, entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums) -> bool:
-        """Write one file; True when something had to be removed first."""
+    def _regular(self, entry, dfd, leaf, key, uid, gid, perm, mtime, xattrs, name, md5sums,
+                 owned: bool = False) -> bool:
+        """Write one file; True when something had to be removed first.
+        owned: the file is created with the owner it should have."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         cleared = False
+        # Created with its final mode when the umask leaves that as it is and
+        # no chown follows (chown clears set-id bits, so those come last).
+        final = owned and not perm & ~0o777 and not perm & self._umask
         for attempt in range(4):
             try:
-                fd = os.open(leaf, flags, 0o600, dir_fd=dfd)
+                fd = os.open(leaf, flags, perm if final else 0o600, dir_fd=dfd)
                 break
             except FileExistsError:
                 # Another archive extracting in parallel may put the name
@@ -607,7 +761,11 @@ class Extractor:
         try:
             digest = hashlib.md5() if md5sums is not None else None
             _copy_data(entry._archive_p, fd, entry.size or 0, digest)
-            self._apply(fd, uid, gid, perm, xattrs)
+            if not (owned and final):
+                self._apply(fd, uid, gid, perm, xattrs, owned)
+            elif self.privileged:
+                for k, v in xattrs:
+                    os.setxattr(fd, k, v)
             os.utime(fd, ns=(mtime, mtime))
         finally:
             os.close(fd)

@@ -251,7 +251,8 @@ class UserChroot(Chroot):
             input: bytes | None = None, pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess:
         proc = host_run(self._argv(cmd, env), what=f"{' '.join(cmd)[:200]} (inside the root)", input=input,
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=pass_fds,
-                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                        preexec_fn=self._preexec if self.no_syncs else None)
         if check and proc.returncode != 0:
             out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
             tail = out[-1] if out else "no output"

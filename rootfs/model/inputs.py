@@ -106,8 +106,9 @@ class BuildInputs:
         return ""
 
 
-def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], formats, tag: str,
-                 layer_compression: str, source_date_epoch: int, sbom: bool) -> BuildInputs:
+def selection_digest(recipe: Recipe, lock: Lock) -> str:
+    """Digest of what a recipe selects (its sources, packages and backend
+    section; not [image] or [customize]): BuildInputs.recipe."""
     selection = asdict(recipe)
     for key in ("path", "description", "image", "customize"):
         selection.pop(key, None)
@@ -119,9 +120,14 @@ def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], fo
         for key in ("mirror", "security_mirror"):
             settings.pop(key, None)
     selection["locked_sources"] = [[s.url, s.suite, list(s.components)] for s in lock.sources]
+    return _digest(selection)
+
+
+def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], formats, tag: str,
+                 layer_compression: str, source_date_epoch: int, sbom: bool) -> BuildInputs:
     return BuildInputs(
         tool_version=__version__,
-        recipe=_digest(selection),
+        recipe=selection_digest(recipe, lock),
         customize=_digest(asdict(recipe.customize)),
         image=_digest(asdict(recipe.image)),
         packages=packages_digest(lock),

@@ -26,7 +26,7 @@ from rootfs.host.mounts import mounts_under
 from rootfs.model.attrs import Attr, AttrRecord, sidecar_path
 from rootfs.model.errors import RootfsError, UsageError
 from rootfs.model.inputs import SBOM_ANNOTATION, BuildInputs, build_inputs, provenance_annotations
-from rootfs.model.lock import Lock, LockSet, read_lockset
+from rootfs.model.lock import Lock, LockSet, read_lock, read_lockset
 from rootfs.model.recipe import Recipe
 from rootfs.model.report import (
     BuildReport,
@@ -86,7 +86,8 @@ def artifact_name(fmt: str) -> str:
     return ARTIFACT_NAMES[fmt]
 
 
-def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[str, str]]:
+def _load_lock(req: MakeRequest, downloader: Downloader,
+               previous: Lock | None = None) -> tuple[LockSet, dict[str, str]]:
     """The locks to build (one per architecture) and the package URLs
     that differ from their own. Before anything is downloaded, a kernel that
     could not run the build's scripts is refused."""
@@ -94,8 +95,13 @@ def _load_lock(req: MakeRequest, downloader: Downloader) -> tuple[LockSet, dict[
 
     if req.locked is None:
         _check_runnable(req, req.architectures if len(req.architectures) > 1 else (req.recipe.architecture,))
+        # The published lock may stand for a build of one architecture, its own.
+        if len(req.architectures) > 1 or (previous is not None and req.recipe.architecture
+                                          and previous.architecture != req.recipe.architecture):
+            previous = None
+        opts = req.resolve_opts if previous is None else dataclasses.replace(req.resolve_opts, previous=previous)
         return pipeline.resolve_all(req.recipe, req.architectures if len(req.architectures) > 1 else (),
-                                    req.resolve_opts, downloader), {}
+                                    opts, downloader), {}
     locks = read_lockset(req.locked)
     if len(locks.locks) > 1:
         locks = locks.select(req.architectures, str(req.locked))
@@ -160,6 +166,22 @@ def inputs_of(req: MakeRequest, lock: Lock) -> BuildInputs:
         source_date_epoch=source_date_epoch(lock.source_date_epoch or None) or 0,
         sbom=req.sbom,
     )
+
+
+def _previous_lock(req: MakeRequest, prev: BuildReport | None, plan: OutputPlan) -> Lock | None:
+    """The published build's lock, when this run selects what it selected
+    (the same recipe selection, the same rootfs): resolving may keep it
+    when the sources' metadata has not changed since."""
+    if req.force or req.locked is not None or prev is None or prev.outcome not in ("built", "up-to-date"):
+        return None
+    # The whole recipe as this run has it, command-line sources included.
+    if prev.inputs.get("tool_version") != __version__ or prev.recipe_digest != recipe_digest(req.recipe):
+        return None
+    try:
+        lock = read_lock(plan.meta_path("lock.json"))
+    except RootfsError:
+        return None
+    return lock if lock.digest() == prev.lock_digest and lock.backend == req.recipe.backend else None
 
 
 def _up_to_date(prev: BuildReport | None, report: BuildReport, plan: OutputPlan) -> str:
@@ -272,7 +294,7 @@ def make(req: MakeRequest) -> BuildReport:
         clean_stale_staging(out if req.keep else out.parent, out.name)
         prev = read_report(plan.report_path())
         with report.stage("resolve"):
-            locks, urls = _load_lock(req, downloader)
+            locks, urls = _load_lock(req, downloader, _previous_lock(req, prev, plan))
         if len(locks.locks) > 1:
             check_index_formats(req.formats, req.output)
         lock = locks.merged()

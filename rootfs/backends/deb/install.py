@@ -308,9 +308,10 @@ def extract_all(lock: Lock, files: dict[str, Path], ex: Extractor, opts: Install
             for i, fut in enumerate(futures):
                 try:
                     results.append(fut.result())
-                except Exception:
+                except Exception as exc:
                     if jobs == 1:
                         raise
+                    opts.log(f"extracting two at a time failed ({exc})")
                     failed = True
                     for f in futures:
                         f.cancel()
@@ -424,9 +425,7 @@ def settle_overlaps(results: list[Unpacked], ex: Extractor, files: dict[str, Pat
     # Two extractions in parallel race on the mtime of a directory they both
     # write into; give every directory what a one-by-one extraction in lock
     # order leaves (each package's directories stamped at its end).
-    for u in results:
-        for key, mtime in reversed(u.dir_mtimes):
-            ex.set_dir_mtime(key, mtime)
+    ex.set_dir_mtimes((key, mtime) for u in results for key, mtime in reversed(u.dir_mtimes))
 
 
 def _conffile_hashes(u: Unpacked, ex: Extractor) -> list[tuple[str, str]]:
@@ -478,22 +477,26 @@ def write_database(lock: Lock, unpacked: list[Unpacked], ex: Extractor, register
     ex.write_file(f"{ADMIN}/info/format", b"1\n")
     file_triggers: list[str] = []
     named: dict[str, list[str]] = {}
+    info_files: list[tuple[str, bytes, int]] = []  # written in one go: info/ is opened once
     for u in unpacked:
-        info = f"{ADMIN}/info/{u.info_name}"
-        ex.write_file(f"{info}.list", "".join(p + "\n" for p in u.paths).encode("utf-8", "surrogateescape"))
+        info = u.info_name
+        info_files.append((f"{info}.list", "".join(p + "\n" for p in u.paths).encode("utf-8", "surrogateescape"),
+                           0o644))
         if "md5sums" not in u.control.files:  # dpkg generates them too
-            ex.write_file(f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
-                          .encode("utf-8", "surrogateescape"))
+            info_files.append((f"{info}.md5sums", "".join(f"{h}  {p}\n" for p, h in sorted(u.md5sums.items()))
+                               .encode("utf-8", "surrogateescape"), 0o644))
         canonical = u.control.canonical
         for name, data in sorted(u.control.files.items()):
             if name == "control" or "/" in name or name.startswith("."):
                 continue
-            ex.write_file(f"{info}.{name}", canonical.get(name, data), 0o755 if name in MAINT_SCRIPTS else 0o644)
+            info_files.append((f"{info}.{name}", canonical.get(name, data),
+                               0o755 if name in MAINT_SCRIPTS else 0o644))
         for trigger, who in _triggers(u):
             if trigger.startswith("/"):
                 file_triggers.append(f"{trigger} {who}\n")
             else:
                 named.setdefault(trigger, []).append(who + "\n")
+    ex.write_files(f"{ADMIN}/info", info_files)
     ex.write_file(f"{ADMIN}/triggers/File", "".join(file_triggers).encode())
     ex.write_file(f"{ADMIN}/triggers/Unincorp", b"")
     for trigger, who in sorted(named.items()):
@@ -702,9 +705,33 @@ class _Stage2:
         names = [n for n in names if n not in self.configured]  # some went in with a pre-dependency
         if not names:
             return
-        self.dpkg("--configure", *(["--force-depends"] if force_depends else []), *names)
+        # Triggers wait for the last run, as apt leaves them (DPkg::NoTriggers):
+        # ldconfig's runs once, not after every dpkg run.
+        self.dpkg("--configure", "--no-triggers", *(["--force-depends"] if force_depends else []), *names)
         self.configured.update(names)
         self.tick(len(names))
+
+    def _early(self, first: list[str]) -> list[str]:
+        """What the packages after the first run pre-depend on, configured
+        in the first run rather than in a dpkg run of their own each time:
+        only closures none of whose members has a preinst (libraries, as
+        e2fsprogs's), so that no preinst runs before what it pre-depends on
+        is configured."""
+        by_name = self.graph.by_name
+        have = set(first)
+        early: list[str] = []
+        for n in sorted(by_name):
+            if n in have:
+                continue
+            need = [d for d in self.graph.deps(by_name[n], ("Pre-Depends",)) if d not in have and d != n]
+            if not need:
+                continue
+            closure = [c for c in self.graph.closure(need) if c not in have]
+            if n in closure or any("preinst" in by_name[c].control.files for c in closure):
+                continue
+            early += sorted(closure)
+            have.update(closure)
+        return early
 
     def run(self) -> None:
         by_name = self.graph.by_name
@@ -720,9 +747,12 @@ class _Stage2:
         # it), then one dpkg run configures them in dependency order.
         essential = self.graph.closure(
             u.name for u in self.unpacked if u.control.fields.get("Essential", "").lower() == "yes")
+        if self.hooks is None or not self.hooks.at("essential"):
+            # (essential hooks see the essential set configured and nothing more, as mmdebstrap's)
+            essential += self._early(essential)
         for n in self.graph.predepends_order(essential):
             self.preinst(by_name[n], configure_predeps=False)
-        self.dpkg("--configure", "--force-depends", *essential)
+        self.dpkg("--configure", "--no-triggers", "--force-depends", *essential)
         self.configured.update(essential)
         self.tick(len(essential))
         if self.hooks is not None:
@@ -747,9 +777,9 @@ def stage_two(lock: Lock, unpacked: list[Unpacked], ex: Extractor, opts: Install
     started = time.monotonic()
     if opts.mode == "rootless":
         # Ownership changes the scripts make are recorded into opts.attrs.
-        session = UserChroot(ex.root, log=opts.log, attrs=opts.attrs)
+        session = UserChroot(ex.root, log=opts.log, attrs=opts.attrs, no_syncs=True)
     else:
-        session = Chroot(ex.root, log=opts.log)
+        session = Chroot(ex.root, log=opts.log, no_syncs=True)
     with session as ch:
         if hooks is not None:
             hooks.run("extract", ex.root, ch)

@@ -166,19 +166,43 @@ def _keep(cache: Cache, entry: IndexFile, raw: bytes, what: str) -> None:
         ui.detail(f"not keeping {what} in the cache: {exc}")
 
 
+def verified_releases(recipe: Recipe, opts: ResolveOptions, downloader: Downloader,
+                      repos: list[Repository]) -> list[FetchedRelease]:
+    """Every source's InRelease (or Release) fetched and checked: signature,
+    suite, Valid-Until. In threads: the network and gpgv run without the GIL."""
+    apt_lenient = opts.check_valid_until and any(_host_chosen(recipe, r) for r in repos) and not apt_checks_valid_until()
+    with ThreadPoolExecutor(max_workers=min(8, len(repos)), thread_name_prefix="releases") as pool:
+        futures = [pool.submit(_verified_release, downloader, recipe, r, opts, apt_lenient) for r in repos]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
 def load_sources(recipe: Recipe, opts: ResolveOptions, downloader: Downloader,
-                 repos: list[Repository]) -> list[Loaded]:
-    """Every source verified (with its own keyring) and its indices loaded."""
+                 repos: list[Repository], releases: list[FetchedRelease] | None = None) -> list[Loaded]:
+    """Every source verified (with its own keyring) and its indices loaded;
+    `releases`: the sources' metadata already verified in this run."""
     arch = recipe.architecture
     cache = Cache(opts.cache_dir) if opts.cache_dir is not None else None
     # Asked once, and only when some source is the host's own.
-    apt_lenient = opts.check_valid_until and any(_host_chosen(recipe, r) for r in repos) and not apt_checks_valid_until()
+    apt_lenient = releases is None and opts.check_valid_until and any(_host_chosen(recipe, r) for r in repos) \
+        and not apt_checks_valid_until()
     loaded: list[Loaded] = []
     with ThreadPoolExecutor(max_workers=min(8, 2 * len(repos) + 1), thread_name_prefix="sources") as pool:
-        releases = [pool.submit(_verified_release, downloader, recipe, r, opts, apt_lenient) for r in repos]
+        if releases is None:
+            pending = [pool.submit(_verified_release, downloader, recipe, r, opts, apt_lenient) for r in repos]
+        else:
+            pending = []
+            for fetched in releases:
+                done: Future = Future()
+                done.set_result(fetched)
+                pending.append(done)
         jobs: list[list[tuple[str, Future]]] = []
         try:
-            for repo, fut in zip(repos, releases):
+            for repo, fut in zip(repos, pending):
                 fetched = fut.result()
                 jobs.append([(f"{component}/binary-{a}",
                               pool.submit(_index_bytes, downloader, fetched, component, a, cache))
@@ -198,7 +222,7 @@ def load_sources(recipe: Recipe, opts: ResolveOptions, downloader: Downloader,
             for fut in keeping:
                 fut.result()
         except BaseException:
-            for f in releases + [f for parts in jobs for _, f in parts]:
+            for f in pending + [f for parts in jobs for _, f in parts]:
                 f.cancel()
             raise
     for entry in loaded:
@@ -245,11 +269,10 @@ def _locked(p: Package) -> LockedPackage:
     )
 
 
-def _lock_source(entry: Loaded) -> LockSource:
-    rel = entry.fetched.release
-    repo = entry.repo
+def _lock_source(repo: Repository, fetched: FetchedRelease) -> LockSource:
+    rel = fetched.release
     return LockSource(
-        url=repo.url, suite=repo.suite, metadata=entry.fetched.metadata, sha256=entry.fetched.sha256,
+        url=repo.url, suite=repo.suite, metadata=fetched.metadata, sha256=fetched.sha256,
         date=rel.date, components=tuple(repo.components), keyring=repo.keyring, priority=repo.priority or 0,
         role=repo.role, image_url=repo.image_url if repo.image_url != repo.url else "",
         origin=rel.origin, label=rel.label, codename=rel.codename,
@@ -294,12 +317,33 @@ def local_package(path: str, architecture: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _may_keep(recipe: Recipe, previous: Lock) -> bool:
+    """Whether the previous lock can stand for this recipe when its
+    sources' metadata is unchanged: it was resolved from the same
+    selection (the caller compared the recipes), and no package file named
+    by path is in it (its content is not in any Release)."""
+    from rootfs.model.recipe import is_local_package
+
+    s = recipe.settings
+    return (previous.backend == "deb" and previous.recipe == recipe.name and previous.suite == recipe.suite
+            and previous.architecture == recipe.architecture and previous.variant == s.variant
+            and previous.components == tuple(s.components) and previous.merged_usr == s.merged_usr
+            and previous.sources_format == s.sources_format and previous.requested == tuple(recipe.include)
+            and not any(is_local_package(e) for e in recipe.include))
+
+
 def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Lock:
     from rootfs.backends.deb.index import parse_stanza
     from rootfs.model.recipe import is_local_package
 
     repos = plan(recipe, opts)
-    loaded = load_sources(recipe, opts, downloader, repos)
+    releases = None
+    if opts.previous is not None and _may_keep(recipe, opts.previous):
+        releases = verified_releases(recipe, opts, downloader, repos)
+        if opts.previous.sources == tuple(_lock_source(r, f) for r, f in zip(repos, releases)):
+            ui.detail("every source's signed metadata is the previous lock's: its choice stands")
+            return opts.previous
+    loaded = load_sources(recipe, opts, downloader, repos, releases)
     # Package files named in --include: apt installs exactly those files,
     # so they outrank every source (a priority above 1000 even downgrades).
     local = Index(recipe.architecture, "", LOCAL)
@@ -332,7 +376,7 @@ def resolve(recipe: Recipe, opts: ResolveOptions, downloader: Downloader) -> Loc
         architecture=recipe.architecture,
         variant=recipe.settings.variant,
         components=tuple(recipe.settings.components),
-        sources=tuple(_lock_source(e) for e in loaded),
+        sources=tuple(_lock_source(e.repo, e.fetched) for e in loaded),
         packages=tuple(_locked(p) for p in result.packages),
         merged_usr=recipe.settings.merged_usr,
         source_date_epoch=_source_date_epoch(loaded),
