@@ -263,8 +263,9 @@ def test_apt_in_the_image_stays_lean(bookworm_build, tmp_path):
 def test_customized_image_runs_as_its_user(bookworm_build, tmp_path):
     """useradd in a customize hook, a CA certificate copied in and
     update-ca-certificates run, time zone Europe/Berlin: podman runs the
-    image as that user, the bundle has the certificate, and the rootless
-    build gives the same tar as the root one."""
+    image as that user and the bundle has the certificate. (That a rootless
+    build with hooks and [customize] equals the root one is
+    test_hooks.py's.)"""
     from pack_containers import Containers, available
     from unpriv import make_unpriv
 
@@ -291,11 +292,7 @@ commands = ["update-ca-certificates"]
         p = subprocess.run([*ROOTFS, *args, "-o", str(tmp_path / "root"), "--cache-dir", str(bookworm_build.cache)],
                            capture_output=True, text=True, timeout=900)
         assert p.returncode == 0, p.stderr[-3000:]
-        q = unpriv.rootfs(home, *args, "-o", home / "out", timeout=900)
-        assert q.returncode == 0, q.stderr[-3000:]
         root_tar = tmp_path / "root" / "rootfs.tar"
-        assert hashlib.sha256(root_tar.read_bytes()).digest() == \
-            hashlib.sha256((home / "out" / "rootfs.tar").read_bytes()).digest()
         body = "".join(line for line in (work / "corp.crt").read_text().splitlines() if "-----" not in line)
         c = Containers(tmp_path / "podman")
         try:

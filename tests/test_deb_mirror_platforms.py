@@ -116,4 +116,4 @@ def test_each_platform_runs_under_podman(pushed, tmp_path, arch):
     finally:
         c.close()
     # every package configured by its own architecture's maintainer scripts
-    assert r.stdout.splitlines() == [machine, arch, "audited", "ii"], r.stdout + r.stderr
+    assert [line.strip() for line in r.stdout.splitlines()] == [machine, arch, "audited", "ii"], r.stdout + r.stderr

@@ -51,7 +51,7 @@ def second_recipe(tmp: Path) -> Path:
 STAGGER = 4.0  # seconds between job starts
 
 
-def run_jobs(jobs: list[dict], base: Path, proxy: str, round_: str) -> list[dict]:
+def run_jobs(jobs: list[dict], base: Path, proxy: str, round_: str, stagger: float = STAGGER) -> list[dict]:
     """Every job at once, each a process with its own cache and output.
     The starts are a few seconds apart, as jobs on separate runners are:
     seen here on a loaded machine, apt-cacher-ng fetched a file twice from
@@ -60,7 +60,7 @@ def run_jobs(jobs: list[dict], base: Path, proxy: str, round_: str) -> list[dict
     procs = []
     for i, job in enumerate(jobs):
         if i:
-            time.sleep(STAGGER)
+            time.sleep(stagger)
         d = base / round_ / f"{job['name']}-{job['arch']}"
         d.mkdir(parents=True)
         env = {**os.environ, "COLUMNS": "1000", "XDG_CACHE_HOME": str(d / "xdg"), "http_proxy": proxy,
@@ -138,7 +138,11 @@ def test_four_jobs_behind_one_proxy_then_up_to_date_at_the_registry(bookworm_bui
         proxy.logs.joinpath("apt-cacher.log").rename(proxy.logs / "first.log")
         proxy.start()
         t0 = time.monotonic()
-        again = run_jobs(jobs, tmp_path, proxy.url, "again")
+        # The runners can build for arm64 (the check comes before anything
+        # is asked of the registry or the mirror); nothing is fetched to
+        # stagger for.
+        with emulation(*ARCHES):
+            again = run_jobs(jobs, tmp_path, proxy.url, "again", stagger=0)
         again_s = time.monotonic() - t0
         proxy.stop()
         for r in again:
@@ -147,7 +151,7 @@ def test_four_jobs_behind_one_proxy_then_up_to_date_at_the_registry(bookworm_bui
             assert f"up to date at {ref}" in r["stderr"]
             assert r["pushed"] == {ref: by_job[(r["job"]["name"], r["job"]["arch"])]}
             assert "fetch" not in r["durations"]
-            assert not list((r["dir"] / "cache").rglob("*.deb"))
+            assert not [f for f in (r["dir"] / "cache").rglob("*") if f.is_file() and f.read_bytes()[:8] == b"!<arch>\n"]
         assert proxy.counts("O", ".deb") == {} and proxy.counts("I", ".deb") == {}, "no package file was asked for"
         print(f"\nfleet: {len(wanted)} package files, {sum(wanted.values())} asked for by the four jobs, "
               f"{sum(fetched.values())} fetched from the mirror ({upstream >> 20} MiB; {delivered >> 20} MiB served); "
