@@ -116,20 +116,11 @@ def pack(root: os.PathLike | str, formats: list[str] | tuple[str, ...], output: 
     opts = opts or PackOptions()
     formats = check_formats(formats)
     root = Path(root)
-    if not root.is_dir():
-        raise OutputError(f"root {root} does not exist or is not a directory")
-    if opts.layer_compression not in oci.MEDIA_LAYER:
-        raise UsageError(f"unknown layer compression {opts.layer_compression!r} (known: gzip, zstd)")
-    tag = oci.parse_tag(opts.tag or opts.image.tag or oci.DEFAULT_TAG)
-    sde = source_date_epoch(opts.source_date_epoch)
-    attrs = opts.attrs if opts.attrs is not None else load_for_root(root)
-    arch = opts.architecture or archmod.detect(root)
-    archmod.oci_platform(arch)  # an unknown name fails before any work
+    job = _job(root, formats, opts)
 
     to_stdout = str(output) == "-"
     if to_stdout and (len(formats) != 1 or formats[0] not in STREAMABLE):
         raise UsageError(f"-o - streams exactly one of {', '.join(STREAMABLE)} to standard output")
-    job = _Job(root, formats, tag, sde, attrs, arch, opts)
     if to_stdout:
         return job.run({formats[0]: None}, Path(tempfile.gettempdir()))
 
@@ -156,16 +147,7 @@ def pack_layer(root: os.PathLike | str, layer_path: Path, opts: PackOptions) -> 
     """One platform of a multi-platform image: root's layer written to
     layer_path, with its config; write_index puts several in one index.
     The same bytes `pack` writes into a one-platform layout."""
-    root = Path(root)
-    if not root.is_dir():
-        raise OutputError(f"root {root} does not exist or is not a directory")
-    if opts.layer_compression not in oci.MEDIA_LAYER:
-        raise UsageError(f"unknown layer compression {opts.layer_compression!r} (known: gzip, zstd)")
-    tag = oci.parse_tag(opts.tag or opts.image.tag or oci.DEFAULT_TAG)
-    attrs = opts.attrs if opts.attrs is not None else load_for_root(root)
-    arch = opts.architecture or archmod.detect(root)
-    archmod.oci_platform(arch)
-    job = _Job(root, [], tag, source_date_epoch(opts.source_date_epoch), attrs, arch, opts)
+    job = _job(Path(root), [], opts)
     job.run({"layer": Path(layer_path)}, Path(layer_path).parent)
     assert job.image is not None
     return job.image
@@ -203,6 +185,20 @@ def write_index(images: list[oci.LayoutImage], targets: dict[str, Path], tag: st
         return arts
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _job(root: Path, formats: list[str], opts: PackOptions) -> _Job:
+    """The packing job for root, every option checked before any work."""
+    if not root.is_dir():
+        raise OutputError(f"root {root} does not exist or is not a directory")
+    if opts.layer_compression not in oci.MEDIA_LAYER:
+        raise UsageError(f"unknown layer compression {opts.layer_compression!r} (known: gzip, zstd)")
+    tag = oci.parse_tag(opts.tag or opts.image.tag or oci.DEFAULT_TAG)
+    sde = source_date_epoch(opts.source_date_epoch)
+    attrs = opts.attrs if opts.attrs is not None else load_for_root(root)
+    arch = opts.architecture or archmod.detect(root)
+    archmod.oci_platform(arch)  # an unknown name fails before any work
+    return _Job(root, formats, tag, sde, attrs, arch, opts)
 
 
 def _renamed(a: Artifact, tmp: Path, final: Path) -> Artifact:
