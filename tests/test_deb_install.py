@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from unpriv import import_all_of_rootfs
 from conftest import needs_root, needs_tool
 from debrepo import Dir, File, Pkg, Symlink, build_repo, write_recipe
 
@@ -286,6 +287,7 @@ def test_root_mode_without_root_is_a_privilege_error(tmp_path):
     from rootfs.pipeline.stages import install
 
     r, w = os.pipe()
+    import_all_of_rootfs()  # the child, as nobody, may not read the checkout
     pid = os.fork()
     if pid == 0:
         msg = b"no error"
@@ -346,6 +348,7 @@ def test_extract_mode_as_nobody_records_owners(host_repo, tmp_path):
         root.mkdir()
         os.chown(root, 65534, 65534)
         r, w = os.pipe()
+        import_all_of_rootfs()  # the child, as nobody, may not read the checkout
         pid = os.fork()
         if pid == 0:
             try:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import needs_tool
@@ -122,3 +123,38 @@ def test_a_destination_not_pushed_to_yet_is_pushed_to(env, tmp_path):
         assert rebuilt["outcome"] == "built" and list(rebuilt["pushed"]) == [b]
     finally:
         reg.stop()
+
+
+def test_a_recipe_moved_elsewhere_has_the_same_inputs(tmp_path):
+    """Where a recipe was read (its path, the source locations messages
+    cite, the directory its hooks start in) is not an input: the same file
+    in another directory builds the same image, so a copy of the project
+    (a CI checkout, a rootless user's copy) finds it up to date."""
+    import shutil
+
+    from rootfs.model.inputs import build_inputs
+    from rootfs.model.lock import Lock
+    from rootfs.model.recipe import load_recipe
+    from rootfs.model.report import recipe_digest
+
+    original = Path(__file__).resolve().parent.parent / "rootfs" / "recipes" / "bookworm.toml"
+    moved = tmp_path / "elsewhere" / "bookworm.toml"
+    moved.parent.mkdir()
+    shutil.copy(original, moved)
+    text = original.read_text() + '\n[customize]\ncommands = ["true"]\n'
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "c.toml").write_text(text)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "c.toml").write_text(text)
+    lock = Lock("deb", "bookworm", "debian", "bookworm", "amd64")
+
+    def inputs(path: Path):
+        r = load_recipe(str(path))
+        return recipe_digest(r), build_inputs(r, lock, files=[], formats=("oci",), tag="", layer_compression="gzip",
+                                              source_date_epoch=0, sbom=True).digest()
+
+    assert inputs(original) == inputs(moved)
+    assert inputs(tmp_path / "a" / "c.toml") == inputs(tmp_path / "b" / "c.toml")
+    # and what the recipe says still counts
+    (tmp_path / "b" / "c.toml").write_text(text.replace('"true"', '"false"'))
+    assert inputs(tmp_path / "a" / "c.toml")[1] != inputs(tmp_path / "b" / "c.toml")[1]

@@ -91,3 +91,17 @@ def make_unpriv(base: Path) -> Unpriv:
     if not _works(python, path):
         pytest.skip(f"cannot give {USER} a working rootfs")
     return Unpriv(python, path, pw.pw_uid, pw.pw_gid, copy)
+
+
+def import_all_of_rootfs() -> None:
+    """Import every rootfs module now, for a test that forks and drops to
+    nobody in-process: the child may no longer read the checkout (a CI
+    clone in a directory only root can enter), and rootfs imports lazily."""
+    import importlib
+    import pkgutil
+
+    import rootfs
+
+    for m in pkgutil.walk_packages(rootfs.__path__, "rootfs."):
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)

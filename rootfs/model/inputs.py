@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 
 from rootfs import __version__
 from rootfs.model.lock import Lock
-from rootfs.model.recipe import Recipe
+from rootfs.model.recipe import Recipe, build_data
 from rootfs.model.report import packages_digest
 
 INPUTS_FORMAT = 1
@@ -109,8 +109,8 @@ class BuildInputs:
 def selection_digest(recipe: Recipe, lock: Lock) -> str:
     """Digest of what a recipe selects (its sources, packages and backend
     section; not [image] or [customize]): BuildInputs.recipe."""
-    selection = asdict(recipe)
-    for key in ("path", "description", "image", "customize"):
+    selection = build_data(recipe)
+    for key in ("image", "customize"):
         selection.pop(key, None)
     # Where the packages came from counts as the lock records it: a mirror
     # named on the command line and the same mirror found in the host's apt
@@ -128,8 +128,8 @@ def build_inputs(recipe: Recipe, lock: Lock, *, files: list[tuple[str, str]], fo
     return BuildInputs(
         tool_version=__version__,
         recipe=selection_digest(recipe, lock),
-        customize=_digest(asdict(recipe.customize)),
-        image=_digest(asdict(recipe.image)),
+        customize=_digest(build_data(recipe.customize)),
+        image=_digest(build_data(recipe.image)),
         packages=packages_digest(lock),
         files=tuple(sorted(files)),
         formats=tuple(sorted(formats)),

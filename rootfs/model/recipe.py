@@ -95,6 +95,24 @@ def settings_module(backend: str):
     return importlib.import_module(f"rootfs.backends.{backend}.settings")
 
 
+def build_data(part) -> dict:
+    """A recipe (or a section of one) as plain data, without its
+    description and what only names where it was read (its path, the places
+    messages cite, the directory hooks start in): a recipe moved to another
+    directory builds the same image."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("path", "where", "cwd")}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    data = strip(dataclasses.asdict(part))
+    data.pop("description", None)
+    return data
+
+
 def recipe_dirs() -> list[Path]:
     """$ROOTFS_RECIPES (colon-separated directories) first, then the
     recipes shipped in the package."""

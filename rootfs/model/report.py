@@ -21,10 +21,9 @@ REPORT_FORMAT = 1
 
 def recipe_digest(recipe: Recipe) -> str:
     """Digest of everything in a recipe that changes what gets built."""
-    data = asdict(recipe)
-    data.pop("path", None)
-    data.pop("description", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    from rootfs.model.recipe import build_data
+
+    return hashlib.sha256(json.dumps(build_data(recipe), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def packages_digest(lock: Lock) -> str:
