@@ -602,8 +602,8 @@ def test_a_hanging_maintainer_script_ends_the_build_with_exit_11(tmp_path, gpg_k
         before = tree(world, (world / "cache", world / "repo"))
         started = time.monotonic()
         p = run_rootfs(["make", recipe, "--mirror", url, "-f", "tar", "-o", world / "o.tar",
-                        "--cache-dir", world / "cache", "--no-sbom"], world, env={"ROOTFS_TIMEOUT": "20"})
-        assert_refused(p, 11, "preinst", "did not finish within 20 seconds", "ROOTFS_TIMEOUT")
+                        "--cache-dir", world / "cache", "--no-sbom"], world, env={"ROOTFS_TIMEOUT": "10"})
+        assert_refused(p, 11, "preinst", "did not finish within 10 seconds", "ROOTFS_TIMEOUT")
         assert time.monotonic() - started < 300
         assert not (world / "o.tar").exists()
         assert_nothing_outside(world, before, ("cache", "repo"))
