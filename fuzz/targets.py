@@ -300,7 +300,7 @@ def rpm(data: bytes) -> None:
 # -- rpm-md ------------------------------------------------------------------
 
 REPOMD = b"""<?xml version="1.0" encoding="UTF-8"?>
-<repomd xmlns="http://linux.duke.edu/metadata/repo" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
+<repomd xmlns="urn:rootfs:fuzz:repo" xmlns:rpm="urn:rootfs:fuzz:rpm">
   <revision>1700000000</revision>
   <data type="primary">
     <checksum type="sha256">5b3a2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b</checksum>
@@ -316,7 +316,7 @@ REPOMD = b"""<?xml version="1.0" encoding="UTF-8"?>
 """
 
 PRIMARY = b"""<?xml version="1.0" encoding="UTF-8"?>
-<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm" packages="1">
+<metadata xmlns="urn:rootfs:fuzz:common" xmlns:rpm="urn:rootfs:fuzz:rpm" packages="1">
 <package type="rpm">
   <name>bash</name>
   <arch>x86_64</arch>
@@ -595,7 +595,7 @@ def docker_manifest(data: bytes) -> None:
 
 def _registry_seeds() -> list[bytes]:
     return [
-        _join(b'Bearer realm="https://auth.example.org/token",service="registry.example.org",scope="repository:a/b:pull"',
+        _join(b'Bearer realm="https://auth.invalid/token",service="registry.invalid",scope="repository:a/b:pull"',
               b'{"token": "abc.def-ghi", "expires_in": 300}',
               b'{"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": {"Tag": "x"}}]}',
               _index(_manifest())),
@@ -622,7 +622,7 @@ def registry(data: bytes) -> None:
 
     ch = challenge.decode("latin-1").replace("\r", " ").replace("\n", " ")
     parse_challenge(ch)
-    err = Response(404, headers(Content_Type="application/json"), error, "https://registry.example.org/v2/")
+    err = Response(404, headers(Content_Type="application/json"), error, "https://registry.invalid/v2/")
     err.error_text()
     err.error_codes()
     err.json()
@@ -633,7 +633,7 @@ def registry(data: bytes) -> None:
 
         def send(self, method, url, hdrs, body=None, *, sink=None):
             self.calls += 1
-            if "/token" in url or "auth" in url or not url.startswith("https://registry.example.org"):
+            if "/token" in url or "auth" in url or not url.startswith("https://registry.invalid"):
                 return Response(200, headers(), token, url)
             if "Authorization" not in hdrs and self.calls == 1:
                 return Response(401, headers(WWW_Authenticate=ch), error, url)
@@ -645,7 +645,7 @@ def registry(data: bytes) -> None:
         def drop(self, url):
             pass
 
-    ref = parse_reference("registry.example.org/a/b:1")
+    ref = parse_reference("registry.invalid/a/b:1")
     sess = Session(ref, RegistryOptions(retries=0, creds=None), transport=Answers())
     sess.creds = None
     _get_manifest(sess, "1", None)
