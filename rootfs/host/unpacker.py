@@ -267,6 +267,15 @@ class Extractor:
             raise _Refused("it resolves outside the root")  # cannot happen with resolve_in_root
         return host[len(self.root) + 1:].split("/")
 
+    def _mkdir_at(self, fd: int, comps: list[str], i: int) -> None:
+        """comps[i] made (0755) in fd, the directory of comps[:i], and
+        recorded; one that appeared meanwhile is left as it is."""
+        try:
+            os.mkdir(comps[i], 0o755, dir_fd=fd)
+        except FileExistsError:
+            return
+        self._record("/".join(comps[: i + 1]), Attr(stat.S_IFDIR | 0o755))
+
     def _open_plain(self, fd: int, comps: list[str], i: int, create: bool) -> int:
         """comps[i] opened in fd (the directory of comps[:i]) when it is a
         real directory, created (0755) when missing and create is true; -1
@@ -277,12 +286,7 @@ class Extractor:
         except FileNotFoundError:
             if not create:
                 raise
-            try:
-                os.mkdir(comp, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-            else:
-                self._record("/".join(comps[: i + 1]), Attr(stat.S_IFDIR | 0o755))
+            self._mkdir_at(fd, comps, i)
             try:
                 return os.open(comp, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -329,12 +333,7 @@ class Extractor:
                 except FileNotFoundError:
                     if not create:
                         raise
-                    try:
-                        os.mkdir(comp, 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                    else:
-                        self._record("/".join(real[: i + 1]), Attr(stat.S_IFDIR | 0o755))
+                    self._mkdir_at(fd, real, i)
                     nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):

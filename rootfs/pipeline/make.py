@@ -371,20 +371,10 @@ def build_and_publish(req: MakeRequest, lock: Lock | LockSet, files: dict[str, P
 
 def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: Path, report: BuildReport,
                 final_path) -> None:
-    from rootfs.pipeline import stages as pipeline
-
     keep_dir = "dir" in req.formats
     root = staging / (artifact_name("dir") if keep_dir else ".root")
     root.mkdir()
-    attrs = None if req.mode == "root" else AttrRecord()
-    with report.stage("install"):
-        result = pipeline.install(lock, files, root, _install_options(req, attrs))
-    if attrs is not None and attrs.get(".") is None:
-        # The root directory itself belongs to root in the image, whoever built it.
-        attrs.set(".", Attr(stat.S_IFDIR | 0o755))
-    check_image_user(root, req.recipe.image.user)
-    for step in result.skipped:
-        ui.warn(f"skipped: {step}")
+    result, attrs = _install_root(req, lock, files, root, report, ("install",))
     if attrs is not None and keep_dir:
         attrs.save(sidecar_path(root))
     atomic_write_text(staging / "lock.json", lock.to_json())
@@ -405,28 +395,40 @@ def _build_into(req: MakeRequest, lock: Lock, files: dict[str, Path], staging: P
     atomic_write_text(staging / "build.json", report.to_json())
 
 
+def _install_root(req: MakeRequest, lock: Lock, files: dict[str, Path], root: Path, report: BuildReport,
+                  stages: tuple[str, ...], which: str = ""):
+    """Install lock into root, timed as the report's stages; its image user
+    checked. Returns the install report and the attrs record (None as root)."""
+    from rootfs.pipeline import stages as pipeline
+
+    attrs = None if req.mode == "root" else AttrRecord()
+    with contextlib.ExitStack() as timed:
+        for name in stages:
+            timed.enter_context(report.stage(name))
+        result = pipeline.install(lock, files, root, _install_options(req, attrs))
+    if attrs is not None and attrs.get(".") is None:
+        # The root directory itself belongs to root in the image, whoever built it.
+        attrs.set(".", Attr(stat.S_IFDIR | 0o755))
+    check_image_user(root, req.recipe.image.user)
+    for step in result.skipped:
+        ui.warn(f"skipped{which}: {step}")
+    return result, attrs
+
+
 def _build_platforms_into(req: MakeRequest, locks: LockSet, files: dict[str, Path], staging: Path,
                           report: BuildReport, final_path) -> None:
     """Each architecture installed, given its SBOM and packed into its layer
     in turn (one root on disk at a time), then one index of them all."""
     from rootfs.pack import pack_layer, write_index
-    from rootfs.pipeline import stages as pipeline
 
     images = []
     for lock in locks.locks:
         arch = lock.architecture
         root = staging / f".root.{arch}"
         root.mkdir()
-        attrs = None if req.mode == "root" else AttrRecord()
         ui.info(f"{req.recipe.name}: {arch}")
         # Each architecture's share too: a foreign one's configure stage runs under emulation.
-        with report.stage("install"), report.stage(f"install:{arch}"):
-            result = pipeline.install(lock, files, root, _install_options(req, attrs))
-        if attrs is not None and attrs.get(".") is None:
-            attrs.set(".", Attr(stat.S_IFDIR | 0o755))
-        check_image_user(root, req.recipe.image.user)
-        for step in result.skipped:
-            ui.warn(f"skipped ({arch}): {step}")
+        result, attrs = _install_root(req, lock, files, root, report, ("install", f"install:{arch}"), f" ({arch})")
         # Each platform's manifest is the one a build of that architecture
         # alone makes, provenance included.
         alone = dataclasses.replace(req, recipe=req.recipe.replace(architecture=arch))
